@@ -1,0 +1,1 @@
+//! End-to-end and conformance tests over every HAL live in `tests/`.

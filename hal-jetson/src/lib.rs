@@ -1,0 +1,1 @@
+//! The Linux/Jetson platform and the `dynofa` program.

@@ -1,0 +1,1 @@
+//! The simulated Jetson (filled in by the runtime manager work).
