@@ -214,6 +214,7 @@ impl core::error::Error for LutError {}
 
 /// A fixed-capacity table of at most `N` sub-networks, each with at most `P` latency points.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Lut<const N: usize, const P: usize = DEFAULT_POINTS> {
     /// Width multiplier of the supernet the entries belong to.
     pub width: f32,
@@ -353,6 +354,7 @@ impl<const N: usize, const P: usize> Lut<N, P> {
 
 /// Why [`Lut::push`] refused an entry; the entry is given back.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum PushError<const P: usize> {
     /// The table is full.
     Full(LutEntry<P>),
