@@ -10,6 +10,7 @@ pub mod config;
 pub mod hal;
 pub mod json;
 pub mod lut;
+pub mod predictor;
 
 pub use arch::{Activation, BlockShape, Cost, Supernet};
 pub use config::{ConfigError, ConfigParseError, SubnetConfig, SubnetId};
