@@ -7,10 +7,12 @@ mod log;
 
 pub mod arch;
 pub mod config;
+pub mod control;
 pub mod hal;
 pub mod json;
 pub mod lut;
 pub mod predictor;
+pub mod runtime;
 
 pub use arch::{Activation, BlockShape, Cost, Supernet};
 pub use config::{ConfigError, ConfigParseError, SubnetConfig, SubnetId};

@@ -32,6 +32,19 @@ pub enum Unit {
     Cpu,
 }
 
+impl Unit {
+    /// Every unit, in [`Unit::index`] order.
+    pub const ALL: [Unit; 2] = [Unit::Gpu, Unit::Cpu];
+
+    /// A dense index (GPU 0, CPU 1) for per-unit arrays.
+    pub const fn index(self) -> usize {
+        match self {
+            Unit::Gpu => 0,
+            Unit::Cpu => 1,
+        }
+    }
+}
+
 impl fmt::Display for Unit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -113,6 +126,36 @@ impl<const P: usize> LutEntry<P> {
     /// Mean latency in ms at an operating point, if profiled there.
     pub fn mean_ms(&self, op: OperatingPoint) -> Option<f32> {
         self.latency_at(op).map(|l| l.mean_ms)
+    }
+
+    /// Predicted mean latency in ms at `op`: the profiled value when the entry was profiled there;
+    /// otherwise the nearest profiled clock of the same unit scaled by the clock ratio (as if all
+    /// of the frame scaled with 1/f, which overestimates when lowering the clock: the safe side);
+    /// an unpinned point (`freq_khz == 0`) is used as it is. `None` when the unit was never profiled.
+    pub fn predict_ms(&self, op: OperatingPoint) -> Option<f32> {
+        let mut best: Option<(f32, &LatencyPoint)> = None;
+        for l in self.latency.iter().filter(|l| l.unit == op.unit) {
+            if l.freq_khz == op.freq_khz {
+                return Some(l.mean_ms);
+            }
+            // Distance in log-frequency terms without a logarithm: the larger of the two ratios.
+            let d = if l.freq_khz == 0 || op.freq_khz == 0 {
+                f32::INFINITY
+            } else {
+                let (a, b) = (l.freq_khz as f32, op.freq_khz as f32);
+                if a > b { a / b } else { b / a }
+            };
+            if best.is_none_or(|(bd, _)| d < bd) {
+                best = Some((d, l));
+            }
+        }
+        best.map(|(_, l)| {
+            if l.freq_khz == 0 || op.freq_khz == 0 {
+                l.mean_ms
+            } else {
+                l.mean_ms * l.freq_khz as f32 / op.freq_khz as f32
+            }
+        })
     }
 
     /// Set the latency at an operating point, replacing an earlier one; gives the point back when full.
@@ -267,9 +310,10 @@ impl<const N: usize, const P: usize> Lut<N, P> {
         self.entries.iter().position(|e| e.config == *config)
     }
 
-    /// Entries profiled at `op`, as (index, mean latency, top-1).
+    /// Entries with a latency on `op`'s unit, as (index, mean latency predicted at `op`, top-1);
+    /// see [`LutEntry::predict_ms`].
     fn at(&self, op: OperatingPoint) -> impl Iterator<Item = (usize, f32, f32)> + '_ {
-        self.entries.iter().enumerate().filter_map(move |(i, e)| e.mean_ms(op).map(|l| (i, l, e.top1)))
+        self.entries.iter().enumerate().filter_map(move |(i, e)| e.predict_ms(op).map(|l| (i, l, e.top1)))
     }
 
     /// Pareto front on `op` (no entry is both faster and at least as accurate), fastest first.
@@ -299,7 +343,7 @@ impl<const N: usize, const P: usize> Lut<N, P> {
 
     /// The most accurate entry strictly faster than entry `from` on `op` (one level down).
     pub fn next_faster(&self, op: OperatingPoint, from: usize) -> Option<usize> {
-        let current = self.entries.get(from)?.mean_ms(op)?;
+        let current = self.entries.get(from)?.predict_ms(op)?;
         self.at(op)
             .filter(|&(_, l, _)| l < current)
             .max_by(|a, b| a.2.total_cmp(&b.2).then(b.1.total_cmp(&a.1)))
@@ -619,6 +663,25 @@ mod tests {
         assert_eq!(lut.next_more_accurate(GPU, 1), Some(3));
         assert_eq!(lut.next_more_accurate(GPU, 3), None);
         assert_eq!(lut.find(&SubnetConfig::uniform(3, 3, 2, 168)), Some(2));
+    }
+
+    #[test]
+    fn latency_is_predicted_at_clocks_not_profiled() {
+        let mut e = LutEntry::<4>::new(SubnetConfig::uniform(3, 3, 2, 160), 70.0, Top1Source::Predicted);
+        assert_eq!(e.predict_ms(GPU), None);
+        let at = |f, ms| LatencyPoint { unit: Unit::Gpu, freq_khz: f, mean_ms: ms, std_ms: 0.0 };
+        e.set_latency(at(1_000_000, 10.0)).unwrap();
+        e.set_latency(at(500_000, 16.0)).unwrap();
+        let op = |f| OperatingPoint { unit: Unit::Gpu, freq_khz: f };
+        assert_eq!(e.predict_ms(op(500_000)), Some(16.0));
+        // Nearest profiled clock, scaled by the clock ratio.
+        assert_eq!(e.predict_ms(op(250_000)), Some(32.0));
+        assert_eq!(e.predict_ms(op(2_000_000)), Some(5.0));
+        assert_eq!(e.predict_ms(CPU), None);
+        // An unpinned point stands for any clock.
+        let mut u = LutEntry::<4>::new(SubnetConfig::uniform(3, 3, 2, 160), 70.0, Top1Source::Predicted);
+        u.set_latency(at(0, 12.0)).unwrap();
+        assert_eq!(u.predict_ms(op(250_000)), Some(12.0));
     }
 
     #[test]
