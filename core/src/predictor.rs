@@ -86,7 +86,7 @@ impl From<ConfigError> for PredictorError {
 
 /// The resolution bucket of the encoding for a resolution of the w1.2 supernet (160..=224).
 pub const fn resolution_bucket(r: u16) -> usize {
-    ((r - RESOLUTION_BASE) / RESOLUTION_BUCKET_WIDTH) as usize
+    (r.saturating_sub(RESOLUTION_BASE) / RESOLUTION_BUCKET_WIDTH) as usize
 }
 
 fn choice(options: &[u8; 3], v: u8) -> usize {

@@ -1,1 +1,3 @@
 //! The Linux/Jetson platform and the `dynofa` program.
+
+pub mod design;

@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: dynofa's developer tasks (matklad's cargo-xtask pattern).
 
 mod ci;
+mod search;
 mod util;
 
 use anyhow::Result;
@@ -17,10 +18,13 @@ struct Cli {
 enum Task {
     /// Everything CI checks: fmt, clippy, tests, bare-metal and aarch64 builds, aarch64 tests under qemu.
     Ci(ci::Args),
+    /// Evolutionary search into a LUT (default: regenerate luts/xavier-nx.json; --check verifies it).
+    Search(search::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Ci(args) => ci::run(args),
+        Task::Search(args) => search::run_task(args),
     }
 }

@@ -1,0 +1,29 @@
+//! `dynofa`: the Dynamic-OFA runtime and its design-time tools.
+
+mod predict;
+mod search;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "dynofa", version, about = "Dynamic-OFA in Rust: runtime switching between OFA sub-networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Predict a sub-network's ImageNet top-1 with OFA's accuracy predictor.
+    Predict(predict::Args),
+    /// Evolutionary search for a Pareto set per processing unit, written as a LUT.
+    Search(search::Args),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Predict(args) => predict::run(args),
+        Command::Search(args) => search::run(args),
+    }
+}
