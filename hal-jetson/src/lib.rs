@@ -1,3 +1,4 @@
 //! The Linux/Jetson platform and the `dynofa` program.
 
 pub mod design;
+pub mod linux;
