@@ -4,16 +4,14 @@
 
 mod sysfs_support;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dynofa_core::hal::FrequencyControl;
 use dynofa_hal_jetson::linux::fake::FakeBoard;
 use dynofa_hal_jetson::linux::{ClockOverride, Platform};
-use sysfs_support::{CHILD_ROOT, child, read, tree, write};
+use sysfs_support::{CHILD_ROOT, child, read, signal_once_ready, tree, write};
 
 const GPU: &str = "sys/class/devfreq/17000000.gv11b";
 const POLICY2: &str = "sys/devices/system/cpu/cpufreq/policy2";
@@ -107,37 +105,7 @@ fn nvpmodel_changing_clocks_underneath_is_reported_and_left_alone() {
 fn signal_restores(signal: &str, number: i32) {
     let dir = tree(FakeBoard::XavierNxJetPack5);
     let root = dir.path();
-    let mut proc = child("a_signal_restores_the_original_settings", root, None)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the child");
-    let stdout = BufReader::new(proc.stdout.take().unwrap());
-    // The child prints the marker once its clocks are set (or ends, which ends the lines); libtest may put
-    // its own words before it on the line.
-    let mut seen = Vec::new();
-    for line in stdout.lines().map_while(Result::ok) {
-        seen.push(line);
-        if seen.last().is_some_and(|l| l.contains(PINNED)) {
-            break;
-        }
-    }
-    assert!(seen.last().is_some_and(|l| l.contains(PINNED)), "the child never pinned; it printed {seen:?}");
-    assert_eq!(read(root, &format!("{GPU}/max_freq")), "510000000");
-
-    let killed = Command::new("kill").args(["-s", signal, &proc.id().to_string()]).status().expect("run kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = proc.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            proc.kill().unwrap();
-            panic!("the child did not end within 10 s of {signal}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = signal_once_ready(child("a_signal_restores_the_original_settings", root, None), PINNED, signal);
     assert_eq!(status.signal(), Some(number), "the child ends as the signal would: {status}");
     assert_original(root);
 }

@@ -1,6 +1,8 @@
 //! `cargo xtask <task>`: dynofa's developer tasks (matklad's cargo-xtask pattern).
 
+mod build_jetson;
 mod ci;
+mod flash;
 mod search;
 mod util;
 
@@ -18,6 +20,10 @@ struct Cli {
 enum Task {
     /// Everything CI checks: fmt, clippy, tests, bare-metal and aarch64 builds, aarch64 tests under qemu.
     Ci(ci::Args),
+    /// Release build of `dynofa` for a Jetson (aarch64, the JetPack's glibc), checked and run under qemu.
+    BuildJetson(build_jetson::Args),
+    /// Install dynofa on a board over ssh: binary, LUTs, weights; optionally the udev rule and a service.
+    Flash(flash::Args),
     /// Evolutionary search into a LUT (default: regenerate luts/xavier-nx.json; --check verifies it).
     Search(search::Args),
 }
@@ -25,6 +31,8 @@ enum Task {
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Ci(args) => ci::run(args),
+        Task::BuildJetson(args) => build_jetson::run(args),
+        Task::Flash(args) => flash::run(args),
         Task::Search(args) => search::run_task(args),
     }
 }

@@ -3,10 +3,12 @@
 #![allow(dead_code, reason = "every sysfs test binary includes this module and uses part of it")]
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use dynofa_hal_jetson::linux::fake::{self, FakeBoard};
 use tempfile::TempDir;
@@ -59,4 +61,34 @@ pub fn child(name: &str, root: &Path, creds: Option<(u32, u32)>) -> Command {
         cmd.uid(uid).gid(gid);
     }
     cmd
+}
+
+/// Start `cmd`, wait until it prints a line containing `marker`, send it `signal` (a `kill -s` name), and
+/// return how it ended (within 10 s, else it is killed and the test fails).
+pub fn signal_once_ready(mut cmd: Command, marker: &str, signal: &str) -> ExitStatus {
+    let mut proc = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the child");
+    let stdout = BufReader::new(proc.stdout.take().expect("piped stdout"));
+    // The lines end when the child does; libtest may put its own words before the marker on a line.
+    let mut seen = Vec::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        let ready = line.contains(marker);
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.contains(marker)), "the child never got ready; it printed {seen:?}");
+    let killed = Command::new("kill").args(["-s", signal, &proc.id().to_string()]).status().expect("run kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = proc.try_wait().expect("wait for the child") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            proc.kill().expect("kill the child");
+            panic!("the child did not end within 10 s of SIG{signal}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -1,5 +1,6 @@
 //! `dynofa`: the Dynamic-OFA runtime and its design-time tools.
 
+mod platform;
 mod predict;
 mod search;
 
@@ -19,11 +20,14 @@ enum Command {
     Predict(predict::Args),
     /// Evolutionary search for a Pareto set per processing unit, written as a LUT.
     Search(search::Args),
+    /// What the Linux/Jetson platform finds here: board, GPU/CPU DVFS (or why not), loads, EMC.
+    Platform(platform::Args),
 }
 
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Predict(args) => predict::run(args),
         Command::Search(args) => search::run(args),
+        Command::Platform(args) => platform::run(args),
     }
 }
