@@ -10,7 +10,7 @@
 //! frames after a switch (a warm-up) and frames over 90 ms (a constant for its demo's targets);
 //! the warm-up is a parameter here, the fixed cut-off is left out.
 
-use crate::control::{ControlError, Decision, Goal, MAX_MODELS, ModelSpec, Policy, goal_ok, specs_ok};
+use crate::control::{ControlError, Decision, Goal, MAX_MODELS, ModelSpec, Policy, specs_ok};
 use crate::lut::{Lut, OperatingPoint, Unit};
 
 /// Longest averaging window.
@@ -128,7 +128,7 @@ impl<const N: usize, const P: usize> Policy for DynamicOfa<'_, N, P> {
     }
 
     fn set_goal(&mut self, model: usize, goal: Goal) -> Decision {
-        if model < self.n && goal_ok(&goal) {
+        if model < self.n && goal.is_valid() {
             self.tracks[model].spec.goal = goal;
         }
         // The policy only ever reacts through its averaging window.

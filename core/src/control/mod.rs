@@ -50,6 +50,17 @@ impl Goal {
         Goal { target_ms, period_ms: 0.0, floor_top1: 0.0, priority: 1.0 }
     }
 
+    /// Whether target and priority are finite and positive, the period finite and non-negative and
+    /// the floor finite: what every policy requires of a goal.
+    pub fn is_valid(&self) -> bool {
+        let pos = |v: f32| v.is_finite() && v > 0.0;
+        pos(self.target_ms)
+            && pos(self.priority)
+            && self.period_ms.is_finite()
+            && self.period_ms >= 0.0
+            && self.floor_top1.is_finite()
+    }
+
     /// The time a frame slot lasts: the period, or the target when frames run back to back.
     pub fn slot_ms(&self) -> f32 {
         if self.period_ms > 0.0 { self.period_ms } else { self.target_ms }
@@ -211,18 +222,12 @@ impl core::fmt::Display for ControlError {
 
 impl core::error::Error for ControlError {}
 
-/// Check a goal; shared by every policy's constructor and `set_goal`.
-pub(crate) fn goal_ok(g: &Goal) -> bool {
-    let pos = |v: f32| v.is_finite() && v > 0.0;
-    pos(g.target_ms) && pos(g.priority) && g.period_ms.is_finite() && g.period_ms >= 0.0 && g.floor_top1.is_finite()
-}
-
 /// Check a model list; shared by every policy's constructor.
 pub(crate) fn specs_ok(specs: &[ModelSpec]) -> Result<(), ControlError> {
     if specs.is_empty() || specs.len() > MAX_MODELS {
         return Err(ControlError::ModelCount { found: specs.len() });
     }
-    match specs.iter().position(|s| !goal_ok(&s.goal)) {
+    match specs.iter().position(|s| !s.goal.is_valid()) {
         Some(model) => Err(ControlError::Goal { model }),
         None => Ok(()),
     }
