@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dynofa_core::lut::Unit;
 
+use super::restore::{Claim, ClockOverride, Knob, Registry};
 use super::{SysfsError, fs};
 
 /// A unit's operating points in kHz beside the raw values its kernel files use (Hz for devfreq, kHz for
@@ -93,6 +94,84 @@ impl Access {
             None => Ok(()),
             Some((path, kind)) => Err(SysfsError::Write { path: path.clone(), source: io::Error::from(*kind) }),
         }
+    }
+}
+
+/// What the GPU and CPU controls both keep: the table, write access, the saved settings, the pin.
+#[derive(Debug)]
+pub(crate) struct Pinning {
+    unit: Unit,
+    points: Points,
+    access: Access,
+    claim: Claim,
+    pinned: Option<u32>,
+}
+
+impl Pinning {
+    pub(crate) fn new(unit: Unit, points: Points, access: Access) -> Self {
+        Self { unit, points, access, claim: Claim::new(unit), pinned: None }
+    }
+
+    pub(crate) fn available_khz(&self) -> &[u32] {
+        self.points.khz()
+    }
+
+    /// The points a pin may use: none without write access, as `FrequencyControl` asks.
+    pub(crate) fn operating_points(&self) -> &[u32] {
+        if self.access.check().is_ok() { self.points.khz() } else { &[] }
+    }
+
+    pub(crate) fn dvfs(&self) -> Result<(), SysfsError> {
+        self.access.check()
+    }
+
+    pub(crate) fn pinned_khz(&self) -> Option<u32> {
+        self.pinned
+    }
+
+    /// The clock in kHz from a current-frequency file.
+    pub(crate) fn current_khz(&self, cur: &Path) -> Result<u32, SysfsError> {
+        Ok(self.points.to_khz(fs::read_u64(cur, "a frequency")?))
+    }
+
+    /// Saved knobs another tool rewrote, and current-frequency files `curs` that left the pinned point.
+    pub(crate) fn overrides(&self, curs: impl IntoIterator<Item = PathBuf>) -> Result<Vec<ClockOverride>, SysfsError> {
+        let mut found = self.claim.overrides()?;
+        if let Some(khz) = self.pinned {
+            for cur in curs {
+                if let Some(now) = self.points.drifted(&cur, khz)? {
+                    let (wrote, found_now) = (format!("{khz} kHz"), format!("{now} kHz"));
+                    found.push(ClockOverride { unit: self.unit, path: cur, wrote, found: found_now });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Put the saved settings back (idempotent).
+    pub(crate) fn restore(&mut self) -> Result<Vec<ClockOverride>, SysfsError> {
+        self.pinned = None;
+        self.claim.restore()
+    }
+
+    /// Pin `khz`: `apply` writes the raw value through the registry, then every file of `curs` must read
+    /// back as `khz`. `knobs` are saved before the first pin.
+    pub(crate) fn pin(
+        &mut self,
+        khz: u32,
+        knobs: impl FnOnce() -> Vec<Knob>,
+        curs: &[PathBuf],
+        apply: impl Fn(&mut Registry, u64, u64) -> Result<(), SysfsError>,
+    ) -> Result<(), SysfsError> {
+        self.points.raw(self.unit, khz)?;
+        self.access.check()?;
+        let (unit, points) = (self.unit, &self.points);
+        self.claim.pin(knobs, self.pinned, khz, |registry, id, khz| {
+            apply(registry, id, points.raw(unit, khz)?)?;
+            curs.iter().try_for_each(|cur| points.read_back(unit, cur, khz))
+        })?;
+        self.pinned = Some(khz);
+        Ok(())
     }
 }
 

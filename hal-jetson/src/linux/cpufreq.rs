@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use dynofa_core::hal::{ErrorType, FrequencyControl};
 use dynofa_core::lut::Unit;
 
-use super::clock::{Access, Points};
-use super::restore::{Claim, ClockOverride, Knob};
+use super::clock::{Access, Pinning, Points};
+use super::restore::{ClockOverride, Knob};
 use super::{SysfsError, fs};
 
 /// How the CPU clock is pinned.
@@ -62,11 +62,8 @@ impl Policy {
 #[derive(Debug)]
 pub struct CpuFreq {
     policies: Vec<Policy>,
-    points: Points,
     mode: CpuPinMode,
-    access: Access,
-    claim: Claim,
-    pinned: Option<u32>,
+    pinning: Pinning,
 }
 
 /// The policy folders: `cpufreq/policy*`, or on kernels without them each `cpu*/cpufreq` once.
@@ -139,7 +136,7 @@ impl CpuFreq {
         };
         let paths: Vec<PathBuf> = policies.iter().flat_map(|p| files.iter().map(|f| p.file(f))).collect();
         let access = Access::probe(paths.iter().map(PathBuf::as_path));
-        Ok(Self { policies, points: Points::new(common, 1), mode, access, claim: Claim::new(Unit::Cpu), pinned: None })
+        Ok(Self { policies, mode, pinning: Pinning::new(Unit::Cpu, Points::new(common, 1), access) })
     }
 
     /// The policies, in the kernel's order.
@@ -154,44 +151,29 @@ impl CpuFreq {
 
     /// The frequencies every policy offers, in kHz, whether or not this process may pin them.
     pub fn available_khz(&self) -> &[u32] {
-        self.points.khz()
+        self.pinning.available_khz()
     }
 
     /// `Ok` when this process may pin the clock, else the error that says which file refused and why.
     pub fn dvfs(&self) -> Result<(), SysfsError> {
-        self.access.check()
+        self.pinning.dvfs()
     }
 
     /// The pinned point in kHz, if pinned.
     pub fn pinned_khz(&self) -> Option<u32> {
-        self.pinned
+        self.pinning.pinned_khz()
     }
 
     /// What another tool (nvpmodel, jetson_clocks) changed since the last pin: a rewritten governor or
     /// limit, or a policy whose clock no longer reads back as the pinned point.
     pub fn overrides(&mut self) -> Result<Vec<ClockOverride>, SysfsError> {
-        let mut found = self.claim.overrides()?;
-        if let Some(khz) = self.pinned {
-            for p in &self.policies {
-                let cur = p.file("scaling_cur_freq");
-                if let Some(now) = self.points.drifted(&cur, khz)? {
-                    found.push(ClockOverride {
-                        unit: Unit::Cpu,
-                        path: cur,
-                        wrote: format!("{khz} kHz"),
-                        found: format!("{now} kHz"),
-                    });
-                }
-            }
-        }
-        Ok(found)
+        self.pinning.overrides(self.policies.iter().map(|p| p.file("scaling_cur_freq")))
     }
 
     /// Put the original governors or limits back (idempotent); returns the settings left alone because
     /// another tool changed them since.
     pub fn restore(&mut self) -> Result<Vec<ClockOverride>, SysfsError> {
-        self.pinned = None;
-        self.claim.restore()
+        self.pinning.restore()
     }
 }
 
@@ -205,18 +187,16 @@ impl FrequencyControl for CpuFreq {
     }
 
     fn operating_points(&self) -> &[u32] {
-        if self.access.check().is_ok() { self.points.khz() } else { &[] }
+        self.pinning.operating_points()
     }
 
     /// The first policy's clock (all policies move together once pinned).
     fn current_khz(&mut self) -> Result<u32, SysfsError> {
-        Ok(self.points.to_khz(fs::read_u64(&self.policies[0].file("scaling_cur_freq"), "a frequency in kHz")?))
+        self.pinning.current_khz(&self.policies[0].file("scaling_cur_freq"))
     }
 
     fn set_khz(&mut self, khz: u32) -> Result<(), SysfsError> {
-        self.points.raw(Unit::Cpu, khz)?;
-        self.access.check()?;
-        let (policies, points, mode) = (&self.policies, &self.points, self.mode);
+        let (policies, mode) = (&self.policies, self.mode);
         let knobs = || {
             policies
                 .iter()
@@ -228,8 +208,8 @@ impl FrequencyControl for CpuFreq {
                 })
                 .collect()
         };
-        self.claim.pin(knobs, self.pinned, khz, |registry, id, khz| {
-            let value = points.raw(Unit::Cpu, khz)?;
+        let curs: Vec<PathBuf> = policies.iter().map(|p| p.file("scaling_cur_freq")).collect();
+        self.pinning.pin(khz, knobs, &curs, |registry, id, value| {
             for (i, p) in policies.iter().enumerate() {
                 match mode {
                     CpuPinMode::Userspace => {
@@ -242,9 +222,7 @@ impl FrequencyControl for CpuFreq {
                     CpuPinMode::Limits => registry.set_range(id, i, value, value)?,
                 }
             }
-            policies.iter().try_for_each(|p| points.read_back(Unit::Cpu, &p.file("scaling_cur_freq"), khz))
-        })?;
-        self.pinned = Some(khz);
-        Ok(())
+            Ok(())
+        })
     }
 }

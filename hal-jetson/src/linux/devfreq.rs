@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use dynofa_core::hal::{ErrorType, FrequencyControl};
 use dynofa_core::lut::Unit;
 
-use super::clock::{Access, Points};
-use super::restore::{Claim, ClockOverride, Knob};
+use super::clock::{Access, Pinning, Points};
+use super::restore::{ClockOverride, Knob};
 use super::{SysfsError, fs};
 
 /// Names of Tegra GPUs as their devfreq nodes end (`17000000.gv11b` on Xavier, `17000000.ga10b` on Orin
@@ -26,10 +26,7 @@ pub(crate) fn is_gpu_node(name: &str) -> bool {
 #[derive(Debug)]
 pub struct GpuDevfreq {
     dir: PathBuf,
-    points: Points,
-    access: Access,
-    claim: Claim,
-    pinned: Option<u32>,
+    pinning: Pinning,
 }
 
 impl GpuDevfreq {
@@ -43,7 +40,7 @@ impl GpuDevfreq {
             return Err(SysfsError::NoOperatingPoints { path: list, driver: "devfreq".into() });
         }
         let access = Access::probe([dir.join("min_freq").as_path(), dir.join("max_freq").as_path()]);
-        Ok(Self { dir, points: Points::new(hz, 1000), access, claim: Claim::new(Unit::Gpu), pinned: None })
+        Ok(Self { pinning: Pinning::new(Unit::Gpu, Points::new(hz, 1000), access), dir })
     }
 
     /// The devfreq node's name, such as `17000000.gv11b`.
@@ -58,12 +55,12 @@ impl GpuDevfreq {
 
     /// Every frequency the GPU offers in kHz, ascending, whether or not this process may pin them.
     pub fn available_khz(&self) -> &[u32] {
-        self.points.khz()
+        self.pinning.available_khz()
     }
 
     /// `Ok` when this process may pin the clock, else the error that says which file refused and why.
     pub fn dvfs(&self) -> Result<(), SysfsError> {
-        self.access.check()
+        self.pinning.dvfs()
     }
 
     /// The devfreq governor (`nvhost_podgov` on a Jetson).
@@ -73,32 +70,19 @@ impl GpuDevfreq {
 
     /// The pinned point in kHz, if pinned.
     pub fn pinned_khz(&self) -> Option<u32> {
-        self.pinned
+        self.pinning.pinned_khz()
     }
 
     /// What another tool (nvpmodel, jetson_clocks) changed since the last pin: rewritten limits, or a clock
     /// that no longer reads back as the pinned point. Empty when nothing changed or nothing is pinned.
     pub fn overrides(&mut self) -> Result<Vec<ClockOverride>, SysfsError> {
-        let mut found = self.claim.overrides()?;
-        if let Some(khz) = self.pinned {
-            let cur = self.dir.join("cur_freq");
-            if let Some(now) = self.points.drifted(&cur, khz)? {
-                found.push(ClockOverride {
-                    unit: Unit::Gpu,
-                    path: cur,
-                    wrote: format!("{khz} kHz"),
-                    found: format!("{now} kHz"),
-                });
-            }
-        }
-        Ok(found)
+        self.pinning.overrides([self.dir.join("cur_freq")])
     }
 
     /// Put the original limits back (idempotent); returns the limits left alone because another tool
     /// changed them since.
     pub fn restore(&mut self) -> Result<Vec<ClockOverride>, SysfsError> {
-        self.pinned = None;
-        self.claim.restore()
+        self.pinning.restore()
     }
 }
 
@@ -112,25 +96,17 @@ impl FrequencyControl for GpuDevfreq {
     }
 
     fn operating_points(&self) -> &[u32] {
-        if self.access.check().is_ok() { self.points.khz() } else { &[] }
+        self.pinning.operating_points()
     }
 
     fn current_khz(&mut self) -> Result<u32, SysfsError> {
-        Ok(self.points.to_khz(fs::read_u64(&self.dir.join("cur_freq"), "a frequency in Hz")?))
+        self.pinning.current_khz(&self.dir.join("cur_freq"))
     }
 
     fn set_khz(&mut self, khz: u32) -> Result<(), SysfsError> {
-        self.points.raw(Unit::Gpu, khz)?;
-        self.access.check()?;
-        let (dir, points) = (&self.dir, &self.points);
+        let dir = &self.dir;
         let knobs = || vec![Knob::Range { min: dir.join("min_freq"), max: dir.join("max_freq") }];
-        self.claim.pin(knobs, self.pinned, khz, |registry, id, khz| {
-            let hz = points.raw(Unit::Gpu, khz)?;
-            registry.set_range(id, 0, hz, hz)?;
-            points.read_back(Unit::Gpu, &dir.join("cur_freq"), khz)
-        })?;
-        self.pinned = Some(khz);
-        Ok(())
+        self.pinning.pin(khz, knobs, &[dir.join("cur_freq")], |registry, id, hz| registry.set_range(id, 0, hz, hz))
     }
 }
 
