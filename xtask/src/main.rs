@@ -4,6 +4,7 @@ mod build_jetson;
 mod ci;
 mod flash;
 mod search;
+mod sim;
 mod util;
 
 use anyhow::Result;
@@ -26,6 +27,10 @@ enum Task {
     Flash(flash::Args),
     /// Evolutionary search into a LUT (default: regenerate luts/xavier-nx.json; --check verifies it).
     Search(search::Args),
+    /// Every simulator scenario under every policy as a markdown table, with the acceptance checks.
+    SimTable,
+    /// Refresh the scenario golden traces in firmware-tests/golden/.
+    GoldenTraces,
 }
 
 fn main() -> Result<()> {
@@ -34,5 +39,7 @@ fn main() -> Result<()> {
         Task::BuildJetson(args) => build_jetson::run(args),
         Task::Flash(args) => flash::run(args),
         Task::Search(args) => search::run_task(args),
+        Task::SimTable => sim::table(),
+        Task::GoldenTraces => sim::golden_traces(),
     }
 }
