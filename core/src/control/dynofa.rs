@@ -65,7 +65,10 @@ pub struct Dynofa<'l, const N: usize, const P: usize> {
     cands: [heapless::Vec<Candidate, N>; 2],
     clock: [u32; 2],
     tail: [f32; 2],
+    /// Frames on each unit since its last change or upgrade check.
     since_change: [u32; 2],
+    /// Whether an estimate on the unit stepped, so that an upgrade check is due at once.
+    recheck: [bool; 2],
     power: [Option<PowerTable>; 2],
 }
 
@@ -77,6 +80,8 @@ type Group = ([usize; MAX_MODELS], usize);
 struct Choice {
     clock: u32,
     entries: [usize; MAX_MODELS],
+    /// Each chosen entry's mean latency alone on the unit at `clock`.
+    means: [f32; MAX_MODELS],
     score: f32,
     energy_w: f32,
     all_fit: bool,
@@ -104,6 +109,7 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
             clock: clocks_khz,
             tail: [tail_factor(lut, Unit::Gpu, &params), tail_factor(lut, Unit::Cpu, &params)],
             since_change: [params.dwell; 2],
+            recheck: [false; 2],
             power: [None, None],
         };
         d.specs[..specs.len()].copy_from_slice(specs);
@@ -249,14 +255,20 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
         let mut views = [view; 2];
         views[unit.index()] = view;
         let p = plan(&models[..*n], views)?;
-        let mut c = Choice { clock, entries: [0; MAX_MODELS], score: p.score, energy_w: 0.0, all_fit: p.all_fit };
-        let mut means = [0.0; MAX_MODELS];
+        let mut c = Choice {
+            clock,
+            entries: [0; MAX_MODELS],
+            means: [0.0; MAX_MODELS],
+            score: p.score,
+            energy_w: 0.0,
+            all_fit: p.all_fit,
+        };
         for (i, &k) in ids[..*n].iter().enumerate() {
             let cand = cands[p.pos[i]];
             c.entries[k] = usize::from(cand.entry);
-            means[k] = cand.mean_ms;
+            c.means[k] = cand.mean_ms;
         }
-        c.energy_w = self.energy_w(unit, clock, g, &means, view.external_share);
+        c.energy_w = self.energy_w(unit, clock, g, &c.means, view.external_share);
         Some(c)
     }
 
@@ -305,8 +317,14 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
             .iter()
             .all(|&k| shared_latency_ms(self.mean[k], self.others(k), view) * tail <= self.specs[k].goal.target_ms);
         let upgrade_only = fits && !forced;
-        if upgrade_only && self.since_change[u] < self.params.dwell {
+        if upgrade_only && self.since_change[u] < self.params.dwell && !self.recheck[u] {
             return Decision::STAY;
+        }
+        self.recheck[u] = false;
+        if upgrade_only {
+            // Whatever this check finds, the next one is a dwell away (or at the next step of an
+            // estimate): checking every frame would cost a plan per frame for nothing.
+            self.since_change[u] = 0;
         }
         let view = if upgrade_only { UnitView { tail: tail * (1.0 + self.params.hysteresis), ..view } } else { view };
         let Some(choice) = self.best(unit, &g, view) else {
@@ -340,19 +358,20 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
         let (ids, n) = g;
         let u = unit.index();
         let mut d = Decision::STAY;
-        if choice.clock != self.clock[u] {
-            debug!("dynofa: {} clock {=u32} -> {=u32} kHz", unit, self.clock[u], choice.clock);
-            self.clock[u] = choice.clock;
-            d = d.with_clock(unit, choice.clock);
-        }
         for &k in &ids[..*n] {
             if choice.entries[k] != self.active[k] {
                 debug!("dynofa: model {=usize} entry {=usize} -> {=usize}", k, self.active[k], choice.entries[k]);
                 self.active[k] = choice.entries[k];
                 d = d.with_switch(k, choice.entries[k]);
             }
+            self.mean[k] = choice.means[k];
         }
-        self.refresh(unit);
+        if choice.clock != self.clock[u] {
+            debug!("dynofa: {} clock {=u32} -> {=u32} kHz", unit, self.clock[u], choice.clock);
+            self.clock[u] = choice.clock;
+            d = d.with_clock(unit, choice.clock);
+            self.refresh(unit);
+        }
         self.rescale(unit, &phis);
         self.since_change[u] = 0;
         d
@@ -392,9 +411,10 @@ impl<const N: usize, const P: usize> Policy for Dynofa<'_, N, P> {
         if model >= self.n || !(latency_ms.is_finite() && latency_ms > 0.0) || self.mean[model] <= 0.0 {
             return Decision::STAY;
         }
-        self.est[model].update(latency_ms / self.mean[model]);
+        let stepped = self.est[model].update(latency_ms / self.mean[model]);
         let unit = self.specs[model].unit;
         let u = unit.index();
+        self.recheck[u] |= stepped;
         self.since_change[u] = self.since_change[u].saturating_add(1);
         self.decide(unit, false)
     }

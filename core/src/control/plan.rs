@@ -145,6 +145,18 @@ impl Search<'_, '_> {
         }
         let rest: f32 = self.models[depth + 1..].iter().map(|m| m.priority * m.cands[0].top1).sum();
         let m = self.models[depth];
+        let alone = !self.models.iter().enumerate().any(|(j, o)| j != depth && o.unit == m.unit);
+        if alone && !self.relaxed[depth] {
+            // Nothing else on the unit: along the front latency falls as accuracy falls, so the
+            // first candidate that fits is the best, found by bisection.
+            let view = self.units[m.unit.index()];
+            let p = m.cands.partition_point(|c| shared_latency_ms(c.mean_ms, 0.0, view) * view.tail > m.target_ms);
+            if p < m.cands.len() {
+                self.pos[depth] = p;
+                self.go(depth + 1, score + m.priority * m.cands[p].top1);
+            }
+            return;
+        }
         let first = if self.relaxed[depth] { m.cands.len() - 1 } else { 0 };
         for p in first..m.cands.len() {
             let s = score + m.priority * m.cands[p].top1;
