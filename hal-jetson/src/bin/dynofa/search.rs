@@ -49,6 +49,9 @@ pub struct Args {
     /// Input resolutions to search (default: the smallest of each predictor bucket the tables cover).
     #[arg(long, value_delimiter = ',')]
     resolutions: Vec<u16>,
+    /// Independent searches per constraint, the best kept (1: OFA's single run).
+    #[arg(long, default_value_t = 1)]
+    restarts: usize,
     /// Provenance note that starts the LUT's "source" field (seed, date and machine are appended).
     #[arg(long, default_value = "dynofa search")]
     note: String,
@@ -107,6 +110,7 @@ pub fn run(args: Args) -> Result<()> {
         generations: args.generations,
         resolutions,
         seed: args.seed,
+        restarts: args.restarts,
         ..SearchParams::default()
     };
     let models: Vec<LatencyModel> =
@@ -122,12 +126,13 @@ pub fn run(args: Args) -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let weights = PredictorWeights::embedded()?;
 
-    let count = search_count(&searches);
+    let count = search_count(&searches, &params);
     eprintln!(
-        "searching {count} constraints over {} unit(s): population {}, {} generations, resolutions {:?}, seed {}, {threads} thread(s)",
+        "{count} searches over {} unit(s): population {}, {} generations, {} restart(s) per constraint, resolutions {:?}, seed {}, {threads} thread(s)",
         units.len(),
         params.population,
         params.generations,
+        params.restarts,
         params.resolutions,
         params.seed
     );
