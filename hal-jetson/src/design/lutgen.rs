@@ -28,6 +28,31 @@ pub struct UnitTables {
     pub tables: OpTables,
 }
 
+/// A LUT of the given entries (duplicates of an earlier entry's sub-network are skipped), each
+/// with the latency points that `latency` gives for it.
+pub fn lut_of(
+    net: &Supernet,
+    entries: impl IntoIterator<Item = (SubnetConfig, f32, Top1Source)>,
+    source: &str,
+    mut latency: impl FnMut(&SubnetConfig) -> Result<Vec<LatencyPoint>, DesignError>,
+) -> Result<DesignLut, DesignError> {
+    let mut lut = DesignLut::new(net.width_mult as f32);
+    lut.source.push_str(source).map_err(|_| {
+        DesignError::Lut(format!("lut source note is {} bytes, at most {} fit", source.len(), lut.source.capacity()))
+    })?;
+    for (config, top1, top1_source) in entries {
+        if lut.find(&config).is_some() {
+            continue;
+        }
+        let mut entry = LutEntry::new(config.canonical(), top1, top1_source);
+        for point in latency(&config)? {
+            entry.set_latency(point).map_err(|_| DesignError::Lut("too many operating points for one entry".into()))?;
+        }
+        lut.push(entry).map_err(|_| DesignError::Lut(format!("more than {LUT_CAPACITY} entries")))?;
+    }
+    Ok(lut)
+}
+
 /// A LUT holding every unit's Pareto set; each entry carries its table latency on every unit, so
 /// `Lut::pareto(unit)` gives each unit's front and every entry can run anywhere.
 pub fn build_lut(
@@ -36,24 +61,21 @@ pub fn build_lut(
     fronts: &[Vec<Found>],
     source: &str,
 ) -> Result<DesignLut, DesignError> {
-    let mut lut = DesignLut::new(net.width_mult as f32);
-    lut.source.push_str(source).map_err(|_| {
-        DesignError::Lut(format!("lut source note is {} bytes, at most {} fit", source.len(), lut.source.capacity()))
-    })?;
-    for found in fronts.iter().flatten() {
-        if lut.find(&found.config).is_some() {
-            continue;
-        }
-        let mut entry = LutEntry::new(found.config.canonical(), found.top1, Top1Source::Predicted);
-        for u in units {
-            let l = u.tables.network(net, &found.config)?;
-            let point =
-                LatencyPoint { unit: u.unit, freq_khz: u.freq_khz, mean_ms: l.mean_ms as f32, std_ms: l.std_ms as f32 };
-            entry.set_latency(point).map_err(|_| DesignError::Lut("too many operating points for one entry".into()))?;
-        }
-        lut.push(entry).map_err(|_| DesignError::Lut(format!("more than {LUT_CAPACITY} entries")))?;
-    }
-    Ok(lut)
+    let entries = fronts.iter().flatten().map(|f| (f.config, f.top1, Top1Source::Predicted));
+    lut_of(net, entries, source, |cfg| {
+        units
+            .iter()
+            .map(|u| {
+                let l = u.tables.network(net, cfg)?;
+                Ok(LatencyPoint {
+                    unit: u.unit,
+                    freq_khz: u.freq_khz,
+                    mean_ms: l.mean_ms as f32,
+                    std_ms: l.std_ms as f32,
+                })
+            })
+            .collect()
+    })
 }
 
 /// The LUT as JSON with one entry per line (readable diffs), ending in a newline.
@@ -81,9 +103,19 @@ fn describe(c: &SubnetConfig) -> String {
     format!("ks {:?} e {:?} d {:?} r {}", c.ks, c.e, c.d, c.r)
 }
 
+/// What [`check`] compares besides the sub-networks and their top-1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckLatency {
+    /// Latencies too (derived figures that a rerun reproduces).
+    Compare,
+    /// Not latencies (measurements, which no rerun reproduces).
+    Ignore,
+}
+
 /// Compare a committed LUT with a fresh one: the same width and entries (configs exactly, top-1
-/// and latencies to 1e-4 relative); the `source` note, which holds a date, is not compared.
-pub fn check(path: &Path, fresh: &DesignLut) -> Result<(), DesignError> {
+/// and, if asked, latencies to 1e-4 relative); the `source` note, which holds a date, is not
+/// compared.
+pub fn check(path: &Path, fresh: &DesignLut, latency: CheckLatency) -> Result<(), DesignError> {
     let old = read_lut(path)?;
     let stale = |why: String| {
         DesignError::Lut(format!(
@@ -102,16 +134,58 @@ pub fn check(path: &Path, fresh: &DesignLut) -> Result<(), DesignError> {
         if a.config != b.config {
             return Err(stale(format!("entry {i} is {} but now {}", describe(&a.config), describe(&b.config))));
         }
-        let same_latency = a.latency.len() == b.latency.len()
-            && a.latency
-                .iter()
-                .zip(&b.latency)
-                .all(|(x, y)| x.point() == y.point() && close(x.mean_ms, y.mean_ms) && close(x.std_ms, y.std_ms));
+        let same_latency = latency == CheckLatency::Ignore
+            || a.latency.len() == b.latency.len()
+                && a.latency
+                    .iter()
+                    .zip(&b.latency)
+                    .all(|(x, y)| x.point() == y.point() && close(x.mean_ms, y.mean_ms) && close(x.std_ms, y.std_ms));
         if !close(a.top1, b.top1) || a.top1_source != b.top1_source || !same_latency {
             return Err(stale(format!("entry {i} has other top-1 or latency ({a:?} vs {b:?})")));
         }
     }
     Ok(())
+}
+
+/// The sub-networks of a file with their top-1: a LUT, or a JSON list of OFA config dicts (whose
+/// top-1 `predict` gives).
+pub fn read_subnets(
+    path: &Path,
+    net: &Supernet,
+    predict: impl Fn(&SubnetConfig) -> Result<f32, DesignError>,
+) -> Result<Vec<(SubnetConfig, f32, Top1Source)>, DesignError> {
+    let text = std::fs::read(path).map_err(|source| DesignError::Io { path: path.to_path_buf(), source })?;
+    if let Ok(lut) = DesignLut::from_json(&text) {
+        return Ok(lut.entries().iter().map(|e| (e.config, e.top1, e.top1_source)).collect());
+    }
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&text).map_err(|source| DesignError::Json { path: path.to_path_buf(), source })?;
+    list.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let cfg = SubnetConfig::from_json(v.to_string().as_bytes(), net).map_err(|e| {
+                DesignError::Lut(format!("{}: neither a LUT nor a list of OFA configs (item {i}: {e})", path.display()))
+            })?;
+            Ok((cfg, predict(&cfg)?, Top1Source::Predicted))
+        })
+        .collect()
+}
+
+/// A short description of this machine: the board model where the device tree names one (a
+/// Jetson), else the CPU model, with the core count.
+pub fn machine() -> String {
+    let board = std::fs::read_to_string("/proc/device-tree/model").ok().map(|m| m.trim_end_matches('\0').to_string());
+    let cpu = || {
+        std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+    };
+    let name = board.or_else(cpu).unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{name}, {cores} cores")
 }
 
 /// Today's date (UTC) as `YYYY-MM-DD`.
@@ -165,14 +239,25 @@ mod tests {
         let path = dir.join("lut.json");
         std::fs::write(&path, to_json(&lut)).unwrap();
         assert_eq!(read_lut(&path).unwrap(), lut);
-        check(&path, &lut).unwrap();
+        check(&path, &lut, CheckLatency::Compare).unwrap();
         let mut other = found.clone();
         other[3].top1 += 0.5;
         let changed = build_lut(&net, &units, &[other], "test").unwrap();
-        let err = check(&path, &changed).unwrap_err().to_string();
+        let err = check(&path, &changed, CheckLatency::Compare).unwrap_err().to_string();
+        let mut slower = lut.clone();
+        slower.entries_mut()[0].latency[0].mean_ms += 1.0;
+        check(&path, &slower, CheckLatency::Ignore).unwrap();
+        assert!(check(&path, &slower, CheckLatency::Compare).is_err());
         assert!(err.contains("is stale: entry 3"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
 
+        let list = dir.join("configs.json");
+        std::fs::write(&list, r#"[{"ks":[3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],"e":[3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3],"d":[2,2,2,2,2],"r":[160]}]"#).unwrap();
+        let subnets = read_subnets(&list, &net, |_| Ok(70.0)).unwrap();
+        assert_eq!(subnets, vec![(SubnetConfig::uniform(3, 3, 2, 160), 70.0, Top1Source::Predicted)]);
+        assert_eq!(read_subnets(&path, &net, |_| Ok(0.0)).unwrap().len(), 6);
+        std::fs::write(&list, "[{\"ks\": 3}]").unwrap();
+        assert!(read_subnets(&list, &net, |_| Ok(0.0)).unwrap_err().to_string().contains("item 0"));
+        std::fs::remove_dir_all(&dir).unwrap();
         let long = "x".repeat(300);
         assert!(build_lut(&net, &units, &[found], &long).unwrap_err().to_string().contains("300 bytes"));
     }

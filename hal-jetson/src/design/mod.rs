@@ -10,10 +10,12 @@
 pub mod latency;
 pub mod lutgen;
 pub mod predictor;
+pub mod profile;
 pub mod search;
 
 use std::path::PathBuf;
 
+use dynofa_core::hal::ErrorKind;
 use dynofa_core::predictor::PredictorError;
 
 /// What went wrong in a design-time tool.
@@ -102,6 +104,14 @@ pub enum DesignError {
     /// The predictor refused its weights or a sub-network.
     #[error(transparent)]
     Predictor(#[from] PredictorError),
+    /// The inference engine failed while profiling.
+    #[error("inference engine failed ({kind}): {message}")]
+    Engine {
+        /// What kind of failure.
+        kind: ErrorKind,
+        /// The engine's error.
+        message: String,
+    },
     /// A LUT could not be built, read or written.
     #[error("{0}")]
     Lut(String),
@@ -140,6 +150,8 @@ pub(crate) mod testdata {
         pub config: SubnetConfig,
         pub lut_gpu_ms: f64,
         pub lut_cpu_ms: f64,
+        /// Measured by Dynamic-OFA's authors (believed Xavier NX GPU, PyTorch, batch 1).
+        pub latency_ms: f64,
     }
 
     #[derive(Deserialize)]
@@ -151,6 +163,7 @@ pub(crate) mod testdata {
         r: u16,
         lut_gpu_ms: f64,
         lut_cpu_ms: f64,
+        latency_ms: f64,
     }
 
     fn set(name: &str) -> Vec<Level> {
@@ -167,6 +180,7 @@ pub(crate) mod testdata {
                 config: SubnetConfig { ks: l.ks, e: l.e, d: l.d, r: l.r },
                 lut_gpu_ms: l.lut_gpu_ms,
                 lut_cpu_ms: l.lut_cpu_ms,
+                latency_ms: l.latency_ms,
             })
             .collect()
     }

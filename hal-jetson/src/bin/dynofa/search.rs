@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let lut = lutgen::build_lut(&SUPERNET, &units, &fronts, &source)?;
     if args.check {
-        lutgen::check(&args.out, &lut)?;
+        lutgen::check(&args.out, &lut, lutgen::CheckLatency::Compare)?;
         println!("search took {elapsed:.2} s");
         println!("{} is up to date ({} entries)", args.out.display(), lut.len());
     } else {
