@@ -1,1 +1,18 @@
-//! CPU kernels and the CPU engine of dynofa (filled in by the CPU engine work).
+//! CPU kernels and the CPU engine of dynofa.
+//!
+//! - [`weights`]: OFA MobileNetV3's state dict from safetensors (original key names, w1.0 and
+//!   w1.2), checked and laid out once for the kernels; per-sub-network BN statistics.
+//! - [`seeded`]: deterministic seeded weights (bit-identical on x86_64 and aarch64), the default
+//!   when no checkpoint is given.
+//! - [`cpu`]: reference and fast kernels and [`CpuEngine`], which runs any sub-network directly
+//!   on the shared weights and switches without allocating or copying.
+
+pub mod cpu;
+pub mod rng;
+pub mod seeded;
+pub mod statedict;
+pub mod weights;
+
+pub use cpu::{CpuEngine, EngineError, Isa};
+pub use seeded::{DEFAULT_SEED, seeded_safetensors};
+pub use weights::{BnTable, SupernetWeights, WeightsError, load_tensor, save_tensor};

@@ -232,8 +232,24 @@ def set_subnet(net, cfg):
     net.set_active_subnet(ks=cfg["ks"], e=cfg["e"], d=cfg["d"])
 
 
-def make_input(seed, r):
+SPLITMIX_SCHEME = "splitmix64: element i (flat NCHW) = (splitmix64_at(seed, i) >> 40) / 2**24 * 4 - 2"
+
+
+def make_input(seed, r, scheme="normal"):
+    if scheme == "splitmix64":
+        return splitmix_input(seed, r)
     return np.random.default_rng(seed).standard_normal((1, 3, r, r), dtype=np.float32)
+
+
+def splitmix_input(seed, r):
+    """Uniform [-2, 2) from SplitMix64 by index; dynofa_kernels::rng::golden_input computes the same."""
+    i = np.arange(1, 3 * r * r + 1, dtype=np.uint64)
+    z = np.uint64(seed) + i * np.uint64(0x9E3779B97F4A7C15)  # uint64 arrays wrap around
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    u = (z >> np.uint64(40)).astype(np.float64) / float(1 << 24)
+    return (u * 4.0 - 2.0).astype(np.float32).reshape(1, 3, r, r)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -280,7 +296,7 @@ def cmd_golden(args):
     manifest = {
         "width": width,
         "weights": os.path.basename(args.weights),
-        "input_scheme": INPUT_SCHEME,
+        "input_scheme": SPLITMIX_SCHEME if args.input_scheme == "splitmix64" else INPUT_SCHEME,
         "versions": versions(),
         "cases": [],
     }
@@ -294,7 +310,7 @@ def cmd_golden(args):
             case_net = copy.deepcopy(net)
             apply_bn_overrides(case_net, os.path.join(cases_dir, bn_file))
         set_subnet(case_net, cfg)
-        x = make_input(seed, cfg["r"])
+        x = make_input(seed, cfg["r"], args.input_scheme)
         xt = torch.from_numpy(x)
         # float64 copy of the same weights (the exact-math reference)
         net64 = copy.deepcopy(case_net).double()
@@ -472,6 +488,8 @@ def main():
     g.add_argument("--bn", help="BN running-stat overrides (safetensors) applied to all cases")
     g.add_argument("--intermediates", action="store_true", help="also write <name>.intermediates.safetensors")
     g.add_argument("--threads", type=int, default=2)
+    g.add_argument("--input-scheme", choices=["normal", "splitmix64"], default="normal",
+                   help="splitmix64: inputs that dynofa recomputes from the seed, so goldens need not store them")
     g.set_defaults(fn=cmd_golden)
 
     b = sub.add_parser("bench", help="batch-1 median latency")

@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: dynofa's developer tasks (matklad's cargo-xtask pattern).
 
+mod bench;
 mod build_jetson;
 mod ci;
 mod flash;
@@ -31,6 +32,8 @@ enum Task {
     SimTable,
     /// Refresh the scenario golden traces in firmware-tests/golden/.
     GoldenTraces,
+    /// Benchmarks: `cpu` = the CPU engine next to ONNX Runtime and PyTorch (scripts/ref), and activate().
+    Bench(bench::Args),
 }
 
 fn main() -> Result<()> {
@@ -41,5 +44,6 @@ fn main() -> Result<()> {
         Task::Search(args) => search::run_task(args),
         Task::SimTable => sim::table(),
         Task::GoldenTraces => sim::golden_traces(),
+        Task::Bench(args) => bench::run_task(args),
     }
 }

@@ -1,5 +1,7 @@
 //! `dynofa`: the Dynamic-OFA runtime and its design-time tools.
 
+mod gen_weights;
+mod infer;
 mod platform;
 mod predict;
 mod search;
@@ -18,6 +20,10 @@ struct Cli {
 enum Command {
     /// Predict a sub-network's ImageNet top-1 with OFA's accuracy predictor.
     Predict(predict::Args),
+    /// Run one sub-network on an input with the CPU engine (logits to a safetensors file).
+    Infer(infer::Args),
+    /// Write the seeded default supernet weights as an OFA state dict (safetensors).
+    GenWeights(gen_weights::Args),
     /// Evolutionary search for a Pareto set per processing unit, written as a LUT.
     Search(search::Args),
     /// What the Linux/Jetson platform finds here: board, GPU/CPU DVFS (or why not), loads, EMC.
@@ -28,6 +34,8 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Predict(args) => predict::run(args),
         Command::Search(args) => search::run(args),
+        Command::Infer(args) => infer::run(args),
+        Command::GenWeights(args) => gen_weights::run(args),
         Command::Platform(args) => platform::run(args),
     }
 }

@@ -1,0 +1,91 @@
+//! `dynofa infer`: run one sub-network on an input with the CPU engine.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Result, anyhow};
+use dynofa_core::arch::NUM_CLASSES;
+use dynofa_core::hal::InferenceEngine;
+use dynofa_core::{SubnetConfig, Supernet};
+use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights, load_tensor, save_tensor};
+
+/// Inference backends.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    /// The CPU engine (dynofa-kernels).
+    Cpu,
+}
+
+/// Options of `dynofa infer`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Supernet weights: OFA's state dict as safetensors (w1.0 or w1.2, detected); default: the
+    /// built-in seeded w1.2 weights.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// The sub-network's own BN statistics: safetensors with `<BN layer>.running_mean` and
+    /// `.running_var` at its active widths.
+    #[arg(long)]
+    bn: Option<PathBuf>,
+    /// Sub-network as OFA's JSON dict: {"ks": [20], "e": [20], "d": [5], "r": R or [R]}.
+    #[arg(long)]
+    config: PathBuf,
+    /// Input safetensors with tensor `input`, f32 [1, 3, r, r], NCHW, already normalised.
+    #[arg(long)]
+    input: PathBuf,
+    /// Output safetensors; receives tensor `logits`, f32 [1, 1000].
+    #[arg(long)]
+    output: PathBuf,
+    /// Backend.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+    /// Run the inference N more times after the first and print `median_ms=<value>` last.
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Threads of the CPU engine (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Backend::Cpu = args.backend;
+    let weights = match &args.weights {
+        Some(path) => SupernetWeights::load(path)?,
+        None => SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED),
+    };
+    let net = *weights.supernet();
+    let text =
+        std::fs::read(&args.config).map_err(|e| anyhow!("{}: cannot read the config: {e}", args.config.display()))?;
+    let cfg = SubnetConfig::from_json(&text, &net).map_err(|e| {
+        anyhow!("{}: not a sub-network of OFA MobileNetV3 w{}: {e}", args.config.display(), net.width_mult)
+    })?;
+    let r = cfg.r as usize;
+    let input = load_tensor(&args.input, "input", &[1, 3, r, r]).map_err(|e| anyhow!("{e} (the config's r = {r})"))?;
+    let bn = args.bn.as_ref().map(|path| weights.load_bn_statistics(path, &cfg)).transpose()?;
+
+    let mut engine = match args.threads {
+        Some(t) => CpuEngine::with_threads(weights, t),
+        None => CpuEngine::new(weights),
+    };
+    if let Some(table) = bn {
+        engine.register_bn(&cfg, table)?;
+    }
+    engine.activate(&cfg)?;
+    let mut logits = vec![0.0; NUM_CLASSES];
+    engine.infer(&input, &mut logits)?;
+    save_tensor(&args.output, "logits", &[1, NUM_CLASSES], &logits)?;
+
+    if let Some(n) = args.repeat.filter(|&n| n > 0) {
+        let mut times: Vec<f64> = (0..n)
+            .map(|_| {
+                let start = Instant::now();
+                engine.infer(&input, &mut logits).map(|()| start.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<Result<_, _>>()?;
+        times.sort_by(f64::total_cmp);
+        let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 };
+        println!("threads={} isa={:?} runs={n}", engine.threads(), engine.isa());
+        println!("median_ms={median:.3}");
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! The CPU engine and its kernels: portable references in [`reference`], the fast NHWC kernels
+//! beside them, and the engine that runs any sub-network on the shared weights.
+
+pub mod depthwise;
+mod engine;
+pub mod pointwise;
+pub mod reference;
+pub mod simd;
+pub mod team;
+pub mod vector;
+
+#[cfg(test)]
+mod tests;
+
+pub use engine::{CpuEngine, EngineError};
+pub use simd::Isa;
+
+use dynofa_core::Activation;
+
+/// An elementwise activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// No activation.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `x * relu6(x + 3) / 6`.
+    HSwish,
+    /// `relu6(x + 3) / 6`.
+    HSigmoid,
+}
+
+impl Act {
+    /// Apply to one value (`ofa`'s `x * relu6(x + 3) / 6` and `relu6(x + 3) / 6`).
+    #[inline(always)]
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::Identity => v,
+            Act::Relu => v.max(0.0),
+            // A multiply by 1/6 instead of ofa's division: within an ulp, and a division would
+            // dominate the cost of the depthwise epilogue.
+            Act::HSwish => v * (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
+            Act::HSigmoid => (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
+        }
+    }
+
+    /// Apply to a register tile, with the branch outside the loop so that it vectorises.
+    #[inline(always)]
+    pub fn apply_all<const N: usize>(self, v: &mut [f32; N]) {
+        match self {
+            Act::Identity => {}
+            Act::Relu => v.iter_mut().for_each(|x| *x = Act::Relu.apply(*x)),
+            Act::HSwish => v.iter_mut().for_each(|x| *x = Act::HSwish.apply(*x)),
+            Act::HSigmoid => v.iter_mut().for_each(|x| *x = Act::HSigmoid.apply(*x)),
+        }
+    }
+}
+
+impl From<Activation> for Act {
+    fn from(a: Activation) -> Self {
+        match a {
+            Activation::Relu => Act::Relu,
+            Activation::HSwish => Act::HSwish,
+        }
+    }
+}
+
+/// `first_conv`'s im2col: rows `pixels` of the `[o * o][27]` patch matrix of a 3x3, stride 2,
+/// padding 1 convolution over the NCHW image `input` (`[3][r][r]`), into `out`.
+pub fn stem_im2col(input: &[f32], r: usize, pixels: core::ops::Range<usize>, out: &mut [f32]) {
+    let o = dynofa_core::arch::conv_out(r, 3, 2);
+    for (row, p) in out.chunks_exact_mut(27).zip(pixels) {
+        let (oy, ox) = (p / o, p % o);
+        for (t, v) in row.iter_mut().enumerate() {
+            let (ci, dy, dx) = (t / 9, t / 3 % 3, t % 3);
+            let (iy, ix) = ((2 * oy + dy).wrapping_sub(1), (2 * ox + dx).wrapping_sub(1));
+            *v = if iy < r && ix < r { input[(ci * r + iy) * r + ix] } else { 0.0 };
+        }
+    }
+}

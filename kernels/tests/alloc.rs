@@ -1,0 +1,69 @@
+//! `activate` and `infer` never allocate: a counting global allocator sees zero allocations
+//! across 1,000 switches and inferences after start-up.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dynofa_core::hal::InferenceEngine;
+use dynofa_core::{SubnetConfig, Supernet};
+use dynofa_kernels::{CpuEngine, SupernetWeights};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator, only counting.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn switching_and_inference_allocate_nothing() {
+    let net = Supernet::W1_0;
+    let mut engine = CpuEngine::with_threads(SupernetWeights::seeded(net, 9), 2);
+    // Small sub-networks keep 1,000 inferences quick; they differ in every elastic dimension.
+    let mut mixed = SubnetConfig::uniform(7, 3, 2, 128);
+    (mixed.ks[0], mixed.e[1], mixed.d[4]) = (5, 6, 3);
+    let configs = [SubnetConfig::uniform(3, 3, 2, 128), mixed, SubnetConfig::uniform(5, 4, 2, 132)];
+    let table = engine.weights().bn_statistics_from_safetensors(&bn_file(), "bn".as_ref(), &configs[2]).unwrap();
+    engine.register_bn(&configs[2], table).unwrap();
+    let inputs: Vec<Vec<f32>> = configs.iter().map(|c| vec![0.5; 3 * (c.r as usize).pow(2)]).collect();
+    let mut out = vec![0.0; 1000];
+    // Start-up: the first inference of each network may touch lazily initialised runtime state.
+    for (c, x) in configs.iter().zip(&inputs) {
+        engine.activate(c).unwrap();
+        engine.infer(x, &mut out).unwrap();
+    }
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for i in 0..1000 {
+        let k = i % configs.len();
+        engine.activate(&configs[k]).unwrap();
+        engine.infer(&inputs[k], &mut out).unwrap();
+    }
+    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    assert!(out.iter().all(|v| v.is_finite()));
+    assert_eq!(after - before, 0, "allocations during 1,000 activate() + infer()");
+}
+
+/// A BN-statistics file for `uniform(5, 4, 2, 132)` that overrides one layer.
+fn bn_file() -> Vec<u8> {
+    let mean: Vec<u8> = (0..96).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![96], &mean).unwrap();
+    safetensors::serialize([("blocks.2.conv.depth_conv.bn.bn.running_mean", view)], None).unwrap()
+}
