@@ -4,6 +4,7 @@ mod bench;
 mod build_jetson;
 mod ci;
 mod flash;
+mod profile;
 mod search;
 mod sim;
 mod util;
@@ -28,6 +29,8 @@ enum Task {
     Flash(flash::Args),
     /// Evolutionary search into a LUT (default: regenerate luts/xavier-nx.json; --check verifies it).
     Search(search::Args),
+    /// Time sub-networks on this machine into a LUT of measured latencies (default: luts/host-cpu.json).
+    Profile(profile::Args),
     /// Every simulator scenario under every policy as a markdown table, with the acceptance checks.
     SimTable,
     /// Refresh the scenario golden traces in firmware-tests/golden/.
@@ -42,6 +45,7 @@ fn main() -> Result<()> {
         Task::BuildJetson(args) => build_jetson::run(args),
         Task::Flash(args) => flash::run(args),
         Task::Search(args) => search::run_task(args),
+        Task::Profile(args) => profile::run_task(args),
         Task::SimTable => sim::table(),
         Task::GoldenTraces => sim::golden_traces(),
         Task::Bench(args) => bench::run_task(args),

@@ -4,6 +4,7 @@ mod gen_weights;
 mod infer;
 mod platform;
 mod predict;
+mod profile;
 mod search;
 
 use anyhow::Result;
@@ -26,6 +27,8 @@ enum Command {
     GenWeights(gen_weights::Args),
     /// Evolutionary search for a Pareto set per processing unit, written as a LUT.
     Search(search::Args),
+    /// Time sub-networks on this machine and write them as a LUT of measured latencies.
+    Profile(profile::Args),
     /// What the Linux/Jetson platform finds here: board, GPU/CPU DVFS (or why not), loads, EMC.
     Platform(platform::Args),
 }
@@ -34,6 +37,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Predict(args) => predict::run(args),
         Command::Search(args) => search::run(args),
+        Command::Profile(args) => profile::run(args),
         Command::Infer(args) => infer::run(args),
         Command::GenWeights(args) => gen_weights::run(args),
         Command::Platform(args) => platform::run(args),

@@ -1,0 +1,140 @@
+//! `dynofa profile`: time whole sub-networks on this machine's CPU engine and write them as a LUT
+//! of measured latencies; with per-op tables, report how well their sums predict the measurements.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use dynofa_core::lut::{LatencyPoint, Unit};
+use dynofa_hal_jetson::design::latency::OpTables;
+use dynofa_hal_jetson::design::lutgen::{self, CheckLatency};
+use dynofa_hal_jetson::design::predictor::PredictorWeights;
+use dynofa_hal_jetson::design::profile::{ProfileParams, agreement, measure};
+use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Profiling backends.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    /// The CPU engine (dynofa-kernels).
+    Cpu,
+}
+
+/// Options of `dynofa profile`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Backend to time.
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+    /// The sub-networks to time: a LUT (its top-1 is kept) or a JSON list of OFA config dicts
+    /// (top-1 from OFA's predictor).
+    #[arg(long)]
+    subnets: PathBuf,
+    /// The LUT of measured latencies to write (or, with --check, to compare with).
+    #[arg(long)]
+    out: PathBuf,
+    /// Do not measure: fail when --out does not list the sub-networks and top-1 of --subnets.
+    #[arg(long)]
+    check: bool,
+    /// Supernet weights (OFA state dict as safetensors); default: the built-in seeded w1.2 weights
+    /// (latency does not depend on the values).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Engine threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Untimed runs per sub-network.
+    #[arg(long, default_value_t = ProfileParams::default().warmup)]
+    warmup: usize,
+    /// Timed runs per sub-network.
+    #[arg(long, default_value_t = ProfileParams::default().reps)]
+    reps: usize,
+    /// The CPU clock in kHz if it is pinned (0: not pinned).
+    #[arg(long, default_value_t = 0)]
+    freq_khz: u32,
+    /// Per-op tables of this unit (OFA format) to compare with the measurements.
+    #[arg(long)]
+    tables: Option<PathBuf>,
+    /// Provenance note that starts the LUT's "source" field (machine, engine and date are appended).
+    #[arg(long, default_value = "dynofa profile")]
+    note: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Backend::Cpu = args.backend;
+    let weights = match &args.weights {
+        Some(path) => SupernetWeights::load(path)?,
+        None => SupernetWeights::seeded(dynofa_core::Supernet::W1_2, DEFAULT_SEED),
+    };
+    let net = *weights.supernet();
+    let predictor_weights = PredictorWeights::embedded()?;
+    let predictor = predictor_weights.predictor();
+    let subnets = lutgen::read_subnets(&args.subnets, &net, |c| Ok(predictor.predict(c)?))?;
+    let mut engine = match args.threads {
+        Some(t) => CpuEngine::with_threads(weights, t),
+        None => CpuEngine::new(weights),
+    };
+    let params = ProfileParams { warmup: args.warmup, reps: args.reps };
+    let source = format!(
+        "{}; cpu engine {} threads {:?}, warmup {} reps {}; {}; {}",
+        args.note,
+        engine.threads(),
+        engine.isa(),
+        params.warmup,
+        params.reps,
+        lutgen::machine(),
+        lutgen::today()
+    );
+    let point = |mean_ms: f64, std_ms: f64| LatencyPoint {
+        unit: Unit::Cpu,
+        freq_khz: args.freq_khz,
+        mean_ms: mean_ms as f32,
+        std_ms: std_ms as f32,
+    };
+    if args.check {
+        let lut = lutgen::lut_of(&net, subnets, &source, |_| Ok(vec![]))?;
+        lutgen::check(&args.out, &lut, CheckLatency::Ignore)?;
+        println!("{} lists the sub-networks of {} ({} entries)", args.out.display(), args.subnets.display(), lut.len());
+        return Ok(());
+    }
+
+    let tables = args.tables.as_deref().map(OpTables::load_dir).transpose()?;
+    eprintln!(
+        "timing {} sub-networks on the cpu engine ({} threads, {:?}): {} warm-up and {} timed runs each",
+        subnets.len(),
+        engine.threads(),
+        engine.isa(),
+        params.warmup,
+        params.reps
+    );
+    let bar = ProgressBar::new((subnets.len() * (params.warmup + params.reps)) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs, ETA {eta}")
+            .expect("valid template"),
+    );
+    let mut rows = Vec::new();
+    let lut = lutgen::lut_of(&net, subnets, &source, |cfg| {
+        let m = measure(&mut engine, cfg, &params, &|| bar.inc(1))?;
+        let sum = tables.as_ref().map(|t| t.network(&net, cfg)).transpose()?;
+        rows.push((*cfg, m, sum));
+        Ok(vec![point(m.latency.mean_ms, m.latency.std_ms)])
+    })?;
+    bar.finish_and_clear();
+
+    println!("  sub-network        r   measured ms (std)   per-op sum ms");
+    for (cfg, m, sum) in &rows {
+        let sum = sum.map_or("-".to_string(), |s| format!("{:.3}", s.mean_ms));
+        println!("  {}  {:>3} {:>10.3} ({:>6.3}) {:>14}", cfg.id(), cfg.r, m.latency.mean_ms, m.latency.std_ms, sum);
+    }
+    if tables.is_some() && rows.len() >= 2 {
+        let pred: Vec<f64> = rows.iter().filter_map(|(_, _, s)| s.map(|s| s.mean_ms)).collect();
+        let meas: Vec<f64> = rows.iter().map(|(_, m, _)| m.latency.mean_ms).collect();
+        let a = agreement(&pred, &meas);
+        println!(
+            "per-op sum vs measured over {} sub-networks: measured/sum {:.3}, error {:.1} %, pearson {:.3}; fitted measured = {:.3} x sum + {:.3} ms leaves {:.1} %",
+            a.n, a.mean_ratio, a.mape_pct, a.pearson, a.slope, a.intercept, a.fit_mape_pct
+        );
+    }
+    std::fs::write(&args.out, lutgen::to_json(&lut)).with_context(|| format!("cannot write {}", args.out.display()))?;
+    println!("wrote {}: {} entries", args.out.display(), lut.len());
+    Ok(())
+}
