@@ -1,6 +1,7 @@
 //! OFA's per-op latency tables: the op keys of a sub-network, reading and writing the tables
-//! (one JSON file per input resolution, `{r}_lookup_table.json`, as OFA and Dynamic-OFA ship them),
-//! a sub-network's latency as the sum over its ops, and a compiled form for the search.
+//! (one file per input resolution: `{r}_lookup_table.json` as Dynamic-OFA ships them, or
+//! `{r}_lookup_table.yaml` as OFA writes them), a sub-network's latency as the sum over its ops, and
+//! a compiled form for the search.
 //!
 //! Keys follow `ofa.tutorial.latency_table.LatencyEstimator`:
 //! `expanded_conv-input:HxWxC-output:HxWxC-expand:M-kernel:k-stride:s-idskip:0|1-se:0|1-hs:0|1`
@@ -17,8 +18,14 @@ use serde::{Deserialize, Serialize};
 
 use super::DesignError;
 
-/// File name suffix of a per-resolution table.
+/// File name suffix of a per-resolution table in JSON.
 pub const TABLE_SUFFIX: &str = "_lookup_table.json";
+/// File name suffix of a per-resolution table in YAML.
+pub const YAML_TABLE_SUFFIX: &str = "_lookup_table.yaml";
+
+fn is_yaml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "yaml" || e == "yml")
+}
 
 /// One op of a sub-network, as OFA's latency tables name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,20 +200,28 @@ pub struct OpTable {
 }
 
 impl OpTable {
-    /// Read an OFA JSON table.
+    /// Read a table: YAML if the file ends in `.yaml` or `.yml`, else JSON.
     pub fn load(path: &Path) -> Result<Self, DesignError> {
         let text = std::fs::read(path).map_err(|source| DesignError::Io { path: path.to_path_buf(), source })?;
-        let ops =
-            serde_json::from_slice(&text).map_err(|source| DesignError::Json { path: path.to_path_buf(), source })?;
+        let ops = if is_yaml(path) {
+            serde_yaml_ng::from_slice(&text).map_err(|source| DesignError::Yaml { path: path.to_path_buf(), source })?
+        } else {
+            serde_json::from_slice(&text).map_err(|source| DesignError::Json { path: path.to_path_buf(), source })?
+        };
         Ok(OpTable { path: path.to_path_buf(), ops })
     }
 
-    /// Write the table as OFA's JSON (keys sorted) to `self.path`.
+    /// Write the table (keys sorted) to `self.path`, as YAML or JSON by its extension.
     pub fn write(&self) -> Result<(), DesignError> {
         let path = &self.path;
-        let text = serde_json::to_string_pretty(&self.ops)
-            .map_err(|source| DesignError::Json { path: path.clone(), source })?;
-        std::fs::write(path, text + "\n").map_err(|source| DesignError::Io { path: path.clone(), source })
+        let text = if is_yaml(path) {
+            serde_yaml_ng::to_string(&self.ops).map_err(|source| DesignError::Yaml { path: path.clone(), source })?
+        } else {
+            serde_json::to_string_pretty(&self.ops)
+                .map_err(|source| DesignError::Json { path: path.clone(), source })?
+                + "\n"
+        };
+        std::fs::write(path, text).map_err(|source| DesignError::Io { path: path.clone(), source })
     }
 
     /// The latency of an op, or an error naming the key and this file.
@@ -226,15 +241,18 @@ pub struct OpTables {
 }
 
 impl OpTables {
-    /// Read every `{r}_lookup_table.json` of a folder.
+    /// Read every `{r}_lookup_table.json` or `{r}_lookup_table.yaml` of a folder.
     pub fn load_dir(dir: &Path) -> Result<Self, DesignError> {
         let io = |source| DesignError::Io { path: dir.to_path_buf(), source };
         let mut tables = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let path = entry.map_err(io)?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if let Some(r) = name.strip_suffix(TABLE_SUFFIX).and_then(|r| r.parse::<u16>().ok()) {
-                tables.insert(r, OpTable::load(&path)?);
+            let r = [TABLE_SUFFIX, YAML_TABLE_SUFFIX].iter().find_map(|s| name.strip_suffix(s)?.parse::<u16>().ok());
+            if let Some(r) = r
+                && tables.insert(r, OpTable::load(&path)?).is_some()
+            {
+                return Err(DesignError::DuplicateTable { dir: dir.to_path_buf(), r });
             }
         }
         if tables.is_empty() {
@@ -438,15 +456,47 @@ mod tests {
     }
 
     #[test]
-    fn tables_round_trip_through_ofa_json() {
+    fn tables_round_trip_through_ofa_json_and_yaml() {
         let dir = std::env::temp_dir().join(format!("dynofa-optable-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let gpu = gpu_tables();
         let mut t = gpu.tables[&176].clone();
         t.path = dir.join(format!("176{TABLE_SUFFIX}"));
         t.write().unwrap();
+        let mut y = gpu.tables[&160].clone();
+        y.path = dir.join(format!("160{YAML_TABLE_SUFFIX}"));
+        y.write().unwrap();
         let back = OpTables::load_dir(&dir).unwrap();
-        assert_eq!(back.tables[&176], t);
+        assert_eq!((&back.tables[&176], &back.tables[&160]), (&t, &y));
+        // A second table for one resolution is refused rather than silently chosen.
+        let mut dup = y.clone();
+        dup.path = dir.join(format!("160{TABLE_SUFFIX}"));
+        dup.write().unwrap();
+        assert!(matches!(OpTables::load_dir(&dir), Err(DesignError::DuplicateTable { r: 160, .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// YAML exactly as PyYAML's `yaml.dump` writes OFA's tables.
+    #[test]
+    fn reads_pyyaml_output() {
+        let dir = std::env::temp_dir().join(format!("dynofa-optable-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("160_lookup_table.yaml");
+        std::fs::write(
+            &path,
+            "AvgPool2D-input:5x5x1152-output:1x1x1152:\n  count: 491\n  mean: 0.008482688391038698\n  std: 0.0006733248071883371\n\
+             expanded_conv-input:80x80x24-output:80x80x24-expand:24-kernel:3-stride:1-idskip:1-se:0-hs:0:\n  count: 499\n  mean: 0.8487194388777555\n  std: 0.021209080439092955\n",
+        )
+        .unwrap();
+        let t = OpTable::load(&path).unwrap();
+        let gpu = gpu_tables();
+        assert_eq!(t.ops.len(), 2);
+        for (k, v) in &t.ops {
+            assert_eq!(v, &gpu.tables[&160].ops[k]);
+        }
+        std::fs::write(&path, "AvgPool2D: [1, 2").unwrap();
+        let err = OpTable::load(&path).unwrap_err();
+        assert!(matches!(err, DesignError::Yaml { .. }) && err.to_string().starts_with(&path.display().to_string()));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

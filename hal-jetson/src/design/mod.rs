@@ -38,6 +38,14 @@ pub enum DesignError {
         /// The cause.
         source: serde_json::Error,
     },
+    /// A file is not YAML of the expected shape.
+    #[error("{}: {source}", path.display())]
+    Yaml {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_yaml_ng::Error,
+    },
     /// A weights file is not safetensors.
     #[error("{}: not a safetensors file ({message})", path.display())]
     Safetensors {
@@ -70,10 +78,18 @@ pub enum DesignError {
         file: PathBuf,
     },
     /// A folder holds no per-op tables.
-    #[error("{}: no per-op latency tables (files named <resolution>_lookup_table.json)", dir.display())]
+    #[error("{}: no per-op latency tables (files named <resolution>_lookup_table.json or .yaml)", dir.display())]
     NoTables {
         /// The folder.
         dir: PathBuf,
+    },
+    /// A folder holds two tables for one resolution (JSON and YAML).
+    #[error("{}: two latency tables for resolution {r}; keep one of the JSON and YAML files", dir.display())]
+    DuplicateTable {
+        /// The folder.
+        dir: PathBuf,
+        /// The resolution.
+        r: u16,
     },
     /// A table set has no table for a resolution.
     #[error("{}: no latency table for resolution {r} (expected {r}_lookup_table.json there)", dir.display())]
