@@ -35,6 +35,11 @@ pub struct Measured {
     pub count: usize,
 }
 
+/// The one-minute load average (Linux), to record how busy the machine was while it was timed.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 /// Mean and population standard deviation of samples in ms.
 pub fn stats(samples: &[f64]) -> Latency {
     let n = samples.len().max(1) as f64;

@@ -8,7 +8,7 @@ use dynofa_core::lut::{LatencyPoint, Unit};
 use dynofa_hal_jetson::design::latency::OpTables;
 use dynofa_hal_jetson::design::lutgen::{self, CheckLatency};
 use dynofa_hal_jetson::design::predictor::PredictorWeights;
-use dynofa_hal_jetson::design::profile::{ProfileParams, agreement, measure};
+use dynofa_hal_jetson::design::profile::{ProfileParams, agreement, load_average, measure};
 use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -68,22 +68,31 @@ pub fn run(args: Args) -> Result<()> {
     let net = *weights.supernet();
     let predictor_weights = PredictorWeights::embedded()?;
     let predictor = predictor_weights.predictor();
-    let subnets = lutgen::read_subnets(&args.subnets, &net, |c| Ok(predictor.predict(c)?))?;
+    let mut subnets = lutgen::read_subnets(&args.subnets, &net, |c| Ok(predictor.predict(c)?))?;
+    // Time each sub-network once, however often the list names it.
+    let mut seen = std::collections::HashSet::new();
+    subnets.retain(|(c, _, _)| seen.insert(c.id()));
     let mut engine = match args.threads {
         Some(t) => CpuEngine::with_threads(weights, t),
         None => CpuEngine::new(weights),
     };
     let params = ProfileParams { warmup: args.warmup, reps: args.reps };
-    let source = format!(
-        "{}; cpu engine {} threads {:?}, warmup {} reps {}; {}; {}",
-        args.note,
-        engine.threads(),
-        engine.isa(),
-        params.warmup,
-        params.reps,
-        lutgen::machine(),
-        lutgen::today()
-    );
+    let load_before = load_average();
+    let (threads, isa) = (engine.threads(), engine.isa());
+    let source = |load_after: Option<f64>| {
+        let load = match (load_before, load_after) {
+            (Some(a), Some(b)) => format!("; load average {a:.1} to {b:.1}"),
+            _ => String::new(),
+        };
+        format!(
+            "{}; cpu engine {threads} threads {isa:?}, warmup {} reps {}; {}; {}{load}",
+            args.note,
+            params.warmup,
+            params.reps,
+            lutgen::machine(),
+            lutgen::today()
+        )
+    };
     let point = |mean_ms: f64, std_ms: f64| LatencyPoint {
         unit: Unit::Cpu,
         freq_khz: args.freq_khz,
@@ -91,7 +100,7 @@ pub fn run(args: Args) -> Result<()> {
         std_ms: std_ms as f32,
     };
     if args.check {
-        let lut = lutgen::lut_of(&net, subnets, &source, |_| Ok(vec![]))?;
+        let lut = lutgen::lut_of(&net, subnets, &source(None), |_| Ok(vec![]))?;
         lutgen::check(&args.out, &lut, CheckLatency::Ignore)?;
         println!("{} lists the sub-networks of {} ({} entries)", args.out.display(), args.subnets.display(), lut.len());
         return Ok(());
@@ -101,8 +110,8 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!(
         "timing {} sub-networks on the cpu engine ({} threads, {:?}): {} warm-up and {} timed runs each",
         subnets.len(),
-        engine.threads(),
-        engine.isa(),
+        threads,
+        isa,
         params.warmup,
         params.reps
     );
@@ -112,13 +121,16 @@ pub fn run(args: Args) -> Result<()> {
             .expect("valid template"),
     );
     let mut rows = Vec::new();
-    let lut = lutgen::lut_of(&net, subnets, &source, |cfg| {
+    for (cfg, _, _) in &subnets {
         let m = measure(&mut engine, cfg, &params, &|| bar.inc(1))?;
         let sum = tables.as_ref().map(|t| t.network(&net, cfg)).transpose()?;
         rows.push((*cfg, m, sum));
+    }
+    bar.finish_and_clear();
+    let lut = lutgen::lut_of(&net, subnets.iter().copied(), &source(load_average()), |cfg| {
+        let m = rows.iter().find(|(c, _, _)| c == cfg).map(|(_, m, _)| m).expect("every sub-network was timed");
         Ok(vec![point(m.latency.mean_ms, m.latency.std_ms)])
     })?;
-    bar.finish_and_clear();
 
     println!("  sub-network        r   measured ms (std)   per-op sum ms");
     for (cfg, m, sum) in &rows {
