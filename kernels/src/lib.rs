@@ -7,6 +7,7 @@
 //! - [`cpu`]: reference and fast kernels and [`CpuEngine`], which runs any sub-network directly
 //!   on the shared weights and switches without allocating or copying.
 
+pub mod calib;
 pub mod cpu;
 pub mod rng;
 pub mod seeded;

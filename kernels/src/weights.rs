@@ -266,7 +266,7 @@ fn check(view: &TensorView<'_>, key: &str, shape: &[usize], path: &Path) -> Resu
 
 /// The 5x5 and 3x3 kernels from the 7x7 one as `ofa`'s `DynamicSeparableConv2d.get_active_filter`
 /// computes them: centre crop, flatten row-major, `F.linear(v, M)` (= `v · Mᵀ`), 7 -> 5 -> 3.
-fn transform_kernel(w7: &[f32], m75: &[f32], m53: &[f32]) -> ([f32; 25], [f32; 9]) {
+pub(crate) fn transform_kernel(w7: &[f32], m75: &[f32], m53: &[f32]) -> ([f32; 25], [f32; 9]) {
     let linear = |v: &[f32], m: &[f32], out: &mut [f32]| {
         let n = v.len();
         for (i, o) in out.iter_mut().enumerate() {

@@ -8,6 +8,10 @@ Run with scripts/ref/.venv/bin/python (see setup-venv.sh). Subcommands:
                   torch-switch); last stdout line is `median_ms=<v>` (`median_us=<v>` for torch-switch)
   random-weights  a seeded random supernet state dict (same names/layout as real checkpoints)
   stats           parameters and MACs of static sub-networks (ofa's count_parameters/count_net_flops)
+  preprocess      OFA's evaluation transform (torchvision) of the images of an ImageFolder
+  calibrate-bn    OFA's set_running_statistics for one sub-network over images of an ImageFolder
+  eval            per-image top-5 of sub-networks over an ImageFolder
+  write-checkpoint  weights as a torch checkpoint like OFA's released ones (zip or legacy format)
 
 Input scheme of `golden` (also stored in every golden file as tensor `input`):
   numpy.random.default_rng(seed).standard_normal((1, 3, r, r), dtype=numpy.float32)
@@ -477,6 +481,162 @@ def cmd_stats(args):
         )
 
 
+# ----------------------------------------------------------------------------------------------
+# images: OFA's evaluation preprocessing, BN re-calibration and evaluation (dynofa's
+# calibrate-bn / eval reference), torch checkpoints (dynofa's import-ofa reference)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def eval_transform(r, to_tensor=True):
+    """OFA's evaluation transform (ofa/tutorial/imagenet_eval_helper.py `validate`); without
+    to_tensor it stops at the cropped PIL image."""
+    import math
+
+    from torchvision import transforms
+
+    steps = [transforms.Resize(int(math.ceil(r / 0.875))), transforms.CenterCrop(r)]
+    if to_tensor:
+        steps += [transforms.ToTensor(), transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)]
+    return transforms.Compose(steps)
+
+
+def image_folder(root, transform=None):
+    from torchvision import datasets
+
+    return datasets.ImageFolder(root, transform)
+
+
+def splitmix_order(n, seed):
+    """dynofa_kernels::dataset::calibration_order: Fisher-Yates driven by SplitMix64(seed)."""
+    mask = (1 << 64) - 1
+    state = seed & mask
+    order = list(range(n))
+    for i in range(n - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        j = z % (i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def cmd_preprocess(args):
+    """Each image of an ImageFolder through OFA's evaluation transform at resolution r."""
+    ds = image_folder(args.images)
+    tensors = {}
+    for path, _ in ds.samples:
+        rel = os.path.relpath(path, args.images)
+        if args.files and rel not in args.files:
+            continue
+        img = ds.loader(path)
+        if args.uint8:
+            tensors[f"{rel}@{args.r}"] = np.ascontiguousarray(np.asarray(eval_transform(args.r, False)(img)))
+        else:
+            tensors[f"{rel}@{args.r}"] = eval_transform(args.r)(img).numpy()
+    np_save_file(tensors, args.out)
+    log(f"wrote {len(tensors)} images at r={args.r} to {args.out}")
+
+
+def calibrate_bn(net, cfg, images, count, batch, seed):
+    """OFA's set_running_statistics for one sub-network on the supernet in place, over `count`
+    images of an ImageFolder chosen and ordered by splitmix_order, with the evaluation transform.
+    Returns {"<BN layer>.running_mean"/".running_var": array} at the active widths."""
+    from ofa.imagenet_classification.elastic_nn.utils import set_running_statistics
+
+    set_subnet(net, cfg)
+    ds = image_folder(images, eval_transform(cfg["r"]))
+    order = splitmix_order(len(ds), seed)[:count]
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, order), batch_size=batch, shuffle=False)
+    # set_running_statistics works on a deep copy, which keeps these hooks: they record the
+    # width each BN layer sees (layers that do not run record nothing).
+    widths = {}
+    hooks = []
+    for name, m in net.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            hooks.append(m.register_forward_pre_hook(lambda _m, inp, name=name: widths.__setitem__(name, inp[0].shape[1])))
+    try:
+        set_running_statistics(net, loader)
+    finally:
+        for h in hooks:
+            h.remove()
+    modules = dict(net.named_modules())
+    out = {}
+    for name, m in net.named_modules():
+        if name in widths:
+            w = widths[name]
+            out[f"{name}.running_mean"] = modules[name].running_mean[:w].detach().numpy().astype(np.float32).copy()
+            out[f"{name}.running_var"] = modules[name].running_var[:w].detach().numpy().astype(np.float32).copy()
+    return out, len(order)
+
+
+def cmd_calibrate_bn(args):
+    torch.set_num_threads(args.threads)
+    net, width = load_supernet(args.weights)
+    with open(args.config) as f:
+        cfg = normalize_config(json.load(f))
+    stats, n = calibrate_bn(net, cfg, args.images, args.count, args.batch, args.seed)
+    meta = {"source": f"ofa set_running_statistics over {n} images of {args.images}, batch {args.batch}, seed {args.seed}"}
+    np_save_file(stats, args.out, metadata=meta)
+    log(f"wrote {len(stats) // 2} BN layers ({n} images, w{width}) to {args.out}")
+
+
+def cmd_eval(args):
+    """Top-5 of every image of an ImageFolder for each case of a JSON list
+    [{"name", "config", "bn": file or null}] (bn relative to the list)."""
+    torch.set_num_threads(args.threads)
+    net, width = load_supernet(args.weights)
+    with open(args.cases) as f:
+        cases = json.load(f)
+    cases_dir = os.path.dirname(os.path.abspath(args.cases))
+    result = {"width": width, "versions": versions(), "cases": []}
+    for case in cases:
+        cfg = normalize_config(case["config"])
+        case_net = copy.deepcopy(net)
+        if case.get("bn"):
+            apply_bn_overrides(case_net, os.path.join(cases_dir, case["bn"]))
+        set_subnet(case_net, cfg)
+        ds = image_folder(args.images, eval_transform(cfg["r"]))
+        images = []
+        with torch.inference_mode():
+            for i, (path, target) in enumerate(ds.samples):
+                y = case_net(ds[i][0][None])[0].double().numpy()
+                order = np.argsort(-y, kind="stable")
+                images.append({
+                    "file": os.path.relpath(path, args.images),
+                    "class": ds.classes[target],
+                    "top5": [int(k) for k in order[:5]],
+                    # gaps at the top-1 and top-5 boundaries: how robust each prediction is
+                    "margin1": float(y[order[0]] - y[order[1]]),
+                    "margin5": float(y[order[4]] - y[order[5]]),
+                })
+        result["cases"].append({"name": case["name"], "config": cfg, "bn": case.get("bn"), "images": images})
+        log(f"{case['name']}: {len(images)} images")
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+def cmd_write_checkpoint(args):
+    """The supernet's state_dict() (module metadata included) saved as OFA's released checkpoints
+    are: torch.save({"state_dict": sd}); optionally in the legacy stream format and with the
+    legacy `.mobile_inverted_conv.` names."""
+    import collections
+
+    net, width = load_supernet(args.weights)
+    sd = net.state_dict()
+    if args.legacy_names:
+        renamed = collections.OrderedDict(
+            (re.sub(r"^(blocks\.\d+)\.conv\.", r"\1.mobile_inverted_conv.", k), v) for k, v in sd.items()
+        )
+        renamed._metadata = sd._metadata
+        sd = renamed
+    torch.save({"state_dict": sd}, args.out, _use_new_zipfile_serialization=not args.legacy_format)
+    log(f"wrote {len(sd)} tensors (w{width}) to {args.out}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -514,6 +674,40 @@ def main():
     s.add_argument("--d", type=int)
     s.add_argument("--r", type=int)
     s.set_defaults(fn=cmd_stats)
+
+    pp = sub.add_parser("preprocess", help="OFA's evaluation transform of every image of an ImageFolder")
+    pp.add_argument("--images", required=True)
+    pp.add_argument("--r", type=int, required=True)
+    pp.add_argument("--out", required=True, help="safetensors; tensors named <relative path>@<r>")
+    pp.add_argument("--files", nargs="*", help="only these relative paths")
+    pp.add_argument("--uint8", action="store_true", help="the cropped image [r, r, 3] before ToTensor/Normalize")
+    pp.set_defaults(fn=cmd_preprocess)
+
+    cb = sub.add_parser("calibrate-bn", help="OFA's set_running_statistics for one sub-network")
+    cb.add_argument("--weights", required=True)
+    cb.add_argument("--config", required=True)
+    cb.add_argument("--images", required=True)
+    cb.add_argument("--count", type=int, default=2000)
+    cb.add_argument("--batch", type=int, default=200)
+    cb.add_argument("--seed", type=int, default=0)
+    cb.add_argument("--out", required=True)
+    cb.add_argument("--threads", type=int, default=2)
+    cb.set_defaults(fn=cmd_calibrate_bn)
+
+    ev = sub.add_parser("eval", help="top-5 of every image for each sub-network of a case list")
+    ev.add_argument("--weights", required=True)
+    ev.add_argument("--cases", required=True, help='JSON list of {"name", "config", "bn"}')
+    ev.add_argument("--images", required=True)
+    ev.add_argument("--out", required=True)
+    ev.add_argument("--threads", type=int, default=2)
+    ev.set_defaults(fn=cmd_eval)
+
+    wc = sub.add_parser("write-checkpoint", help="the weights as a torch checkpoint like OFA's released ones")
+    wc.add_argument("--weights", required=True)
+    wc.add_argument("--out", required=True)
+    wc.add_argument("--legacy-format", action="store_true", help="torch < 1.6's stream format")
+    wc.add_argument("--legacy-names", action="store_true", help="blocks.N.mobile_inverted_conv.* keys")
+    wc.set_defaults(fn=cmd_write_checkpoint)
 
     args = p.parse_args()
     args.fn(args)
