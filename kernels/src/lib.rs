@@ -9,6 +9,9 @@
 
 pub mod calib;
 pub mod cpu;
+pub mod dataset;
+pub mod import;
+pub mod preprocess;
 pub mod rng;
 pub mod seeded;
 pub mod statedict;
