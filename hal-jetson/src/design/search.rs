@@ -191,21 +191,21 @@ impl<'m> Evolution<'m, '_> {
 
     /// Score children, predicting only those not seen before.
     fn score(&mut self, children: &[(SubnetConfig, f64)]) -> Result<Vec<Found>, DesignError> {
-        let mut fresh: Vec<SubnetConfig> = Vec::new();
-        for (c, _) in children {
-            let id = c.id();
-            if !self.cache.contains_key(&id) && !fresh.iter().any(|f| f.id() == id) {
-                fresh.push(*c);
+        let ids: Vec<SubnetId> = children.iter().map(|(c, _)| c.id()).collect();
+        let (mut fresh, mut fresh_ids) = (Vec::new(), Vec::new());
+        for (&(c, _), &id) in children.iter().zip(&ids) {
+            if !self.cache.contains_key(&id) && !fresh_ids.contains(&id) {
+                fresh.push(c);
+                fresh_ids.push(id);
             }
         }
         let mut top1 = Vec::with_capacity(fresh.len());
         self.predictor.predict(&fresh, &mut top1)?;
-        for (c, t) in fresh.iter().zip(top1) {
-            self.cache.insert(c.id(), t);
-        }
+        self.cache.extend(fresh_ids.into_iter().zip(top1));
         Ok(children
             .iter()
-            .map(|&(config, latency_ms)| Found { config, top1: self.cache[&config.id()], latency_ms })
+            .zip(&ids)
+            .map(|(&(config, latency_ms), id)| Found { config, top1: self.cache[id], latency_ms })
             .collect())
     }
 
@@ -430,6 +430,13 @@ pub fn random_quantile(model: &LatencyModel, params: &SearchParams, q: f64, stre
         .collect::<Result<Vec<f64>, _>>()?;
     lat.sort_by(f64::total_cmp);
     Ok(lat[((q * QUANTILE_SAMPLES as f64) as usize).min(QUANTILE_SAMPLES - 1)])
+}
+
+/// `n` sub-networks drawn the way OFA's search draws its first population (uniform over every
+/// kernel, expand ratio, depth and `params.resolutions`), from random stream `stream` of `params.seed`.
+pub fn random_configs(params: &SearchParams, stream: u64, n: usize) -> Vec<SubnetConfig> {
+    let mut sampler = Sampler::new(params, stream);
+    (0..n).map(|_| sampler.random_config()).collect()
 }
 
 /// The Pareto front of a set of found sub-networks: none is both slower and no more accurate than
