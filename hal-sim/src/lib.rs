@@ -8,6 +8,7 @@ pub mod plot;
 pub mod scenario;
 pub mod sim;
 pub mod table;
+pub mod trace;
 
 use std::path::{Path, PathBuf};
 

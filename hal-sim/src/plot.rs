@@ -113,12 +113,15 @@ fn board_panel(
         if rows.is_empty() {
             continue;
         }
-        let clock = step(rows.iter().map(|f| (f.t_ms * 1e-3, f.clock_mhz)));
-        chart
-            .draw_series(LineSeries::new(clock, color.stroke_width(2)))
-            .map_err(err)?
-            .label(format!("{unit} clock (MHz)"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        // A clock of 0 is one nobody could read (a machine without cpufreq): no line rather than a false one.
+        if rows.iter().any(|f| f.clock_mhz > 0.0) {
+            let clock = step(rows.iter().map(|f| (f.t_ms * 1e-3, f.clock_mhz)));
+            chart
+                .draw_series(LineSeries::new(clock, color.stroke_width(2)))
+                .map_err(err)?
+                .label(format!("{unit} clock (MHz)"))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
         let share = step(rows.iter().map(|f| (f.t_ms * 1e-3, 100.0 * f.share)));
         chart
             .draw_secondary_series(LineSeries::new(share, BLACK.mix(0.7)))

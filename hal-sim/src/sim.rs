@@ -235,7 +235,8 @@ fn settle(since_change: &mut [u32], specs: &[ModelSpec], unit: Unit) {
     }
 }
 
-fn summarize<'a>(name: &str, rows: impl Iterator<Item = &'a FrameRow>, energy_j: f64) -> ModelSummary {
+/// The summary of one model's frames (`energy_j` as the caller measured it).
+pub fn summarize<'a>(name: &str, rows: impl Iterator<Item = &'a FrameRow>, energy_j: f64) -> ModelSummary {
     let rows: Vec<&FrameRow> = rows.collect();
     let mut over: Vec<f64> = rows.iter().filter(|f| f.counted).map(|f| f.latency_ms - f64::from(f.target_ms)).collect();
     over.sort_by(f64::total_cmp);

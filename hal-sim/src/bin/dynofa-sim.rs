@@ -6,12 +6,11 @@
 //! dynofa-sim derive [--check] # the LUT and constants derived from the Dynamic-OFA reference data
 //! ```
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use dynofa_hal_sim::{PolicyKind, Scenario, SimError, derive, load_lut, plot, simulate, table};
+use dynofa_hal_sim::{PolicyKind, Scenario, SimError, derive, load_lut, plot, simulate, table, trace};
 
 #[derive(Parser)]
 #[command(name = "dynofa-sim", about = "Run dynofa's runtime policies on a simulated Jetson Xavier NX")]
@@ -117,24 +116,7 @@ fn main() -> Result<()> {
             }
             if let Some(p) = cli.trace_csv {
                 let mut out = Vec::new();
-                writeln!(out, "model,name,t_ms,latency_ms,target_ms,met,counted,entry,top1,clock_mhz,share")?;
-                for f in &run.frames {
-                    let name = &scenario.models[f.model].name;
-                    writeln!(
-                        out,
-                        "{},{name},{:.3},{:.3},{},{},{},{},{},{},{}",
-                        f.model,
-                        f.t_ms,
-                        f.latency_ms,
-                        f.target_ms,
-                        u8::from(f.met()),
-                        u8::from(f.counted),
-                        f.entry,
-                        f.top1,
-                        f.clock_mhz,
-                        f.share
-                    )?;
-                }
+                trace::write_csv(&run, None, &mut out)?;
                 std::fs::write(&p, out).with_context(|| format!("cannot write {}", p.display()))?;
             }
             if let Some(p) = cli.plot {
