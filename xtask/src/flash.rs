@@ -111,7 +111,7 @@ const UNIT: &str = "dynofa.service";
 
 /// The folder on the board as ssh and scp take it: `~/x` is `x` (both start in the home folder); only
 /// characters that no shell or scp treats specially, so that it needs no quoting on either side.
-fn remote_dir(dir: &str) -> Result<String> {
+pub fn remote_dir(dir: &str) -> Result<String> {
     let dir = dir.strip_prefix("~/").unwrap_or(dir).trim_end_matches('/');
     let ok = |c: char| c.is_ascii_alphanumeric() || "._/-+@".contains(c);
     if dir.is_empty() || dir.starts_with('-') || !dir.chars().all(ok) {
@@ -120,12 +120,49 @@ fn remote_dir(dir: &str) -> Result<String> {
     Ok(dir.to_owned())
 }
 
+/// A board as ssh knows it, with the user's ssh options: the commands that reach it.
+#[derive(Debug)]
+pub struct Board<'a> {
+    /// USER@HOST or a Host from ~/.ssh/config.
+    pub host: &'a str,
+    opts: Vec<String>,
+    tools: &'a Tools,
+}
+
+impl<'a> Board<'a> {
+    /// `host` (named `option` in errors) with `ssh_options` as `-o` takes them.
+    pub fn new(option: &str, host: &'a str, ssh_options: &[String], tools: &'a Tools) -> Result<Self> {
+        if host.is_empty() || host.starts_with('-') || host.chars().any(|c| c.is_whitespace() || c == ':') {
+            bail!("{option} {host:?}: give USER@BOARD or a Host from ~/.ssh/config");
+        }
+        let opts = ssh_options.iter().flat_map(|o| ["-o".to_owned(), o.clone()]).collect();
+        Ok(Board { host, opts, tools })
+    }
+
+    /// ssh running `remote` on the board (`tty`: with a terminal, for sudo's password).
+    pub fn ssh(&self, tty: bool, remote: String) -> Vec<String> {
+        let mut argv = vec![self.tools.ssh.clone()];
+        if tty {
+            argv.push("-t".into());
+        }
+        argv.extend(self.opts.iter().cloned());
+        argv.extend([self.host.to_owned(), remote]);
+        argv
+    }
+
+    /// scp copying `from` to `to` (either side may be `HOST:path`), keeping times and modes.
+    pub fn scp(&self, from: impl IntoIterator<Item = String>, to: String) -> Vec<String> {
+        let mut argv = [vec![self.tools.scp.clone(), "-p".into()], self.opts.clone()].concat();
+        argv.extend(from);
+        argv.push(to);
+        argv
+    }
+}
+
 /// The steps that install `files` on the board.
 pub fn plan(args: &Args, files: &Files, tools: &Tools) -> Result<Vec<Step>> {
+    let board = Board::new("--host", &args.host, &args.ssh_options, tools)?;
     let host = &args.host;
-    if host.is_empty() || host.starts_with('-') || host.chars().any(|c| c.is_whitespace() || c == ':') {
-        bail!("--host {host:?}: give USER@BOARD or a Host from ~/.ssh/config");
-    }
     if args.service_args.chars().any(|c| "'|&\\;\n`$".contains(c)) {
         bail!(
             "--service-args {:?}: plain arguments only (no quotes, |, &, \\, ;, `, $ or newlines)",
@@ -133,17 +170,8 @@ pub fn plan(args: &Args, files: &Files, tools: &Tools) -> Result<Vec<Step>> {
         );
     }
     let dir = remote_dir(&args.dir)?;
-    let opts: Vec<String> = args.ssh_options.iter().flat_map(|o| ["-o".to_owned(), o.clone()]).collect();
-    let ssh = |tty: bool, remote: String| {
-        let mut argv = vec![tools.ssh.clone()];
-        if tty {
-            // sudo on the board may ask for a password.
-            argv.push("-t".into());
-        }
-        argv.extend(opts.iter().cloned());
-        argv.extend([host.clone(), remote]);
-        argv
-    };
+    // With a terminal where sudo on the board may ask for a password.
+    let ssh = |tty: bool, remote: String| board.ssh(tty, remote);
     let install_deploy = args.udev || args.service;
     let mut folders = vec![dir.clone(), format!("{dir}/luts"), format!("{dir}/weights")];
     if install_deploy {
@@ -168,18 +196,21 @@ pub fn plan(args: &Args, files: &Files, tools: &Tools) -> Result<Vec<Step>> {
         if paths.is_empty() {
             continue;
         }
-        let mut argv = match &tools.rsync {
+        let paths = paths.iter().map(|p| p.display().to_string());
+        let dest = format!("{host}:{to}/");
+        let argv = match &tools.rsync {
             Some(rsync) => {
                 let remote_shell = std::iter::once(tools.ssh.as_str())
-                    .chain(opts.iter().map(String::as_str))
+                    .chain(board.opts.iter().map(String::as_str))
                     .map(quote)
                     .collect::<Vec<_>>();
-                vec![rsync.clone(), "-az".into(), "-e".into(), remote_shell.join(" ")]
+                let mut argv = vec![rsync.clone(), "-az".into(), "-e".into(), remote_shell.join(" ")];
+                argv.extend(paths);
+                argv.push(dest);
+                argv
             }
-            None => [vec![tools.scp.clone(), "-p".into()], opts.clone()].concat(),
+            None => board.scp(paths, dest),
         };
-        argv.extend(paths.iter().map(|p| p.display().to_string()));
-        argv.push(format!("{host}:{to}/"));
         steps.push(Step { what: format!("copy {what}"), argv });
     }
 
@@ -315,13 +346,8 @@ mod tests {
     use super::*;
 
     fn args(extra: &[&str]) -> Args {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            args: Args,
-        }
-        let argv = ["flash", "--host", "nvidia@xavier"].iter().chain(extra);
-        <Cli as clap::Parser>::parse_from(argv).args
+        let argv: Vec<&str> = ["flash", "--host", "nvidia@xavier"].into_iter().chain(extra.iter().copied()).collect();
+        crate::util::parse_args(&argv).unwrap()
     }
 
     fn files() -> Files {

@@ -1,9 +1,15 @@
 //! `cargo xtask profile`: build `dynofa` and time sub-networks on this machine. Without arguments
 //! it times the sub-networks of `luts/xavier-nx.json` on the CPU engine and writes
 //! `luts/host-cpu.json` (or with `--check` verifies that file still lists them).
+//!
+//! With `--remote USER@BOARD` it times them on a board where `cargo xtask flash` installed dynofa
+//! instead: it copies the sub-network list there, runs `dynofa profile` over ssh, which leaves
+//! `luts/host-cpu.json` beside the board's binary (where `dynofa run` looks), and fetches that LUT
+//! back as `luts/<BOARD>-cpu.json`. `--dry-run` prints the exact commands.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
+use crate::flash::{self, Board, Step, Tools, quote, remote_dir};
 use crate::util::{cargo, root, run};
 
 /// The committed host LUT the preset writes.
@@ -20,18 +26,42 @@ pub struct Args {
     /// The sub-networks to time (a LUT or a JSON list of OFA configs).
     #[arg(long, default_value = SUBNETS)]
     pub subnets: String,
-    /// The LUT to write.
-    #[arg(long, default_value = HOST_CPU_LUT)]
-    pub out: String,
-    /// Check that the LUT lists the sub-networks of --subnets instead of measuring.
+    /// The LUT to write (default: luts/host-cpu.json; with --remote, luts/<BOARD>-cpu.json).
     #[arg(long)]
+    pub out: Option<String>,
+    /// Check that the LUT lists the sub-networks of --subnets instead of measuring.
+    #[arg(long, conflicts_with = "remote")]
     pub check: bool,
+    /// Time them on this board (USER@BOARD or a Host from ~/.ssh/config), where `cargo xtask flash`
+    /// installed dynofa, and fetch the LUT back.
+    #[arg(long, value_name = "USER@BOARD")]
+    pub remote: Option<String>,
+    /// The folder on the board that `cargo xtask flash --dir` installed into.
+    #[arg(long, default_value = "dynofa", requires = "remote")]
+    pub dir: String,
+    /// An ssh option as `-o` takes it, for ssh and scp (repeatable): `--ssh-option Port=2222`.
+    #[arg(long = "ssh-option", requires = "remote")]
+    pub ssh_options: Vec<String>,
+    /// Print the commands for the board instead of running them.
+    #[arg(long, requires = "remote")]
+    pub dry_run: bool,
     /// More arguments for `dynofa profile` (after `--`), e.g. `-- --reps 100 --threads 1`.
     #[arg(last = true)]
     pub args: Vec<String>,
 }
 
 pub fn run_task(args: Args) -> Result<()> {
+    if args.remote.is_some() {
+        let tools = Tools { ssh: "ssh".into(), scp: "scp".into(), rsync: None };
+        let steps = remote_plan(&args, &tools)?;
+        if args.dry_run {
+            for step in &steps {
+                println!("# {}\n{}", step.what, step.line());
+            }
+            return Ok(());
+        }
+        return flash::execute(&steps);
+    }
     let root = root();
     let mut cmd = cargo();
     cmd.args(["run", "--release", "-p", "dynofa-hal-jetson", "--bin", "dynofa", "--", "profile"])
@@ -39,9 +69,106 @@ pub fn run_task(args: Args) -> Result<()> {
         .arg("--subnets")
         .arg(root.join(&args.subnets))
         .arg("--out")
-        .arg(root.join(&args.out));
+        .arg(root.join(args.out.as_deref().unwrap_or(HOST_CPU_LUT)));
     if args.check {
         cmd.arg("--check");
     }
     run(cmd.args(args.args))
+}
+
+/// The steps that profile on the board and fetch the LUT.
+pub fn remote_plan(args: &Args, tools: &Tools) -> Result<Vec<Step>> {
+    let Some(host) = args.remote.as_deref() else { bail!("--remote USER@BOARD is required") };
+    let board = Board::new("--remote", host, &args.ssh_options, tools)?;
+    let dir = remote_dir(&args.dir)?;
+    let subnets = root().join(&args.subnets);
+    let Some(name) = subnets.file_name().and_then(|n| n.to_str()) else {
+        bail!("--subnets {}: not a file name", args.subnets);
+    };
+    // The board's name as a file name: what follows USER@, unsafe characters as '-'.
+    let short = host.rsplit('@').next().unwrap_or(host);
+    let short: String =
+        short.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
+    let out = args.out.clone().unwrap_or_else(|| format!("luts/{short}-cpu.json"));
+    let mut profile = vec![
+        "./dynofa".to_owned(),
+        "profile".into(),
+        "--backend".into(),
+        args.backend.clone(),
+        "--note".into(),
+        format!("cargo xtask profile --remote {host}"),
+        "--subnets".into(),
+        format!("luts/{name}"),
+        "--out".into(),
+        HOST_CPU_LUT.into(),
+    ];
+    profile.extend(args.args.iter().cloned());
+    let profile: Vec<String> = profile.iter().map(|a| quote(a)).collect();
+    Ok(vec![
+        Step {
+            what: "make the LUT folder on the board".into(),
+            argv: board.ssh(false, format!("mkdir -p {dir}/luts")),
+        },
+        Step {
+            what: "copy the sub-networks to the board".into(),
+            argv: board.scp([subnets.display().to_string()], format!("{host}:{dir}/luts/")),
+        },
+        Step {
+            what: "time them on the board (its dynofa run then finds luts/host-cpu.json)".into(),
+            argv: board.ssh(false, format!("cd {dir} && {}", profile.join(" "))),
+        },
+        Step {
+            what: format!("fetch the LUT as {out}"),
+            argv: board.scp([format!("{host}:{dir}/{HOST_CPU_LUT}")], root().join(&out).display().to_string()),
+        },
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Args, clap::Error> {
+        crate::util::parse_args(&[&["profile"][..], extra].concat())
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        parse(extra).unwrap()
+    }
+
+    fn tools() -> Tools {
+        Tools { ssh: "ssh".into(), scp: "scp".into(), rsync: None }
+    }
+
+    #[test]
+    fn remote_dry_run_prints_exact_commands() {
+        let steps = remote_plan(&args(&["--remote", "nvidia@xavier", "--", "--reps", "20"]), &tools()).unwrap();
+        let root = root();
+        let lines: Vec<String> = steps.iter().map(Step::line).collect();
+        assert_eq!(
+            lines,
+            [
+                "ssh nvidia@xavier 'mkdir -p dynofa/luts'".to_owned(),
+                format!("scp -p {} nvidia@xavier:dynofa/luts/", root.join("luts/xavier-nx.json").display()),
+                "ssh nvidia@xavier 'cd dynofa && ./dynofa profile --backend cpu --note '\\''cargo xtask profile --remote nvidia@xavier'\\'' --subnets luts/xavier-nx.json --out luts/host-cpu.json --reps 20'"
+                    .to_owned(),
+                format!("scp -p nvidia@xavier:dynofa/luts/host-cpu.json {}", root.join("luts/xavier-cpu.json").display()),
+            ]
+        );
+    }
+
+    #[test]
+    fn remote_options_reach_ssh_and_scp_and_bad_names_are_refused() {
+        let a = args(&["--remote", "jet", "--dir", "/opt/d", "--ssh-option", "Port=2222", "--out", "luts/j.json"]);
+        let steps = remote_plan(&a, &tools()).unwrap();
+        assert_eq!(steps[0].argv, ["ssh", "-o", "Port=2222", "jet", "mkdir -p /opt/d/luts"]);
+        assert_eq!(steps[3].argv[..4], ["scp", "-p", "-o", "Port=2222"]);
+        assert_eq!(steps[3].argv[4], "jet:/opt/d/luts/host-cpu.json");
+        assert!(steps[3].argv[5].ends_with("luts/j.json"));
+        for bad in [&["--remote=-oProxyCommand=x"][..], &["--remote", "b", "--dir", "a b"]] {
+            assert!(remote_plan(&args(bad), &tools()).is_err(), "{bad:?}");
+        }
+        // Options for the board only make sense with --remote; --check is local.
+        assert!(parse(&["--dry-run"]).is_err() && parse(&["--remote", "b", "--check"]).is_err());
+    }
 }

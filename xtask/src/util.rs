@@ -27,3 +27,14 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     }
     Ok(())
 }
+
+/// A task's options parsed from `argv` (the task's name first), for tests.
+#[cfg(test)]
+pub fn parse_args<A: clap::Args>(argv: &[&str]) -> Result<A, clap::Error> {
+    #[derive(clap::Parser)]
+    struct Cli<A: clap::Args> {
+        #[command(flatten)]
+        args: A,
+    }
+    <Cli<A> as clap::Parser>::try_parse_from(argv).map(|c| c.args)
+}
