@@ -45,6 +45,10 @@ fi
 if ! have numpy pillow safetensors onnx onnxruntime onnxscript; then
   "$pip" install numpy pillow safetensors onnx onnxruntime onnxscript
 fi
+# ofa's search and tutorial modules (scripts/bench/ofa_search.py) import tqdm and yaml.
+if ! have tqdm pyyaml; then
+  "$pip" install tqdm pyyaml
+fi
 if ! have "ofa==$OFA"; then
   # ofa's declared deps are not needed for the elastic networks (no model zoo download).
   "$pip" install --no-deps "ofa==$OFA"
@@ -52,7 +56,7 @@ fi
 
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as m
-for p in ["torch", "torchvision", "numpy", "pillow", "safetensors", "onnx", "onnxruntime", "onnxscript", "ofa"]:
+for p in ["torch", "torchvision", "numpy", "pillow", "safetensors", "onnx", "onnxruntime", "onnxscript", "ofa", "tqdm", "pyyaml"]:
     print(f"{p}=={m.version(p)}")
 from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3  # noqa: F401
 print("ok: ofa OFAMobileNetV3 importable")
