@@ -2,3 +2,4 @@
 
 pub mod design;
 pub mod linux;
+pub mod run;

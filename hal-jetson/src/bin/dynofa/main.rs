@@ -5,6 +5,7 @@ mod infer;
 mod platform;
 mod predict;
 mod profile;
+mod run;
 mod search;
 
 use anyhow::Result;
@@ -19,6 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: the runtime manager switching sub-networks live on real inference (default: a
+    /// built-in demo with target steps and contention), with a summary, a trace CSV and an SVG plot.
+    Run(run::Args),
     /// Predict a sub-network's ImageNet top-1 with OFA's accuracy predictor.
     Predict(predict::Args),
     /// Run one sub-network on an input with the CPU engine (logits to a safetensors file).
@@ -35,6 +39,7 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Run(args) => run::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Search(args) => search::run(args),
         Command::Profile(args) => profile::run(args),

@@ -1,0 +1,325 @@
+//! The LUT a run plans with: latencies of this machine, never another's.
+//!
+//! - `--lut FILE`, or else a committed host LUT (`luts/host-*.json` beside the binary or in the
+//!   workspace, written by `cargo xtask profile`): used as it is after two of its entries are timed
+//!   here; when they are more than 2x off, the run says so, says how to re-profile, and times the
+//!   LUT's entries now instead. A LUT without CPU latencies is timed now.
+//! - Otherwise the CPU Pareto set of the searched Xavier NX LUT (`luts/xavier-nx.json`, embedded in
+//!   the binary), with its predicted top-1, and below it a ladder (its fastest sub-network at lower
+//!   resolutions and the smallest sub-network, top-1 from OFA's predictor) so that the manager has
+//!   room when contention multiplies frame times; all timed on this machine at start-up.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use dynofa_core::hal::InferenceEngine;
+use dynofa_core::lut::{LatencyPoint, OperatingPoint, SOURCE_LEN, Unit};
+use dynofa_core::{SubnetConfig, Supernet, Top1Source};
+
+use super::RunError;
+use crate::design::lutgen::{self, DesignLut};
+use crate::design::predictor::PredictorWeights;
+use crate::design::profile::{ProfileParams, measure};
+use crate::design::workspace_path;
+
+/// The searched LUT whose CPU Pareto set is the default set of sub-networks.
+const EMBEDDED: &str = include_str!("../../../luts/xavier-nx.json");
+/// Its name in messages.
+const EMBEDDED_NAME: &str = "luts/xavier-nx.json (built in)";
+/// Frames per entry when timing at start-up: a few warm, a few timed.
+pub const STARTUP: ProfileParams = ProfileParams { warmup: 2, reps: 6 };
+/// Frames per entry when checking a LUT against this machine.
+const CHECK: ProfileParams = ProfileParams { warmup: 1, reps: 3 };
+/// A LUT whose latencies are off by more than this factor was made on another kind of machine.
+const TOO_DIFFERENT: f32 = 2.0;
+
+/// Where the run's LUT comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LutSource {
+    /// A file (given, or a committed host LUT).
+    File(PathBuf),
+    /// The built-in default set.
+    Embedded,
+}
+
+impl LutSource {
+    /// `--lut FILE` if given, else a committed host LUT, else the built-in set.
+    pub fn pick(given: Option<&Path>) -> Self {
+        match given {
+            Some(p) => LutSource::File(p.into()),
+            None => host_lut().map_or(LutSource::Embedded, LutSource::File),
+        }
+    }
+}
+
+/// A committed host LUT: `luts/host-cpu.json`, else the first `luts/host-*.json` by name, in the
+/// binary's folder (a board the runtime was installed on) or in the workspace.
+pub fn host_lut() -> Option<PathBuf> {
+    let beside_binary = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("luts")));
+    for dir in beside_binary.into_iter().chain([workspace_path("luts")]) {
+        // Without the `..` that the workspace path carries, for messages.
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        let preferred = dir.join("host-cpu.json");
+        if preferred.is_file() {
+            return Some(preferred);
+        }
+        let Ok(listing) = std::fs::read_dir(&dir) else { continue };
+        let mut found: Vec<PathBuf> = listing
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                name.starts_with("host-") && name.ends_with(".json")
+            })
+            .collect();
+        found.sort();
+        if let Some(first) = found.into_iter().next() {
+            return Some(first);
+        }
+    }
+    None
+}
+
+/// The CPU operating point a LUT's CPU latencies were measured at (the first one it lists).
+pub fn cpu_point(lut: &DesignLut) -> Option<OperatingPoint> {
+    lut.entries().iter().flat_map(|e| e.latency.iter()).find(|l| l.unit == Unit::Cpu).map(|l| l.point())
+}
+
+/// The LUT to plan with, its latencies this machine's. `engine` is the run's engine (its threads as
+/// in the run); `clock_khz` the CPU clock if pinned (0: not). `say` gets what happened, line by line.
+pub fn prepare<E: InferenceEngine>(
+    engine: &mut E,
+    engine_name: &str,
+    net: &Supernet,
+    source: &LutSource,
+    clock_khz: u32,
+    say: &mut dyn FnMut(String),
+) -> Result<DesignLut, RunError> {
+    let (lut, name) = match source {
+        LutSource::File(path) => (lutgen::read_lut(path)?, path.display().to_string()),
+        LutSource::Embedded => (
+            DesignLut::from_json(EMBEDDED.as_bytes())
+                .map_err(|e| RunError::Lut { name: EMBEDDED_NAME.into(), reason: e.to_string() })?,
+            EMBEDDED_NAME.to_string(),
+        ),
+    };
+    if (f64::from(lut.width) - net.width_mult).abs() > 1e-6 {
+        return Err(RunError::Lut {
+            name,
+            reason: format!("it is for the w{} supernet but the weights are w{}", lut.width, net.width_mult),
+        });
+    }
+    let op = cpu_point(&lut);
+    let subnets = |lut: &DesignLut, picks: &[usize]| -> Vec<Subnet> {
+        picks.iter().map(|&i| &lut.entries()[i]).map(|e| (e.config, e.top1, e.top1_source)).collect()
+    };
+    let all: Vec<usize> = (0..lut.len()).collect();
+    let to_time = match (source, op) {
+        (LutSource::Embedded, Some(op)) => {
+            let front = lut.pareto(op);
+            let mut set = subnets(&lut, &front);
+            set.extend(ladder(&lut.entries()[front[0]].config, net)?);
+            say(format!(
+                "lut: no host lut (luts/host-*.json; `cargo xtask profile` writes one): timing the cpu Pareto set of {name} ({} of {} sub-networks) and {} smaller ones here",
+                front.len(),
+                lut.len(),
+                set.len() - front.len()
+            ));
+            set
+        }
+        (LutSource::File(_), Some(op)) => {
+            let front = lut.pareto(op);
+            let picks = [front[0], front[front.len() - 1]];
+            let mut ratios = Vec::new();
+            for &i in &picks {
+                let e = &lut.entries()[i];
+                let m = measure(engine, &e.config, &CHECK, &|| {})?;
+                ratios.push(m.latency.mean_ms as f32 / e.mean_ms(op).unwrap_or(f32::NAN));
+            }
+            let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+            if ratios.iter().all(|r| r.is_finite() && (1.0 / TOO_DIFFERENT..=TOO_DIFFERENT).contains(r)) {
+                say(format!(
+                    "lut: {name} ({} sub-networks); checked against this machine: measured / lut = {} on its fastest and most accurate",
+                    lut.len(),
+                    shown.join(" and ")
+                ));
+                return Ok(lut);
+            }
+            say(format!(
+                "lut: {name} was made on another kind of machine: measured / lut = {} (more than {TOO_DIFFERENT}x off)",
+                shown.join(" and ")
+            ));
+            say("     re-profile it here with `cargo xtask profile` (or `dynofa profile --subnets FILE --out FILE`); timing its entries now instead".into());
+            subnets(&lut, &all)
+        }
+        (_, None) => {
+            say(format!("lut: {name} has no cpu latencies: timing its {} sub-networks here", lut.len()));
+            subnets(&lut, &all)
+        }
+    };
+    retime(engine, engine_name, net, to_time, clock_khz, say)
+}
+
+/// A sub-network with its top-1 and where that comes from.
+type Subnet = (SubnetConfig, f32, Top1Source);
+
+/// Below `fastest`: it at each lower resolution in steps of 16, and the smallest sub-network, with
+/// top-1 from OFA's accuracy predictor.
+fn ladder(fastest: &SubnetConfig, net: &Supernet) -> Result<Vec<Subnet>, RunError> {
+    let weights = PredictorWeights::embedded()?;
+    let predictor = weights.predictor();
+    let min = net.min_resolution();
+    let lower = (1..).map_while(|i: u16| fastest.r.checked_sub(16 * i).filter(|&r| r >= min));
+    let mut configs: Vec<SubnetConfig> = lower.map(|r| SubnetConfig { r, ..*fastest }).collect();
+    configs.push(SubnetConfig::uniform(3, 3, 2, min));
+    configs
+        .into_iter()
+        .map(|c| {
+            let top1 = predictor.predict(&c).map_err(crate::design::DesignError::from)?;
+            Ok((c, top1, Top1Source::Predicted))
+        })
+        .collect()
+}
+
+/// Time `subnets` on `engine` at start-up: a LUT of them with this machine's CPU latencies.
+fn retime<E: InferenceEngine>(
+    engine: &mut E,
+    engine_name: &str,
+    net: &Supernet,
+    subnets: Vec<Subnet>,
+    clock_khz: u32,
+    say: &mut dyn FnMut(String),
+) -> Result<DesignLut, RunError> {
+    let start = Instant::now();
+    let mut note = format!(
+        "dynofa run: timed at start-up ({} warm-up, {} timed frames each); {engine_name}; {}; {}",
+        STARTUP.warmup,
+        STARTUP.reps,
+        lutgen::machine(),
+        lutgen::today()
+    );
+    if note.len() > SOURCE_LEN {
+        let cut = (0..=SOURCE_LEN).rev().find(|&i| note.is_char_boundary(i)).unwrap_or(0);
+        note.truncate(cut);
+    }
+    let timed = lutgen::lut_of(net, subnets, &note, |cfg: &SubnetConfig| {
+        let m = measure(engine, cfg, &STARTUP, &|| {})?;
+        Ok(vec![LatencyPoint {
+            unit: Unit::Cpu,
+            freq_khz: clock_khz,
+            mean_ms: m.latency.mean_ms as f32,
+            std_ms: m.latency.std_ms as f32,
+        }])
+    })?;
+    say(format!(
+        "lut: timed {} sub-networks in {:.1} s ({} warm-up and {} timed frames each)",
+        timed.len(),
+        start.elapsed().as_secs_f64(),
+        STARTUP.warmup,
+        STARTUP.reps
+    ));
+    Ok(timed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use dynofa_core::hal::{ErrorKind, ErrorType};
+
+    use super::*;
+
+    /// An engine whose frame takes 0.1 ms per block, times `scale`.
+    struct Blocks {
+        depth: u32,
+        scale: f64,
+    }
+
+    impl ErrorType for Blocks {
+        type Error = ErrorKind;
+    }
+
+    impl InferenceEngine for Blocks {
+        fn activate(&mut self, config: &SubnetConfig) -> Result<(), ErrorKind> {
+            self.depth = config.d.iter().map(|&d| u32::from(d)).sum();
+            Ok(())
+        }
+        fn infer(&mut self, _: &[f32], _: &mut [f32]) -> Result<(), ErrorKind> {
+            std::thread::sleep(Duration::from_secs_f64(1e-4 * f64::from(self.depth) * self.scale));
+            Ok(())
+        }
+    }
+
+    fn lines(f: impl FnOnce(&mut dyn FnMut(String)) -> DesignLut) -> (DesignLut, String) {
+        let mut said = Vec::new();
+        let lut = f(&mut |s| said.push(s));
+        (lut, said.join("\n"))
+    }
+
+    #[test]
+    fn the_default_set_is_timed_here() {
+        let mut e = Blocks { depth: 0, scale: 1.0 };
+        let net = Supernet::W1_2;
+        let (lut, said) = lines(|say| prepare(&mut e, "blocks", &net, &LutSource::Embedded, 0, say).unwrap());
+        let embedded = DesignLut::from_json(EMBEDDED.as_bytes()).unwrap();
+        let front = embedded.pareto(cpu_point(&embedded).unwrap());
+        // The front, then its fastest at r 192, 176, 160 (it is at 208), then the smallest sub-network.
+        let fastest = embedded.entries()[front[0]].config;
+        assert_eq!(fastest.r, 208);
+        assert_eq!(lut.len(), front.len() + 4);
+        assert!(said.contains("timing the cpu Pareto set") && said.contains("4 smaller ones"), "{said}");
+        assert!(said.contains("lut: timed"), "{said}");
+        for (entry, &i) in lut.entries().iter().zip(front.iter()) {
+            assert_eq!((entry.config, entry.top1), (embedded.entries()[i].config, embedded.entries()[i].top1));
+        }
+        let below: Vec<u16> = lut.entries()[front.len()..].iter().map(|e| e.config.r).collect();
+        assert_eq!(below, vec![192, 176, 160, 160]);
+        assert_eq!(lut.entries()[front.len() + 3].config, SubnetConfig::uniform(3, 3, 2, 160));
+        // Predicted top-1 falls with resolution.
+        assert!(lut.entries()[front.len()..].windows(2).all(|w| w[0].top1 > w[1].top1));
+        let op = OperatingPoint { unit: Unit::Cpu, freq_khz: 0 };
+        for entry in lut.entries() {
+            let blocks: u32 = entry.config.d.iter().map(|&d| u32::from(d)).sum();
+            let ms = entry.mean_ms(op).unwrap();
+            // Sleeping never undershoots and rarely overshoots by much.
+            assert!(ms >= 0.1 * blocks as f32 && ms < 0.1 * blocks as f32 + 5.0, "{ms} for {blocks} blocks");
+        }
+        assert!(lut.source.starts_with("dynofa run: timed at start-up"));
+    }
+
+    #[test]
+    fn a_host_lut_is_checked_and_retimed_when_far_off() {
+        let net = Supernet::W1_2;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host-cpu.json");
+        let mut e = Blocks { depth: 0, scale: 1.0 };
+        let (all, _) = lines(|say| prepare(&mut e, "blocks", &net, &LutSource::Embedded, 0, say).unwrap());
+        // Its first, middle and last entries, so that timing it again takes little time.
+        let mut timed = DesignLut::new(all.width);
+        for i in [0, all.len() / 2, all.len() - 1] {
+            timed.push(all.entries()[i].clone()).unwrap();
+        }
+        std::fs::write(&path, lutgen::to_json(&timed)).unwrap();
+        // The same machine: used as it is.
+        let (lut, said) = lines(|say| prepare(&mut e, "blocks", &net, &LutSource::File(path.clone()), 0, say).unwrap());
+        assert_eq!(lut, timed);
+        assert!(said.contains("checked against this machine"), "{said}");
+        // A machine 20x slower: said so, with how to re-profile, and timed again.
+        let mut slow = Blocks { depth: 0, scale: 20.0 };
+        let (lut, said) =
+            lines(|say| prepare(&mut slow, "blocks", &net, &LutSource::File(path.clone()), 0, say).unwrap());
+        assert!(said.contains("another kind of machine") && said.contains("cargo xtask profile"), "{said}");
+        assert_eq!(lut.len(), timed.len());
+        let op = OperatingPoint { unit: Unit::Cpu, freq_khz: 0 };
+        for (new, old) in lut.entries().iter().zip(timed.entries()) {
+            // Sleeps overshoot under load, so the ratio is not 20: only clearly more than 2.
+            assert!(new.mean_ms(op).unwrap() > 3.0 * old.mean_ms(op).unwrap(), "{new:?} vs {old:?}");
+        }
+        // A LUT for another supernet is refused, naming both widths.
+        let mut w10 = timed.clone();
+        w10.width = 1.0;
+        std::fs::write(&path, lutgen::to_json(&w10)).unwrap();
+        let mut said = |_| {};
+        let err = prepare(&mut e, "blocks", &net, &LutSource::File(path), 0, &mut said).unwrap_err().to_string();
+        assert!(err.contains("w1 supernet but the weights are w1.2"), "{err}");
+    }
+}

@@ -1,0 +1,195 @@
+//! `dynofa run` end to end on small sub-networks: a target change switches, the trace and the plot are
+//! written, two models share the CPU, clock events pin the CPU through the Linux platform (a fake tree)
+//! and restore it, and Ctrl-C still ends with the summary and the files.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dynofa_hal_jetson::linux::fake::{self, FakeBoard};
+
+/// Small sub-networks as a LUT with GPU latencies only, so that the run times them here at start-up:
+/// (kernel, expand, depth, resolution, top-1).
+const SUBNETS: [(u8, u8, u8, u16, f32); 3] = [(3, 3, 2, 160, 70.0), (5, 4, 2, 176, 74.0), (7, 6, 3, 192, 78.0)];
+
+fn write_lut(dir: &Path) -> String {
+    let entries: Vec<String> = SUBNETS
+        .iter()
+        .map(|&(k, e, d, r, top1)| {
+            format!(
+                r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":{r},"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"gpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
+                [k; 20],
+                [e; 20],
+                [d; 5]
+            )
+        })
+        .collect();
+    let path = dir.join("small.json");
+    std::fs::write(&path, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{}]}}"#, entries.join(",")))
+        .unwrap();
+    path.display().to_string()
+}
+
+fn dynofa(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dynofa"));
+    cmd.arg("run").args(["--lut", &write_lut(dir), "--threads", "1"]);
+    cmd.arg("--trace").arg(dir.join("trace.csv")).arg("--plot").arg(dir.join("plot.svg")).args(args);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn ok(out: &Output) -> String {
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "dynofa run failed:\n{text}");
+    text
+}
+
+/// The trace as rows of named columns.
+fn trace(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(dir.join("trace.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
+    lines.map(|l| header.iter().cloned().zip(l.split(',').map(String::from)).collect()).collect()
+}
+
+fn plot_written(dir: &Path) {
+    let svg = std::fs::read_to_string(dir.join("plot.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("latency (ms)"));
+}
+
+#[test]
+fn a_short_run_switches_on_a_target_change_and_writes_trace_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    // Everything fits the first target and nothing the second: the most accurate, then the fastest.
+    let schedule = dir.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"{"duration_s": 2.0, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 1.0, "target_ms": 0.001}]}"#,
+    )
+    .unwrap();
+    let out = dynofa(dir.path(), &["--schedule", schedule.to_str().unwrap()]).output().unwrap();
+    let text = ok(&out);
+    assert!(text.contains("has no cpu latencies: timing its 3 sub-networks here"), "{text}");
+    assert!(text.contains("classifier: target 0.0 ms: switch to"), "{text}");
+    assert!(text.contains("summary: 2.0 s, 1 model") && text.contains("trace: ") && text.contains("plot:  "), "{text}");
+
+    let rows = trace(dir.path());
+    assert!(rows.len() >= 4, "{} frames", rows.len());
+    let t = |r: &std::collections::HashMap<String, String>| r["t_ms"].parse::<f64>().unwrap();
+    let (before, after): (Vec<_>, Vec<_>) = rows.iter().partition(|r| t(r) < 1000.0);
+    assert!(!before.is_empty() && !after.is_empty());
+    // Entries are in LUT order: 2 is the most accurate, 0 the fastest.
+    assert!(before.iter().all(|r| r["entry"] == "2" && r["top1"] == "78"), "{before:?}");
+    assert!(after.iter().all(|r| r["entry"] == "0" && r["met"] == "0"), "{after:?}");
+    // The switch was timed (activate), and the extra columns are there.
+    let switch: f64 = after[0]["switch_us"].parse().unwrap();
+    assert!(switch > 0.0 && switch < 10_000.0, "{switch} us");
+    assert_eq!(rows[0]["frame"], "0");
+    assert_eq!(rows[0]["contend_threads"], "0");
+    plot_written(dir.path());
+
+    // Bad input is a message, not a panic.
+    std::fs::write(&schedule, r#"{"events": [{"at_s": 1}]}"#).unwrap();
+    let out = dynofa(dir.path(), &["--schedule", schedule.to_str().unwrap()]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give exactly one of"));
+}
+
+#[test]
+fn two_models_share_the_cpu_under_one_plan_and_contention_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = |name: &str, prio: u8| {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(
+            &path,
+            format!(r#"{{"name": "{name}", "priority": {prio}, "period_ms": 40, "target_ms": 100000}}"#),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let (a, b) = (model("tracker", 2), model("tagger", 1));
+    let schedule = dir.path().join("schedule.json");
+    std::fs::write(&schedule, r#"{"duration_s": 1.5, "events": [{"at_s": 0.5, "contend": 1}]}"#).unwrap();
+    let out =
+        dynofa(dir.path(), &["--model", &a, "--model", &b, "--schedule", schedule.to_str().unwrap()]).output().unwrap();
+    let text = ok(&out);
+    assert!(text.contains("summary: 1.5 s, 2 models") && text.contains("contention on: 1 busy thread"), "{text}");
+    let rows = trace(dir.path());
+    for (k, name) in [(0, "tracker"), (1, "tagger")] {
+        let mine: Vec<_> = rows.iter().filter(|r| r["model"] == k.to_string()).collect();
+        assert!(mine.len() >= 3 && mine.iter().all(|r| r["name"] == name), "{name}: {} frames", mine.len());
+    }
+    let contended = rows.iter().find(|r| r["contend_threads"] == "1").expect("frames under contention");
+    // One busy thread beside two engine threads takes a third of the CPU when all are runnable.
+    assert!((contended["share"].parse::<f64>().unwrap() - 1.0 / 3.0).abs() < 1e-6);
+    plot_written(dir.path());
+}
+
+#[test]
+fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    fake::create(FakeBoard::XavierNxJetPack5, &root).unwrap();
+    let governor = "sys/devices/system/cpu/cpufreq/policy0/scaling_governor";
+    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap().trim().to_owned();
+    let original = read(governor);
+    let schedule = dir.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"{"duration_s": 1.2, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0.4, "cpu_khz": 1190400}]}"#,
+    )
+    .unwrap();
+    let out = dynofa(dir.path(), &["--root", root.to_str().unwrap(), "--schedule", schedule.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    assert!(text.contains("platform: Jetson Xavier NX") && text.contains("dvfs ready"), "{text}");
+    assert!(text.contains("cpu pinned to 1190400 kHz"), "{text}");
+    let rows = trace(dir.path());
+    let clocks: Vec<&str> = rows.iter().map(|r| r["clock_mhz"].as_str()).collect();
+    assert!(clocks.first().is_some_and(|c| *c != "1190.4") && clocks.last() == Some(&"1190.4"), "{clocks:?}");
+    // The pin ended with the run.
+    assert_eq!(read(governor), original);
+
+    // Without cpufreq the event is skipped with the reason and the run goes on.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    let out = dynofa(dir.path(), &["--root", bare.to_str().unwrap(), "--schedule", schedule.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    assert!(text.contains("cpu dvfs: unavailable") && text.contains("cpu clock event skipped"), "{text}");
+}
+
+#[test]
+fn ctrl_c_ends_the_run_with_its_summary_trace_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = dynofa(dir.path(), &["--duration-s", "60", "--contend", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let started = line.starts_with("run: ");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    assert!(seen.last().is_some_and(|l| l.starts_with("run: ")), "{seen:?}");
+    std::thread::sleep(Duration::from_millis(700));
+    let sent = Instant::now();
+    assert!(Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().unwrap().success());
+    let rest: Vec<String> = lines.collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {rest:?}");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    let text = rest.join("\n");
+    assert!(text.contains("stopped at") && text.contains("summary: "), "{text}");
+    assert!(!trace(dir.path()).is_empty());
+    plot_written(dir.path());
+}
