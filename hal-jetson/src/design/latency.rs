@@ -282,6 +282,16 @@ impl OpTables {
         Ok(Latency { mean_ms: mean, std_ms: var.sqrt() })
     }
 
+    /// Sub-networks at resolution `r` that between them run every op any sub-network runs there:
+    /// the full-depth uniform ones, kernel-major (kernel `KERNEL_SIZES[i / 3]`, expand ratio
+    /// `EXPAND_RATIOS[i % 3]`). A block's shape depends on the resolution, its index, kernel and
+    /// expand ratio only: the blocks a shallower unit skips are stride-1 and change no later size.
+    pub fn covering_configs(r: u16) -> impl Iterator<Item = SubnetConfig> {
+        KERNEL_SIZES
+            .into_iter()
+            .flat_map(move |k| EXPAND_RATIOS.map(|e| SubnetConfig::uniform(k, e, MAX_DEPTH as u8, r)))
+    }
+
     /// Per-(resolution, block, kernel, expand) means for fast sums over the given resolutions.
     pub fn compile(&self, net: &Supernet, resolutions: &[u16]) -> Result<LatencyModel, DesignError> {
         let mut model = LatencyModel { resolutions: resolutions.to_vec(), fixed: Vec::new(), blocks: Vec::new() };
@@ -289,18 +299,14 @@ impl OpTables {
             let table = self.table(r)?;
             let mut fixed = 0.0;
             let mut blocks = [[[0.0; 3]; 3]; NUM_BLOCKS];
-            // A block's shape depends on the resolution, its index, kernel and expand ratio only:
-            // the blocks a shallower unit skips are stride-1 and do not change later sizes.
-            for (ki, &k) in KERNEL_SIZES.iter().enumerate() {
-                for (ei, &e) in EXPAND_RATIOS.iter().enumerate() {
-                    let cfg = SubnetConfig::uniform(k, e, MAX_DEPTH as u8, r);
-                    for o in network_ops(net, &cfg) {
-                        let mean = table.get(&o.op)?.mean;
-                        match o.block {
-                            Some(b) => blocks[b - 1][ki][ei] = mean,
-                            None if ki == 0 && ei == 0 => fixed += mean,
-                            None => {}
-                        }
+            for (i, cfg) in Self::covering_configs(r).enumerate() {
+                let (ki, ei) = (i / EXPAND_RATIOS.len(), i % EXPAND_RATIOS.len());
+                for o in network_ops(net, &cfg) {
+                    let mean = table.get(&o.op)?.mean;
+                    match o.block {
+                        Some(b) => blocks[b - 1][ki][ei] = mean,
+                        None if i == 0 => fixed += mean,
+                        None => {}
                     }
                 }
             }

@@ -8,7 +8,7 @@ use dynofa_core::lut::{LUT_VERSION, LatencyPoint, Lut, LutEntry, Top1Source, Uni
 use dynofa_core::{SubnetConfig, Supernet};
 
 use super::DesignError;
-use super::latency::OpTables;
+use super::fit::LatencySource;
 use super::search::Found;
 
 /// Entries a generated LUT may hold.
@@ -17,15 +17,16 @@ pub const LUT_CAPACITY: usize = 64;
 /// The LUT type the design tools write.
 pub type DesignLut = Lut<LUT_CAPACITY>;
 
-/// One processing unit's per-op tables and the clock they were measured at.
+/// One processing unit's latencies (per-op tables or a model fitted on a LUT) and the clock they
+/// were measured at.
 #[derive(Debug, Clone)]
 pub struct UnitTables {
     /// The unit.
     pub unit: Unit,
     /// Its clock in kHz (0: not pinned).
     pub freq_khz: u32,
-    /// Its per-op tables.
-    pub tables: OpTables,
+    /// Its latencies.
+    pub latency: LatencySource,
 }
 
 /// A LUT of the given entries (duplicates of an earlier entry's sub-network are skipped), each
@@ -53,7 +54,7 @@ pub fn lut_of(
     Ok(lut)
 }
 
-/// A LUT holding every unit's Pareto set; each entry carries its table latency on every unit, so
+/// A LUT holding every unit's Pareto set; each entry carries its latency on every unit, so
 /// `Lut::pareto(unit)` gives each unit's front and every entry can run anywhere.
 pub fn build_lut(
     net: &Supernet,
@@ -66,7 +67,7 @@ pub fn build_lut(
         units
             .iter()
             .map(|u| {
-                let l = u.tables.network(net, cfg)?;
+                let l = u.latency.network(net, cfg)?;
                 Ok(LatencyPoint {
                     unit: u.unit,
                     freq_khz: u.freq_khz,
@@ -224,7 +225,7 @@ mod tests {
     #[test]
     fn lut_round_trips_and_check_finds_staleness() {
         let net = Supernet::W1_2;
-        let units = [UnitTables { unit: Unit::Gpu, freq_khz: 1_109_250, tables: gpu_tables() }];
+        let units = [UnitTables { unit: Unit::Gpu, freq_khz: 1_109_250, latency: LatencySource::Tables(gpu_tables()) }];
         let found: Vec<Found> = nets_6()
             .iter()
             .map(|l| Found { config: l.config, top1: 80.0 + l.level as f32, latency_ms: l.lut_gpu_ms })

@@ -1,12 +1,15 @@
 //! Design-time tools: OFA's accuracy predictor with its published weights, OFA's per-op latency
-//! tables, the evolutionary search that turns them into a Pareto set, and the LUT it writes.
+//! tables (or a latency model fitted on measured sub-networks), the evolutionary search that turns
+//! them into a Pareto set, and the LUT it writes.
 //!
 //! ```text
-//! per-op tables (OFA format, one per resolution) ──> LatencyModel ─┐
-//! accuracy predictor (data/acc_predictor.safetensors) ─────────────┴─> search over constraints
-//!                                                          ──> Pareto set per unit ──> LUT JSON
+//! per-op tables (OFA format, one per resolution) ──────> LatencyModel ─┐
+//! LUT of measured sub-networks ──> fitted model (fit) ──┘              │
+//! accuracy predictor (data/acc_predictor.safetensors) ─────────────────┴─> search over constraints
+//!                                                              ──> Pareto set per unit ──> LUT JSON
 //! ```
 
+pub mod fit;
 pub mod latency;
 pub mod lutgen;
 pub mod predictor;
@@ -116,6 +119,23 @@ pub enum DesignError {
         draws: u64,
         /// The fastest sub-network's latency in ms.
         fastest_ms: f64,
+    },
+    /// A LUT has too few measured sub-networks at an operating point to fit a latency model on.
+    #[error(
+        "{}: {found} sub-networks measured at {point} (unit@kHz), a latency model needs at least {needed}; time more with `dynofa profile --subnets` or name one of the LUT's points ({available})",
+        path.display()
+    )]
+    TooFewMeasurements {
+        /// The LUT file.
+        path: PathBuf,
+        /// The operating point asked for, as `unit@kHz`.
+        point: String,
+        /// Entries measured there.
+        found: usize,
+        /// Entries required.
+        needed: usize,
+        /// The points the LUT has, comma-separated.
+        available: String,
     },
     /// The predictor refused its weights or a sub-network.
     #[error(transparent)]

@@ -1,13 +1,15 @@
-//! `dynofa search`: OFA's evolutionary search over latency constraints on per-op tables, written as
-//! a LUT with a Pareto set per processing unit.
+//! `dynofa search`: OFA's evolutionary search over latency constraints on per-op tables (or on a
+//! latency model fitted on a LUT of measured sub-networks), written as a LUT with a Pareto set per
+//! processing unit.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use dynofa_core::lut::Unit;
+use dynofa_core::lut::{OperatingPoint, Unit};
 use dynofa_core::predictor::SUPERNET;
-use dynofa_hal_jetson::design::latency::{LatencyModel, OpTables};
+use dynofa_hal_jetson::design::fit::{FEATURE_NAMES, LatencySource};
+use dynofa_hal_jetson::design::latency::LatencyModel;
 use dynofa_hal_jetson::design::lutgen::{self, UnitTables};
 use dynofa_hal_jetson::design::predictor::PredictorWeights;
 use dynofa_hal_jetson::design::search::{
@@ -18,8 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Options of `dynofa search`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A processing unit and its per-op tables as UNIT=DIR@FREQ_KHZ (UNIT gpu or cpu; FREQ_KHZ the
-    /// clock the tables were measured at, 0 if not pinned). Repeat for each unit.
+    /// A processing unit and its latencies as UNIT=PATH@FREQ_KHZ (UNIT gpu or cpu; FREQ_KHZ the
+    /// clock they were measured at, 0 if not pinned). PATH is a folder of OFA per-op tables, or a
+    /// LUT of measured sub-networks (`dynofa profile`): a latency model is fitted on its entries
+    /// measured at UNIT@FREQ_KHZ. Repeat for each unit.
     #[arg(long = "unit", required = true, value_parser = parse_unit)]
     units: Vec<UnitArg>,
     /// Constraints per unit, spanning its range, for units without --at.
@@ -46,7 +50,8 @@ pub struct Args {
     /// Threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Input resolutions to search (default: the smallest of each predictor bucket the tables cover).
+    /// Input resolutions to search (default: the smallest of each predictor bucket that every unit
+    /// has tables for or, for a LUT, measured).
     #[arg(long, value_delimiter = ',')]
     resolutions: Vec<u16>,
     /// Independent searches per constraint, the best kept (1: OFA's single run).
@@ -60,7 +65,7 @@ pub struct Args {
 #[derive(Clone)]
 struct UnitArg {
     unit: Unit,
-    dir: PathBuf,
+    path: PathBuf,
     freq_khz: u32,
 }
 
@@ -73,10 +78,10 @@ fn parse_unit_name(s: &str) -> Result<Unit, String> {
 }
 
 fn parse_unit(s: &str) -> Result<UnitArg, String> {
-    let (unit, rest) = s.split_once('=').ok_or("expected UNIT=DIR@FREQ_KHZ, e.g. gpu=tables/gpu@1109250")?;
-    let (dir, freq) = rest.rsplit_once('@').ok_or("expected UNIT=DIR@FREQ_KHZ: the @FREQ_KHZ is missing")?;
+    let (unit, rest) = s.split_once('=').ok_or("expected UNIT=PATH@FREQ_KHZ, e.g. gpu=tables/gpu@1109250")?;
+    let (path, freq) = rest.rsplit_once('@').ok_or("expected UNIT=PATH@FREQ_KHZ: the @FREQ_KHZ is missing")?;
     let freq_khz = freq.parse().map_err(|_| format!("\"{freq}\" is not a frequency in kHz"))?;
-    Ok(UnitArg { unit: parse_unit_name(unit)?, dir: dir.into(), freq_khz })
+    Ok(UnitArg { unit: parse_unit_name(unit)?, path: path.into(), freq_khz })
 }
 
 fn parse_at(s: &str) -> Result<(Unit, Vec<f64>), String> {
@@ -92,18 +97,48 @@ pub fn run(args: Args) -> Result<()> {
     let units: Vec<UnitTables> = args
         .units
         .iter()
-        .map(|u| Ok(UnitTables { unit: u.unit, freq_khz: u.freq_khz, tables: OpTables::load_dir(&u.dir)? }))
+        .map(|u| {
+            let point = OperatingPoint { unit: u.unit, freq_khz: u.freq_khz };
+            Ok(UnitTables { unit: u.unit, freq_khz: u.freq_khz, latency: LatencySource::load(&u.path, point)? })
+        })
         .collect::<Result<_>>()?;
     let resolutions = if args.resolutions.is_empty() {
-        // Resolutions every unit's tables cover.
-        let mut common = units[0].tables.resolutions();
-        common.retain(|r| units.iter().all(|u| u.tables.tables.contains_key(r)));
+        // Resolutions every unit knows from measurement.
+        let mut common = units[0].latency.resolutions();
+        common.retain(|r| units.iter().all(|u| u.latency.resolutions().contains(r)));
         predictor_resolutions(&common)
     } else {
         args.resolutions.clone()
     };
     if resolutions.is_empty() {
-        bail!("the units' tables share no resolution");
+        bail!("the units' tables and LUTs share no resolution; pick some with --resolutions");
+    }
+    let mut fitted_notes = Vec::new();
+    for u in &units {
+        if let LatencySource::Fitted(f) = &u.latency {
+            let r = &f.report;
+            eprintln!(
+                "{}: latency model fitted on {} sub-networks of {} measured at {} kHz (resolutions {:?}): error {:.1} % on them, {:.1} % (max {:.1} %) held out (leave-one-out)",
+                u.unit,
+                r.n,
+                f.path.display(),
+                u.freq_khz,
+                f.measured_resolutions,
+                r.fit_mape_pct,
+                r.held_out_mape_pct,
+                r.held_out_max_pct
+            );
+            for (name, c) in FEATURE_NAMES.iter().zip(f.coefficients) {
+                eprintln!("  {c:>10.4} {name}");
+            }
+            let outside: Vec<u16> =
+                resolutions.iter().copied().filter(|r| !f.measured_resolutions.contains(r)).collect();
+            if !outside.is_empty() {
+                eprintln!("  extrapolating to resolutions {outside:?}, which the LUT did not measure");
+            }
+            let name = f.path.file_name().map_or_else(|| f.path.display().to_string(), |n| n.display().to_string());
+            fitted_notes.push(format!("; {} latency fitted on {name} ({:.1} % held out)", u.unit, r.held_out_mape_pct));
+        }
     }
     let params = SearchParams {
         population: args.population,
@@ -114,7 +149,7 @@ pub fn run(args: Args) -> Result<()> {
         ..SearchParams::default()
     };
     let models: Vec<LatencyModel> =
-        units.iter().map(|u| u.tables.compile(&SUPERNET, &params.resolutions)).collect::<Result<_, _>>()?;
+        units.iter().map(|u| u.latency.compile(&SUPERNET, &params.resolutions)).collect::<Result<_, _>>()?;
     let searches: Vec<UnitSearch<'_>> = units
         .iter()
         .zip(&models)
@@ -148,7 +183,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let mut fronts = Vec::new();
     for (u, r) in units.iter().zip(&results) {
-        println!("{} ({} kHz), {}:", u.unit, u.freq_khz, u.tables.dir.display());
+        println!("{} ({} kHz), {}:", u.unit, u.freq_khz, u.latency.path().display());
         println!("  constraint ms   latency ms   top-1 %   sub-network");
         for (c, f) in r.constraints.iter().zip(&r.found) {
             println!("  {c:>13.3} {:>12.3} {:>9.3}   {}", f.latency_ms, f.top1, f.config.id());
@@ -158,9 +193,10 @@ pub fn run(args: Args) -> Result<()> {
         fronts.push(front);
     }
     let source = format!(
-        "{}; seed {}; {}; {}-{}",
+        "{}; seed {}{}; {}; {}-{}",
         args.note,
         params.seed,
+        fitted_notes.concat(),
         lutgen::today(),
         std::env::consts::ARCH,
         std::env::consts::OS
