@@ -81,7 +81,7 @@ pub fn run_task(args: Args) -> Result<()> {
         rows.push((name, r, ours, peers));
     }
     let activate = median(
-        cargo().args(["bench", "-p", "dynofa-kernels", "--bench", "activate"]).env("DYNOFA_BENCH_QUIET", "1"),
+        cargo().args(["bench", "-p", "dynofa-kernels", "--bench", "engine"]).env("DYNOFA_BENCH_ACTIVATE_ONLY", "1"),
         "median_activate_us=",
     )?;
     let switch = if have_peers {

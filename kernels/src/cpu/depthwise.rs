@@ -86,45 +86,73 @@ unsafe fn depthwise_impl<S: Madd, const XB: usize>(
     let x_hi = if size + k / 2 >= k { (size + k / 2 - k) / s + 1 } else { 0 }.clamp(x_lo, l.out_size);
     for oy in rows {
         let iy = (oy * s) as isize - pad;
-        let dys = taps(iy, k, size);
-        let mut c0 = chans.start;
-        while c0 < chans.end {
-            let row = Row { l, iy, dys: dys.clone(), oy, c0, out };
-            let pool = pool.as_deref_mut().map(|p| &mut p[c0..]);
-            // SAFETY: the row and channel chunk are within the caller's exclusive region.
-            unsafe {
-                if c0 + CW <= chans.end {
-                    row.run::<S, XB, CW>(x_lo, x_hi, pool);
-                    c0 += CW;
-                } else {
-                    row.run::<S, XB, 8>(x_lo, x_hi, pool);
-                    c0 += 8;
+        let row = Row { l, iy, dys: taps(iy, k, size), oy, out };
+        let pool = &mut pool;
+        // Pixel blocks outside, channels inside: each block writes whole pixels (full cache lines).
+        // Blocks that reach into the padding take clipped taps; a pixel alone is latency-bound,
+        // so the end of the row goes in blocks of 4, 2 and then 1.
+        let mut ox = 0;
+        for width in [XB, 4, 2, 1] {
+            while ox + width <= l.out_size && (width == XB || width == 1 || ox + width * 2 > l.out_size) {
+                let interior = ox >= x_lo && ox + width <= x_hi;
+                // SAFETY: the pixels and channels are within the caller's exclusive region.
+                unsafe {
+                    match width {
+                        1 => row.block::<S, 1>(ox, interior, chans.clone(), pool),
+                        2 => row.block::<S, 2>(ox, interior, chans.clone(), pool),
+                        4 if XB > 4 => row.block::<S, 4>(ox, interior, chans.clone(), pool),
+                        _ => row.block::<S, XB>(ox, interior, chans.clone(), pool),
+                    }
                 }
+                ox += width;
             }
         }
     }
 }
 
-/// One output row and one chunk of channels.
+/// One output row.
 struct Row<'a, 'l> {
     l: &'a DepthwiseLayer<'l>,
     iy: isize,
     dys: Range<usize>,
     oy: usize,
-    c0: usize,
     out: *mut f32,
 }
 
 impl Row<'_, '_> {
+    /// `X` pixels from `ox`, every channel of `chans`, in chunks of 16 (and a last one of 8).
+    ///
+    /// # Safety
+    /// The pixels and channels are within the caller's exclusive region of the output.
+    #[inline(always)]
+    unsafe fn block<S: Madd, const X: usize>(
+        &self,
+        ox: usize,
+        interior: bool,
+        chans: Range<usize>,
+        pool: &mut Option<&mut [f32]>,
+    ) {
+        let mut c0 = chans.start;
+        while c0 + CW <= chans.end {
+            // SAFETY: forwarded.
+            unsafe { self.pixels::<S, X, CW>(ox, c0, interior, pool) };
+            c0 += CW;
+        }
+        if c0 < chans.end {
+            // SAFETY: forwarded.
+            unsafe { self.pixels::<S, X, 8>(ox, c0, interior, pool) };
+        }
+    }
+
     /// `W` channels from `c0` at flat offset `at` of `data`.
     ///
     /// # Safety
     /// `at + c0 + W <= data.len()`.
     #[inline(always)]
-    unsafe fn load<const W: usize>(&self, data: &[f32], at: usize) -> [f32; W] {
-        debug_assert!(at + self.c0 + W <= data.len());
+    unsafe fn load<const W: usize>(data: &[f32], at: usize) -> [f32; W] {
+        debug_assert!(at + W <= data.len());
         // SAFETY: in bounds by the caller's contract.
-        unsafe { data.as_ptr().add(at + self.c0).cast::<[f32; W]>().read_unaligned() }
+        unsafe { data.as_ptr().add(at).cast::<[f32; W]>().read_unaligned() }
     }
 
     /// One pixel with input column `ix` (may be negative) and valid kernel columns `dxs`: four
@@ -133,7 +161,7 @@ impl Row<'_, '_> {
     /// # Safety
     /// `dxs` and `self.dys` are clipped to the input.
     #[inline(always)]
-    unsafe fn one_pixel<S: Madd, const W: usize>(&self, ix: isize, dxs: Range<usize>) -> [f32; W] {
+    unsafe fn one_pixel<S: Madd, const W: usize>(&self, ix: isize, c0: usize, dxs: Range<usize>) -> [f32; W] {
         let l = self.l;
         let (size, c, k) = (l.size, l.c, l.k);
         let mut acc = [[0.0f32; W]; 4];
@@ -148,8 +176,8 @@ impl Row<'_, '_> {
                         // SAFETY: row dy + q and column col are inside the input and the kernel.
                         let (xv, wv) = unsafe {
                             (
-                                self.load(l.input, (y * size + col) * c),
-                                self.load(l.weights, ((dy + q) * k + dx) * l.ldw),
+                                Self::load(l.input, (y * size + col) * c + c0),
+                                Self::load(l.weights, ((dy + q) * k + dx) * l.ldw + c0),
                             )
                         };
                         acc[q] = fma::<S, W>(xv, wv, acc[q]);
@@ -161,52 +189,19 @@ impl Row<'_, '_> {
         core::array::from_fn(|j| (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]))
     }
 
-    /// All output columns: the borders one at a time with clipped taps, the interior `XB` at a time.
+    /// `X` neighbouring output pixels from `ox`, channels `c0..c0 + W`; `interior` means every
+    /// tap is inside the input.
+    ///
+    /// # Safety
+    /// As [`Row::block`].
     #[inline(always)]
-    unsafe fn run<S: Madd, const XB: usize, const W: usize>(
+    unsafe fn pixels<S: Madd, const X: usize, const W: usize>(
         &self,
-        x_lo: usize,
-        x_hi: usize,
-        pool: Option<&mut [f32]>,
+        ox: usize,
+        c0: usize,
+        interior: bool,
+        pool: &mut Option<&mut [f32]>,
     ) {
-        let mut sums = [0.0f32; W];
-        let mut ox = 0;
-        while ox < x_lo {
-            // SAFETY: forwarded.
-            unsafe { self.pixels::<S, 1, W>(ox, false, &mut sums) };
-            ox += 1;
-        }
-        while ox + XB <= x_hi {
-            // SAFETY: forwarded.
-            unsafe { self.pixels::<S, XB, W>(ox, true, &mut sums) };
-            ox += XB;
-        }
-        // The rest of the interior in smaller blocks: one pixel alone is latency-bound.
-        if XB > 4 && ox + 4 <= x_hi {
-            // SAFETY: forwarded.
-            unsafe { self.pixels::<S, 4, W>(ox, true, &mut sums) };
-            ox += 4;
-        }
-        if ox + 2 <= x_hi {
-            // SAFETY: forwarded.
-            unsafe { self.pixels::<S, 2, W>(ox, true, &mut sums) };
-            ox += 2;
-        }
-        while ox < self.l.out_size {
-            // SAFETY: forwarded.
-            unsafe { self.pixels::<S, 1, W>(ox, ox < x_hi, &mut sums) };
-            ox += 1;
-        }
-        if let Some(pool) = pool {
-            for (p, s) in pool[..W].iter_mut().zip(sums) {
-                *p += s;
-            }
-        }
-    }
-
-    /// `X` neighbouring output pixels from `ox`; `interior` means every tap is inside the input.
-    #[inline(always)]
-    unsafe fn pixels<S: Madd, const X: usize, const W: usize>(&self, ox: usize, interior: bool, sums: &mut [f32; W]) {
         let l = self.l;
         let (size, c, k, s) = (l.size, l.c, l.k, l.stride);
         let ix = (ox * s) as isize - (k / 2) as isize;
@@ -214,35 +209,56 @@ impl Row<'_, '_> {
         let mut acc = [[0.0f32; W]; X];
         if X == 1 {
             // SAFETY: forwarded.
-            acc[0] = unsafe { self.one_pixel::<S, W>(ix, dxs) };
-        } else {
+            acc[0] = unsafe { self.one_pixel::<S, W>(ix, c0, dxs) };
+        } else if interior {
             for dy in self.dys.clone() {
                 let in_row = (self.iy + dy as isize) as usize * size;
-                for dx in dxs.clone() {
+                for dx in 0..k {
                     // SAFETY: tap (dy, dx) is inside the kernel and c0 + W <= c <= ldw.
-                    let wv: [f32; W] = unsafe { self.load(l.weights, (dy * k + dx) * l.ldw) };
+                    let wv: [f32; W] = unsafe { Self::load(l.weights, (dy * k + dx) * l.ldw + c0) };
                     let base = (in_row as isize + ix + dx as isize) as usize;
                     for x in 0..X {
                         // SAFETY: the row and column lie inside the input (interior pixels).
-                        let xv: [f32; W] = unsafe { self.load(l.input, (base + x * s) * c) };
+                        let xv: [f32; W] = unsafe { Self::load(l.input, (base + x * s) * c + c0) };
                         acc[x] = fma::<S, W>(xv, wv, acc[x]);
                     }
                 }
             }
+        } else {
+            // Taps in the padding read zeros.
+            for dy in self.dys.clone() {
+                let in_row = (self.iy + dy as isize) as usize * size;
+                for dx in 0..k {
+                    // SAFETY: tap (dy, dx) is inside the kernel and c0 + W <= c <= ldw.
+                    let wv: [f32; W] = unsafe { Self::load(l.weights, (dy * k + dx) * l.ldw + c0) };
+                    for x in 0..X {
+                        // Branch-free, so that the accumulators stay in registers: read a valid
+                        // column and multiply by 0 where the tap is in the padding.
+                        let col = ix + (x * s + dx) as isize;
+                        let inside = if col >= 0 && (col as usize) < size { 1.0 } else { 0.0 };
+                        let col = col.clamp(0, size as isize - 1) as usize;
+                        // SAFETY: the row is inside the input and the column clamped into it.
+                        let xv: [f32; W] = unsafe { Self::load(l.input, (in_row + col) * c + c0) };
+                        acc[x] = fma::<S, W>(xv.map(|v| v * inside), wv, acc[x]);
+                    }
+                }
+            }
         }
-        let scale: &[f32; W] = l.scale[self.c0..][..W].try_into().expect("W channels");
-        let shift: &[f32; W] = l.shift[self.c0..][..W].try_into().expect("W channels");
+        let scale: [f32; W] = l.scale[c0..c0 + W].try_into().expect("W channels");
+        let shift: [f32; W] = l.shift[c0..c0 + W].try_into().expect("W channels");
+        let mut sums = [0.0f32; W];
         for (x, acc) in acc.iter_mut().enumerate() {
-            for j in 0..W {
-                acc[j] = S::madd(acc[j], scale[j], shift[j]);
-            }
+            *acc = fma::<S, W>(*acc, scale, shift);
             l.act.apply_all::<W>(acc);
-            for j in 0..W {
-                sums[j] += acc[j];
-            }
-            let at = ((self.oy * l.out_size) + ox + x) * c + self.c0;
+            sums = core::array::from_fn(|j| sums[j] + acc[j]);
+            let at = ((self.oy * l.out_size) + ox + x) * c + c0;
             // SAFETY: pixel (oy, ox + x), channels c0..c0 + W are in the caller's exclusive region.
-            unsafe { core::ptr::copy_nonoverlapping(acc.as_ptr(), self.out.add(at), W) };
+            unsafe { self.out.add(at).cast::<[f32; W]>().write_unaligned(*acc) };
+        }
+        if let Some(pool) = pool.as_deref_mut() {
+            for (p, s) in pool[c0..c0 + W].iter_mut().zip(sums) {
+                *p += s;
+            }
         }
     }
 }

@@ -36,18 +36,18 @@ impl Isa {
 
     /// Every instruction set this CPU can run (for tests that compare them).
     pub fn available() -> Vec<Isa> {
-        let mut all = vec![Isa::Baseline];
         #[cfg(target_arch = "x86_64")]
         {
             let best = Isa::detect();
-            if best != Isa::Baseline {
-                all.push(Isa::Avx2);
-            }
-            if best == Isa::Avx512 {
-                all.push(Isa::Avx512);
-            }
+            [Isa::Baseline, Isa::Avx2, Isa::Avx512]
+                .into_iter()
+                .filter(|&i| i == Isa::Baseline || i as u8 <= best as u8)
+                .collect()
         }
-        all
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            vec![Isa::Baseline]
+        }
     }
 }
 

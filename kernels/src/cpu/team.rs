@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins for the next region before it parks.
 const SPIN_BEFORE_PARK: Duration = Duration::from_micros(200);
 /// Spins in a barrier before yielding the core (matters when threads outnumber free cores).
-const SPINS_BEFORE_YIELD: u32 = 4096;
+const SPINS_BEFORE_YIELD: u32 = 256;
 
 /// The job of a region, with its lifetime erased.
 type Job = *const (dyn Fn(&Ctx<'_>) + Sync);
