@@ -305,7 +305,8 @@ pub struct Levels {
     pub fastest_ms: f32,
     /// Mean latency of the most accurate one, ms.
     pub slowest_ms: f32,
-    /// The manager's margin for noise (its tail factor).
+    /// The manager's margin for noise: the smallest target at which it runs the most accurate
+    /// sub-network, over that sub-network's mean latency.
     pub tail: f32,
 }
 
