@@ -165,10 +165,10 @@ pub fn read_labels(path: &Path, classes: &[String]) -> Result<Vec<usize>, Datase
         .collect()
 }
 
-/// The images BN calibration uses: a Fisher-Yates shuffle of `0..n` driven by SplitMix64(`seed`)
+/// A seeded choice of `count` of `n` images (BN calibration's, or `dynofa eval --count`'s): a Fisher-Yates shuffle of `0..n` driven by SplitMix64(`seed`)
 /// (`j = next_u64() % (i + 1)` for `i` from `n - 1` down to 1), cut to `count`. OFA likewise takes
 /// the first images of a seeded permutation of its training set.
-pub fn calibration_order(n: usize, count: usize, seed: u64) -> Vec<usize> {
+pub fn seeded_subset(n: usize, count: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = SplitMix64::new(seed);
     for i in (1..n).rev() {
@@ -179,20 +179,38 @@ pub fn calibration_order(n: usize, count: usize, seed: u64) -> Vec<usize> {
     order
 }
 
+/// Load items ahead of their use on a background thread, `ahead` at most, in order: image
+/// decoding overlaps the inference that consumes the images. Dropping the iterator stops the thread.
+pub fn prefetch<T: Send + 'static>(
+    paths: Vec<PathBuf>,
+    ahead: usize,
+    load: impl Fn(&Path) -> T + Send + 'static,
+) -> impl Iterator<Item = T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(ahead);
+    std::thread::spawn(move || {
+        for path in paths {
+            if tx.send(load(&path)).is_err() {
+                break;
+            }
+        }
+    });
+    rx.into_iter()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn calibration_order_is_a_seeded_permutation() {
-        let a = calibration_order(100, 100, 7);
+    fn seeded_subset_is_a_seeded_permutation() {
+        let a = seeded_subset(100, 100, 7);
         let mut sorted = a.clone();
         sorted.sort();
         assert_eq!(sorted, (0..100).collect::<Vec<_>>());
         assert_ne!(a, sorted);
-        assert_eq!(calibration_order(100, 10, 7), a[..10]);
-        assert_ne!(calibration_order(100, 10, 8), a[..10]);
+        assert_eq!(seeded_subset(100, 10, 7), a[..10]);
+        assert_ne!(seeded_subset(100, 10, 8), a[..10]);
         // Fixed values, also computed by scripts/ref/ofa_ref.py's splitmix_order.
-        assert_eq!(calibration_order(10, 10, 0), [6, 3, 2, 9, 8, 1, 4, 7, 0, 5]);
+        assert_eq!(seeded_subset(10, 10, 0), [6, 3, 2, 9, 8, 1, 4, 7, 0, 5]);
     }
 }

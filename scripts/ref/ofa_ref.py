@@ -509,7 +509,7 @@ def image_folder(root, transform=None):
 
 
 def splitmix_order(n, seed):
-    """dynofa_kernels::dataset::calibration_order: Fisher-Yates driven by SplitMix64(seed)."""
+    """dynofa_kernels::dataset::seeded_subset: Fisher-Yates driven by SplitMix64(seed)."""
     mask = (1 << 64) - 1
     state = seed & mask
     order = list(range(n))

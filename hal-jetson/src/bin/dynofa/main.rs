@@ -1,6 +1,9 @@
 //! `dynofa`: the Dynamic-OFA runtime and its design-time tools.
 
+mod calibrate_bn;
+mod eval;
 mod gen_weights;
+mod import_ofa;
 mod infer;
 mod platform;
 mod predict;
@@ -35,6 +38,12 @@ enum Command {
     Profile(profile::Args),
     /// What the Linux/Jetson platform finds here: board, GPU/CPU DVFS (or why not), loads, EMC.
     Platform(platform::Args),
+    /// Convert a released OFA checkpoint (torch pickle) to safetensors for --weights, safely.
+    ImportOfa(import_ofa::Args),
+    /// Re-estimate a sub-network's BN statistics on images (OFA's set_running_statistics).
+    CalibrateBn(calibrate_bn::Args),
+    /// Top-1/top-5 of sub-networks over an ImageNet-style folder; measured top-1 into the LUT.
+    Eval(eval::Args),
 }
 
 fn main() -> Result<()> {
@@ -46,5 +55,8 @@ fn main() -> Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::GenWeights(args) => gen_weights::run(args),
         Command::Platform(args) => platform::run(args),
+        Command::ImportOfa(args) => import_ofa::run(args),
+        Command::CalibrateBn(args) => calibrate_bn::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
