@@ -6,6 +6,12 @@
 //!   when no checkpoint is given.
 //! - [`cpu`]: reference and fast kernels and [`CpuEngine`], which runs any sub-network directly
 //!   on the shared weights and switches without allocating or copying.
+//! - [`import`]: torch checkpoints (OFA's released supernets) to safetensors, through a pickle
+//!   reader that runs no code.
+//! - [`preprocess`], [`dataset`]: OFA's evaluation preprocessing (torchvision's, bit for bit on
+//!   decoded pixels) and ImageNet-style folders as torchvision's `ImageFolder` reads them.
+//! - [`calib`]: a sub-network's BN statistics re-estimated on images (OFA's
+//!   `set_running_statistics`).
 
 pub mod calib;
 pub mod cpu;

@@ -3,8 +3,8 @@
 //!
 //! Both of torch's formats are read: the zip archive (torch >= 1.6: `<name>/data.pkl`, storages
 //! in `<name>/data/<key>`) and the legacy stream (five pickles in a row, then the storages; what
-//! torch < 1.6 wrote). The pickles go through [`pickle`], which knows only the globals torch uses
-//! for tensors.
+//! torch < 1.6 wrote). The pickles go through a restricted reader that knows only the globals
+//! torch uses for tensors.
 
 mod pickle;
 
