@@ -371,7 +371,11 @@ impl<const N: usize, const P: usize> Lut<N, P> {
         if v.version != LUT_VERSION {
             return Err(LutError::UnknownVersion { found: v.version, supported: LUT_VERSION });
         }
-        let (wire, _) = serde_json_core::from_slice::<WireLut<'_, N, P>>(json).map_err(|e| LutError::Json(e.into()))?;
+        // `source` is free text: its escapes are decoded here so that what `to_json` writes reads back
+        // the same (found by `cargo xtask fuzz`); a longer text than a LUT holds is refused.
+        let mut unescaped = [0u8; SOURCE_LEN];
+        let (wire, _) = serde_json_core::from_slice_escaped::<WireLut<N, P>>(json, &mut unescaped)
+            .map_err(|e| LutError::Json(e.into()))?;
         if !(wire.width.is_finite() && wire.width > 0.0 && wire.width <= 4.0) {
             return Err(LutError::Width);
         }
@@ -380,7 +384,7 @@ impl<const N: usize, const P: usize> Lut<N, P> {
         }
         let net = Supernet::new(wire.width as f64);
         let mut lut = Lut::new(wire.width);
-        lut.source.push_str(wire.source.unwrap_or("")).map_err(|_| LutError::Json(JsonError::Type))?;
+        lut.source = wire.source.unwrap_or_default();
         for (index, w) in wire.entries.items.into_iter().enumerate() {
             let entry = w.into_entry(index)?;
             entry.config.validate(&net).map_err(|error| LutError::Config { entry: index, error })?;
@@ -480,12 +484,12 @@ impl<'de, const N: usize, const P: usize> Deserialize<'de> for WireEntries<N, P>
 }
 
 #[derive(Deserialize)]
-struct WireLut<'a, const N: usize, const P: usize> {
+struct WireLut<const N: usize, const P: usize> {
     #[allow(dead_code)]
     version: u32,
     width: f32,
-    #[serde(default, borrow)]
-    source: Option<&'a str>,
+    #[serde(default)]
+    source: Option<heapless::String<SOURCE_LEN>>,
     entries: WireEntries<N, P>,
 }
 
@@ -575,6 +579,17 @@ mod tests {
         assert_eq!(back.len(), 64);
         assert_eq!(back.source.as_str(), "unit test");
         assert_eq!(to_string(&back), text);
+    }
+
+    #[test]
+    fn a_source_with_escapes_round_trips() {
+        // Regression (cargo xtask fuzz, lut_json): escapes in `source` were kept undecoded.
+        let mut lut = Lut::<4>::new(1.2);
+        lut.source.push_str("say \"hi\" \\ \u{6}").unwrap();
+        let text = to_string(&lut);
+        assert_eq!(Lut::<4>::from_json(text.as_bytes()), Ok(lut));
+        let long = format!("{{\"version\":1,\"width\":1.2,\"source\":\"{}\",\"entries\":[]}}", "\\n".repeat(200));
+        assert!(matches!(Lut::<4>::from_json(long.as_bytes()), Err(LutError::Json(_))));
     }
 
     #[test]

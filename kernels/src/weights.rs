@@ -221,10 +221,11 @@ fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<SafeTensors<'a>, WeightsErr
         let header = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize);
         // The end of the data the header describes, when the header itself is intact JSON.
         let described = header.and_then(|n| {
-            let text = std::str::from_utf8(bytes.get(8..8 + n)?).ok()?;
+            // Checked: a corrupt length near u64::MAX must not overflow (found by `cargo xtask fuzz`).
+            let text = std::str::from_utf8(bytes.get(8..8usize.checked_add(n)?)?).ok()?;
             let json: serde_json::Value = serde_json::from_str(text).ok()?;
             let end = json.as_object()?.values().filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64()).max();
-            Some(8 + n + end.unwrap_or(0) as usize)
+            (8 + n).checked_add(end.unwrap_or(0) as usize)
         });
         let path = path.to_path_buf();
         match (e, header, described) {

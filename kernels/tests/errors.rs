@@ -165,3 +165,11 @@ fn bad_configs_and_inputs() {
     assert_eq!(e.to_string(), "output has 10 values; logits are f32 [1, 1000]");
     engine.infer(&[0.0; 3 * 128 * 128], &mut out).unwrap();
 }
+
+#[test]
+fn a_header_length_near_the_largest_integer_is_refused_without_overflow() {
+    // Regression (cargo xtask fuzz, weights_safetensors): the length 2^64 - 1 overflowed `8 + n`.
+    let e = SupernetWeights::from_safetensors(&[0xff; 64], Path::new(FILE)).unwrap_err();
+    assert!(matches!(e, WeightsError::NotSafetensors { .. }), "{e}");
+    assert!(e.to_string().starts_with("w10.safetensors: not a safetensors file"), "{e}");
+}

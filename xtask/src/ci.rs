@@ -17,6 +17,9 @@ pub struct Args {
 /// Crates whose tests also run on aarch64 under qemu (pure logic; heavy engine tests run natively).
 const QEMU_TEST_CRATES: &[&str] = &["dynofa-core", "dynofa-hal-sim"];
 
+/// Seconds each fuzz target runs in CI: five targets, about five minutes in all.
+const FUZZ_SECONDS: u64 = 60;
+
 /// A named check.
 type Step = (&'static str, Box<dyn Fn() -> Result<()>>);
 
@@ -61,6 +64,10 @@ pub fn run(args: Args) -> Result<()> {
         ),
         ("tests", Box::new(|| sh(cargo().args(["test", "--workspace"])))),
         ("tests (core, defmt)", Box::new(|| sh(cargo().args(["test", "-p", "dynofa-core", "--features", "defmt"])))),
+        (
+            "fuzz (every parser, 60 s each)",
+            Box::new(|| crate::fuzz::run_task(crate::fuzz::Args { seconds: FUZZ_SECONDS, target: None })),
+        ),
         (
             "bare metal (thumbv7em, no alloc)",
             Box::new(|| {

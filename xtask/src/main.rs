@@ -4,6 +4,7 @@ mod bench;
 mod build_jetson;
 mod ci;
 mod flash;
+mod fuzz;
 mod profile;
 mod search;
 mod sim;
@@ -35,6 +36,8 @@ enum Task {
     SimTable,
     /// Refresh the scenario golden traces in firmware-tests/golden/.
     GoldenTraces,
+    /// Bounded cargo-fuzz runs of the parsers (LUT, config, weights, per-op tables, scenarios).
+    Fuzz(fuzz::Args),
     /// Benchmarks: `cpu` = the CPU engine next to ONNX Runtime and PyTorch (scripts/ref), and activate().
     Bench(bench::Args),
 }
@@ -49,5 +52,6 @@ fn main() -> Result<()> {
         Task::SimTable => sim::table(),
         Task::GoldenTraces => sim::golden_traces(),
         Task::Bench(args) => bench::run_task(args),
+        Task::Fuzz(args) => fuzz::run_task(args),
     }
 }
