@@ -1,5 +1,6 @@
 //! The Linux/Jetson platform and the `dynofa` program.
 
 pub mod design;
+pub mod figures;
 pub mod linux;
 pub mod run;

@@ -3,6 +3,7 @@
 mod bench;
 mod build_jetson;
 mod ci;
+mod figures;
 mod flash;
 mod fuzz;
 mod profile;
@@ -38,6 +39,8 @@ enum Task {
     GoldenTraces,
     /// Bounded cargo-fuzz runs of the parsers (LUT, config, weights, per-op tables, scenarios).
     Fuzz(fuzz::Args),
+    /// The paper's figures (1, 3 to 8) as SVG and CSV into docs/figures (--check verifies them).
+    Figures(figures::Args),
     /// Benchmarks: `cpu` = the CPU engine next to ONNX Runtime and PyTorch (scripts/ref), and activate().
     Bench(bench::Args),
 }
@@ -51,6 +54,7 @@ fn main() -> Result<()> {
         Task::Profile(args) => profile::run_task(args),
         Task::SimTable => sim::table(),
         Task::GoldenTraces => sim::golden_traces(),
+        Task::Figures(args) => figures::run_task(args),
         Task::Bench(args) => bench::run_task(args),
         Task::Fuzz(args) => fuzz::run_task(args),
     }

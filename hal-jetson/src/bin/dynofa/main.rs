@@ -2,6 +2,7 @@
 
 mod calibrate_bn;
 mod eval;
+mod figures;
 mod gen_weights;
 mod import_ofa;
 mod infer;
@@ -36,6 +37,8 @@ enum Command {
     Search(search::Args),
     /// Time sub-networks on this machine and write them as a LUT of measured latencies.
     Profile(profile::Args),
+    /// The Dynamic-OFA paper's figures (1, 3 to 8) as SVG with the CSV behind each, from this LUT.
+    Figures(figures::Args),
     /// What the Linux/Jetson platform finds here: board, GPU/CPU DVFS (or why not), loads, EMC.
     Platform(platform::Args),
     /// Convert a released OFA checkpoint (torch pickle) to safetensors for --weights, safely.
@@ -55,6 +58,7 @@ fn main() -> Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::GenWeights(args) => gen_weights::run(args),
         Command::Platform(args) => platform::run(args),
+        Command::Figures(args) => figures::run(args),
         Command::ImportOfa(args) => import_ofa::run(args),
         Command::CalibrateBn(args) => calibrate_bn::run(args),
         Command::Eval(args) => eval::run(args),
