@@ -23,6 +23,10 @@ pub struct Args {
     /// Supernet weights (OFA state dict, safetensors); default: the seeded w1.2 weights.
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// Rounds over all engines; each figure is the median of its rounds' medians, so that load
+    /// that comes and goes on the machine hits every engine alike.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 /// Benchmark targets.
@@ -41,8 +45,9 @@ const PEERS: [(&str, &str); 3] =
 pub fn run_task(args: Args) -> Result<()> {
     let Target::Cpu = args.target;
     run(cargo().args(["build", "--release", "-p", "dynofa-hal-jetson", "--bin", "dynofa"]))?;
-    let dynofa = root().join("target/release/dynofa");
-    let tmp = root().join("target/bench-cpu");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
+    let dynofa = target.join("release/dynofa");
+    let tmp = target.join("bench-cpu");
     std::fs::create_dir_all(&tmp)?;
     let weights = match &args.weights {
         Some(w) => w.clone(),
@@ -59,27 +64,44 @@ pub fn run_task(args: Args) -> Result<()> {
     }
     let threads = args.threads.to_string();
     let reps = args.reps.to_string();
-    let mut rows = Vec::new();
-    for (name, k, e, d, r) in SUBNETS {
-        let config = tmp.join(format!("{name}.json"));
-        let list = |v: u8, n: usize| format!("[{}]", vec![v.to_string(); n].join(","));
-        std::fs::write(&config, format!(r#"{{"ks":{},"e":{},"d":{},"r":{r}}}"#, list(k, 20), list(e, 20), list(d, 5)))?;
-        let input = tmp.join(format!("input{r}.safetensors"));
-        write_input(&input, r)?;
-        let mut cmd = Command::new(&dynofa);
-        cmd.args(["infer", "--weights"]).arg(&weights).arg("--config").arg(&config).arg("--input").arg(&input);
-        cmd.arg("--output").arg(tmp.join("logits.safetensors"));
-        cmd.args(["--repeat", &reps, "--threads", &threads]);
-        let ours = median(&mut cmd, "median_ms=")?;
-        let mut peers = Vec::new();
-        for (engine, _) in PEERS.iter().filter(|_| have_peers) {
-            let mut cmd = Command::new(&python);
-            cmd.arg(root().join("scripts/ref/ofa_ref.py")).args(["bench", "--weights"]).arg(&weights);
-            cmd.args(["--threads", &threads, "--which", name, "--engine", engine, "--reps", &reps]);
-            peers.push(median(&mut cmd, "median_ms=")?);
+    let mut runs: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); 1 + PEERS.len()]; SUBNETS.len()];
+    for round in 0..args.rounds {
+        eprintln!("round {} of {}", round + 1, args.rounds);
+        for (i, (name, k, e, d, r)) in SUBNETS.into_iter().enumerate() {
+            let config = tmp.join(format!("{name}.json"));
+            let list = |v: u8, n: usize| format!("[{}]", vec![v.to_string(); n].join(","));
+            std::fs::write(
+                &config,
+                format!(r#"{{"ks":{},"e":{},"d":{},"r":{r}}}"#, list(k, 20), list(e, 20), list(d, 5)),
+            )?;
+            let input = tmp.join(format!("input{r}.safetensors"));
+            write_input(&input, r)?;
+            let mut cmd = Command::new(&dynofa);
+            cmd.args(["infer", "--weights"]).arg(&weights).arg("--config").arg(&config).arg("--input").arg(&input);
+            cmd.arg("--output").arg(tmp.join("logits.safetensors"));
+            cmd.args(["--repeat", &reps, "--threads", &threads]);
+            runs[i][0].push(median(&mut cmd, "median_ms=")?);
+            for (j, (engine, _)) in PEERS.iter().enumerate().filter(|_| have_peers) {
+                let mut cmd = Command::new(&python);
+                cmd.arg(root().join("scripts/ref/ofa_ref.py")).args(["bench", "--weights"]).arg(&weights);
+                cmd.args(["--threads", &threads, "--which", name, "--engine", engine, "--reps", &reps]);
+                runs[i][1 + j].push(median(&mut cmd, "median_ms=")?);
+            }
         }
-        rows.push((name, r, ours, peers));
     }
+    let mid = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rows: Vec<_> = SUBNETS
+        .iter()
+        .zip(&runs)
+        .map(|((name, _, _, _, r), runs)| {
+            let peers: Vec<f64> = runs[1..].iter().filter(|v| !v.is_empty()).map(|v| mid(v)).collect();
+            (name, r, mid(&runs[0]), peers)
+        })
+        .collect();
     let activate = median(
         cargo().args(["bench", "-p", "dynofa-kernels", "--bench", "engine"]).env("DYNOFA_BENCH_ACTIVATE_ONLY", "1"),
         "median_activate_us=",
@@ -101,7 +123,12 @@ pub fn run_task(args: Args) -> Result<()> {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_default();
-    println!("\nw1.2, batch 1, {threads} threads, median of {reps} runs, {cpu}\n");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+    println!(
+        "\nw1.2, batch 1, {threads} threads, median of {} rounds of the median of {reps} runs, {cpu}, load average after: {load}\n",
+        args.rounds
+    );
     let titles: Vec<&str> = PEERS.iter().filter(|_| have_peers).map(|p| p.1).collect();
     println!(
         "| sub-network | dynofa ms | {} | dynofa / ONNX Runtime |",

@@ -80,9 +80,25 @@ unsafe impl Send for Buf {}
 // SAFETY: as above.
 unsafe impl Sync for Buf {}
 
+/// Extra floats allocated so that a 64-byte aligned start exists.
+const ALIGN_SLACK: usize = 15;
+
+/// A zeroed vector with room for `len` floats from a 64-byte boundary (see [`Buf::aligned`]).
+fn aligned_vec(len: usize) -> Vec<f32> {
+    vec![0.0; len + ALIGN_SLACK]
+}
+
 impl Buf {
     fn new(v: &mut [f32]) -> Self {
         Buf { ptr: v.as_mut_ptr(), len: v.len() }
+    }
+
+    /// The 64-byte aligned part of a vector made by [`aligned_vec`]: vector stores of 16
+    /// channels then never split a cache line.
+    fn aligned(v: &mut [f32]) -> Self {
+        let skip = v.as_ptr().align_offset(64).min(ALIGN_SLACK);
+        let len = v.len() - ALIGN_SLACK;
+        Buf::new(&mut v[skip..skip + len])
     }
 
     /// The first `len` values, for reading.
@@ -141,9 +157,9 @@ impl Buffers {
         let mid = blocks().map(|b| b.mid).max().unwrap_or(0);
         let se = blocks().filter_map(|b| b.se_mid).max().unwrap_or(0);
         Buffers {
-            io: [vec![0.0; io], vec![0.0; io]],
-            expanded: vec![0.0; expanded],
-            dw: vec![0.0; dw],
+            io: [aligned_vec(io), aligned_vec(io)],
+            expanded: aligned_vec(expanded),
+            dw: aligned_vec(dw),
             pool: vec![0.0; threads * mid],
             means: vec![0.0; threads * mid],
             se_hidden: vec![0.0; se],
@@ -461,9 +477,9 @@ impl Ptrs {
     fn new(b: &mut Buffers) -> Self {
         let [io0, io1] = &mut b.io;
         Ptrs {
-            io: [Buf::new(io0), Buf::new(io1)],
-            expanded: Buf::new(&mut b.expanded),
-            dw: Buf::new(&mut b.dw),
+            io: [Buf::aligned(io0), Buf::aligned(io1)],
+            expanded: Buf::aligned(&mut b.expanded),
+            dw: Buf::aligned(&mut b.dw),
             pool: Buf::new(&mut b.pool),
             means: Buf::new(&mut b.means),
             se_hidden: Buf::new(&mut b.se_hidden),

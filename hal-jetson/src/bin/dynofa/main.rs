@@ -2,7 +2,6 @@
 
 mod calibrate_bn;
 mod eval;
-mod figures;
 mod gen_weights;
 mod import_ofa;
 mod infer;
@@ -12,7 +11,8 @@ mod profile;
 mod run;
 mod search;
 
-use anyhow::Result;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -37,8 +37,6 @@ enum Command {
     Search(search::Args),
     /// Time sub-networks on this machine and write them as a LUT of measured latencies.
     Profile(profile::Args),
-    /// The Dynamic-OFA paper's figures (1, 3 to 8) as SVG with the CSV behind each, from this LUT.
-    Figures(figures::Args),
     /// What the Linux/Jetson platform finds here: board, GPU/CPU DVFS (or why not), loads, EMC.
     Platform(platform::Args),
     /// Convert a released OFA checkpoint (torch pickle) to safetensors for --weights, safely.
@@ -49,8 +47,8 @@ enum Command {
     Eval(eval::Args),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
         Command::Run(args) => run::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Search(args) => search::run(args),
@@ -58,9 +56,17 @@ fn main() -> Result<()> {
         Command::Infer(args) => infer::run(args),
         Command::GenWeights(args) => gen_weights::run(args),
         Command::Platform(args) => platform::run(args),
-        Command::Figures(args) => figures::run(args),
         Command::ImportOfa(args) => import_ofa::run(args),
         Command::CalibrateBn(args) => calibrate_bn::run(args),
         Command::Eval(args) => eval::run(args),
+    };
+    // One line with the whole chain, and no backtrace even under RUST_BACKTRACE: a bad input
+    // gets a reason, not a trace.
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
