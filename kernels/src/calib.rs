@@ -163,7 +163,7 @@ impl<'a> Calibration<'a> {
 
         // blocks.0: depthwise 3x3 + ReLU, projection, identity shortcut where the widths agree.
         let dw0 = net.tensor("blocks.0.conv.depth_conv.conv.weight");
-        let mut h = self.map(&x, |v| conv2d(v, supernet.stem, s0, dw0, supernet.stem, 3, 1, supernet.stem));
+        let mut h = self.map(&x, |v| depthwise(v, supernet.stem, s0, dw0, 3, 1));
         self.batch_norm(&mut h, supernet.stem, BN_FIRST_DW, Act::Relu);
         let pw0 = net.tensor("blocks.0.conv.point_linear.conv.weight");
         let mut y = self.map(&h, |v| pointwise(v, supernet.stem, s0 * s0, pw0, supernet.stem, supernet.first_block));
@@ -181,7 +181,7 @@ impl<'a> Calibration<'a> {
             let expand = net.tensor(&format!("{p}.inverted_bottleneck.conv.conv.weight"));
             let mut h = self.map(&x, |v| pointwise(v, b.in_ch, hw_in, expand, b.in_ch, b.mid));
             self.batch_norm(&mut h, b.mid, bn_block(b.index, BlockPart::Expand), b.act.into());
-            let mut d = self.map(&h, |v| conv2d(v, b.mid, b.in_size, &dw.taps, b.mid, dw.k, b.stride, b.mid));
+            let mut d = self.map(&h, |v| depthwise(v, b.mid, b.in_size, &dw.taps, dw.k, b.stride));
             drop(h);
             self.batch_norm(&mut d, b.mid, bn_block(b.index, BlockPart::Depthwise), b.act.into());
             if let Some(se) = b.se_mid {
@@ -323,6 +323,41 @@ fn pointwise(x: &[f32], cin: usize, hw: usize, w: &[f32], ldw: usize, cout: usiz
     out
 }
 
+/// A depthwise convolution with padding `k / 2` of `[c][size][size]` by `[c][k][k]`: what
+/// [`conv2d`] with `groups = c` computes, adding the same products in the same order (so the
+/// result is bit-identical), with the border tests hoisted out of the inner loop over a row.
+fn depthwise(x: &[f32], c: usize, size: usize, w: &[f32], k: usize, stride: usize) -> Vec<f32> {
+    let o = dynofa_core::arch::conv_out(size, k, stride);
+    let pad = k / 2;
+    assert!(x.len() == c * size * size && w.len() == c * k * k, "depthwise operands");
+    let mut y = vec![0.0f32; c * o * o];
+    // Output columns whose input column ox * stride + dx - pad lies in the image.
+    let cols = |dx: usize| {
+        let first = pad.saturating_sub(dx).div_ceil(stride);
+        // The last valid input column is size - 1, i.e. ox * stride <= size - 1 + pad - dx.
+        let end = (size + pad).checked_sub(dx + 1).map_or(0, |last| (last / stride + 1).min(o));
+        first..end.max(first)
+    };
+    for ch in 0..c {
+        let (plane, taps) = (&x[ch * size * size..][..size * size], &w[ch * k * k..][..k * k]);
+        let out = &mut y[ch * o * o..][..o * o];
+        for oy in 0..o {
+            let row = &mut out[oy * o..][..o];
+            for dy in 0..k {
+                let Some(iy) = (oy * stride + dy).checked_sub(pad).filter(|&iy| iy < size) else { continue };
+                let line = &plane[iy * size..][..size];
+                for dx in 0..k {
+                    let t = taps[dy * k + dx];
+                    for ox in cols(dx) {
+                        row[ox] += line[ox * stride + dx - pad] * t;
+                    }
+                }
+            }
+        }
+    }
+    y
+}
+
 /// The top-left `rows x cols` block of a row-major matrix with `ld` columns.
 fn block(w: &[f32], ld: usize, rows: usize, cols: usize) -> Vec<f32> {
     w.chunks_exact(ld).take(rows).flat_map(|row| &row[..cols]).copied().collect()
@@ -332,5 +367,29 @@ fn block(w: &[f32], ld: usize, rows: usize, cols: usize) -> Vec<f32> {
 fn add(y: &mut [Vec<f32>], x: &[Vec<f32>]) {
     for (a, b) in y.iter_mut().zip(x) {
         a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    #[test]
+    fn depthwise_is_the_reference_convolution_bit_for_bit() {
+        let mut rng = SplitMix64::new(9);
+        for (c, size, k, stride) in
+            [(3, 9, 3, 1), (2, 10, 5, 2), (4, 7, 7, 1), (3, 13, 7, 2), (1, 2, 7, 1), (2, 5, 3, 2)]
+        {
+            let x: Vec<f32> = (0..c * size * size).map(|_| rng.centred(1.0) as f32).collect();
+            let w: Vec<f32> = (0..c * k * k).map(|_| rng.centred(1.0) as f32).collect();
+            let want = conv2d(&x, c, size, &w, c, k, stride, c);
+            let got = depthwise(&x, c, size, &w, k, stride);
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "c {c} size {size} k {k} stride {stride}"
+            );
+        }
     }
 }

@@ -105,6 +105,9 @@ pub fn run(args: Args) -> Result<()> {
         Some(n) => seeded_subset(folder.samples.len(), n, args.seed),
         None => (0..folder.samples.len()).collect(),
     };
+    if chosen.is_empty() {
+        bail!("--count 0: nothing to evaluate");
+    }
     let resolutions: Vec<usize> =
         configs.iter().map(|c| c.r as usize).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     let bar = image_bar(chosen.len(), &format!("{} sub-networks", configs.len()));
