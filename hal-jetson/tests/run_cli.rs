@@ -56,6 +56,7 @@ fn trace(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
 fn plot_written(dir: &Path) {
     let svg = std::fs::read_to_string(dir.join("plot.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("latency (ms)"));
+    assert!(svg.contains("<!-- made by `dynofa run` on "), "no provenance in the plot");
 }
 
 #[test]

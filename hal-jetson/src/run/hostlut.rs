@@ -5,9 +5,12 @@
 //!   here; when they are more than 2x off, the run says so, says how to re-profile, and times the
 //!   LUT's entries now instead. A LUT without CPU latencies is timed now.
 //! - Otherwise the CPU Pareto set of the searched Xavier NX LUT (`luts/xavier-nx.json`, embedded in
-//!   the binary), with its predicted top-1, and below it a ladder (its fastest sub-network at lower
-//!   resolutions and the smallest sub-network, top-1 from OFA's predictor) so that the manager has
-//!   room when contention multiplies frame times; all timed on this machine at start-up.
+//!   the binary), with its predicted top-1, timed on this machine at start-up.
+//! - When the run times the entries itself and the LUT was not given with `--lut`, it times a ladder
+//!   below the fastest too (that sub-network at lower resolutions and the smallest sub-network,
+//!   top-1 from OFA's predictor): the searched sets span only about 2x in latency, and contention
+//!   can multiply frame times by more. A LUT used as it is gets nothing added: latencies from two
+//!   sources would disagree, and the manager would read the difference as a change of speed.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,8 +39,10 @@ const TOO_DIFFERENT: f32 = 2.0;
 /// Where the run's LUT comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LutSource {
-    /// A file (given, or a committed host LUT).
-    File(PathBuf),
+    /// A file given with `--lut` (or named by the model files): used as it is.
+    Given(PathBuf),
+    /// A committed host LUT.
+    Host(PathBuf),
     /// The built-in default set.
     Embedded,
 }
@@ -46,8 +51,8 @@ impl LutSource {
     /// `--lut FILE` if given, else a committed host LUT, else the built-in set.
     pub fn pick(given: Option<&Path>) -> Self {
         match given {
-            Some(p) => LutSource::File(p.into()),
-            None => host_lut().map_or(LutSource::Embedded, LutSource::File),
+            Some(p) => LutSource::Given(p.into()),
+            None => host_lut().map_or(LutSource::Embedded, LutSource::Host),
         }
     }
 }
@@ -95,7 +100,7 @@ pub fn prepare<E: InferenceEngine>(
     say: &mut dyn FnMut(String),
 ) -> Result<DesignLut, RunError> {
     let (lut, name) = match source {
-        LutSource::File(path) => (lutgen::read_lut(path)?, path.display().to_string()),
+        LutSource::Given(path) | LutSource::Host(path) => (lutgen::read_lut(path)?, path.display().to_string()),
         LutSource::Embedded => (
             DesignLut::from_json(EMBEDDED.as_bytes())
                 .map_err(|e| RunError::Lut { name: EMBEDDED_NAME.into(), reason: e.to_string() })?,
@@ -109,54 +114,56 @@ pub fn prepare<E: InferenceEngine>(
         });
     }
     let op = cpu_point(&lut);
-    let subnets = |lut: &DesignLut, picks: &[usize]| -> Vec<Subnet> {
-        picks.iter().map(|&i| &lut.entries()[i]).map(|e| (e.config, e.top1, e.top1_source)).collect()
-    };
+    let front: Vec<usize> = op.map(|op| lut.pareto(op).to_vec()).unwrap_or_default();
     let all: Vec<usize> = (0..lut.len()).collect();
-    let to_time = match (source, op) {
-        (LutSource::Embedded, Some(op)) => {
-            let front = lut.pareto(op);
-            let mut set = subnets(&lut, &front);
-            set.extend(ladder(&lut.entries()[front[0]].config, net)?);
+    // The entries to plan with, and whether those of the LUT keep its latencies.
+    let (picked, keep) = match (source, op) {
+        (LutSource::Embedded, Some(_)) => {
             say(format!(
-                "lut: no host lut (luts/host-*.json; `cargo xtask profile` writes one): timing the cpu Pareto set of {name} ({} of {} sub-networks) and {} smaller ones here",
+                "lut: no host lut (luts/host-*.json; `cargo xtask profile` writes one): timing the cpu Pareto set of {name} ({} of {} sub-networks) here",
                 front.len(),
                 lut.len(),
-                set.len() - front.len()
             ));
-            set
+            (front.clone(), false)
         }
-        (LutSource::File(_), Some(op)) => {
-            let front = lut.pareto(op);
-            let picks = [front[0], front[front.len() - 1]];
+        (_, Some(op)) => {
             let mut ratios = Vec::new();
-            for &i in &picks {
+            for i in [front[0], front[front.len() - 1]] {
                 let e = &lut.entries()[i];
                 let m = measure(engine, &e.config, &CHECK, &|| {})?;
                 ratios.push(m.latency.mean_ms as f32 / e.mean_ms(op).unwrap_or(f32::NAN));
             }
             let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-            if ratios.iter().all(|r| r.is_finite() && (1.0 / TOO_DIFFERENT..=TOO_DIFFERENT).contains(r)) {
+            let agrees = ratios.iter().all(|r| r.is_finite() && (1.0 / TOO_DIFFERENT..=TOO_DIFFERENT).contains(r));
+            if agrees {
                 say(format!(
                     "lut: {name} ({} sub-networks); checked against this machine: measured / lut = {} on its fastest and most accurate",
                     lut.len(),
                     shown.join(" and ")
                 ));
-                return Ok(lut);
+            } else {
+                say(format!(
+                    "lut: {name} was made on another kind of machine: measured / lut = {} (more than {TOO_DIFFERENT}x off)",
+                    shown.join(" and ")
+                ));
+                say("     re-profile it here with `cargo xtask profile` (or `dynofa profile --subnets FILE --out FILE`); timing its entries now instead".into());
             }
-            say(format!(
-                "lut: {name} was made on another kind of machine: measured / lut = {} (more than {TOO_DIFFERENT}x off)",
-                shown.join(" and ")
-            ));
-            say("     re-profile it here with `cargo xtask profile` (or `dynofa profile --subnets FILE --out FILE`); timing its entries now instead".into());
-            subnets(&lut, &all)
+            (all, agrees)
         }
         (_, None) => {
             say(format!("lut: {name} has no cpu latencies: timing its {} sub-networks here", lut.len()));
-            subnets(&lut, &all)
+            (all, false)
         }
     };
-    retime(engine, engine_name, net, to_time, clock_khz, say)
+    if keep {
+        return Ok(lut);
+    }
+    let mut subnets: Vec<Subnet> =
+        picked.iter().map(|&i| &lut.entries()[i]).map(|e| (e.config, e.top1, e.top1_source)).collect();
+    if let (false, Some(&fastest)) = (matches!(source, LutSource::Given(_)), front.first()) {
+        subnets.extend(ladder(&lut.entries()[fastest].config, net)?);
+    }
+    time_here(engine, engine_name, net, subnets, clock_khz, say)
 }
 
 /// A sub-network with its top-1 and where that comes from.
@@ -180,8 +187,8 @@ fn ladder(fastest: &SubnetConfig, net: &Supernet) -> Result<Vec<Subnet>, RunErro
         .collect()
 }
 
-/// Time `subnets` on `engine` at start-up: a LUT of them with this machine's CPU latencies.
-fn retime<E: InferenceEngine>(
+/// A LUT of `subnets` with this machine's CPU latencies, timed on `engine` now.
+fn time_here<E: InferenceEngine>(
     engine: &mut E,
     engine_name: &str,
     net: &Supernet,
@@ -201,7 +208,7 @@ fn retime<E: InferenceEngine>(
         let cut = (0..=SOURCE_LEN).rev().find(|&i| note.is_char_boundary(i)).unwrap_or(0);
         note.truncate(cut);
     }
-    let timed = lutgen::lut_of(net, subnets, &note, |cfg: &SubnetConfig| {
+    let lut = lutgen::lut_of(net, subnets, &note, |cfg: &SubnetConfig| {
         let m = measure(engine, cfg, &STARTUP, &|| {})?;
         Ok(vec![LatencyPoint {
             unit: Unit::Cpu,
@@ -211,13 +218,13 @@ fn retime<E: InferenceEngine>(
         }])
     })?;
     say(format!(
-        "lut: timed {} sub-networks in {:.1} s ({} warm-up and {} timed frames each)",
-        timed.len(),
+        "lut: timed {} sub-networks here in {:.1} s ({} warm-up and {} timed frames each)",
+        lut.len(),
         start.elapsed().as_secs_f64(),
         STARTUP.warmup,
         STARTUP.reps
     ));
-    Ok(timed)
+    Ok(lut)
 }
 
 #[cfg(test)]
@@ -266,8 +273,8 @@ mod tests {
         let fastest = embedded.entries()[front[0]].config;
         assert_eq!(fastest.r, 208);
         assert_eq!(lut.len(), front.len() + 4);
-        assert!(said.contains("timing the cpu Pareto set") && said.contains("4 smaller ones"), "{said}");
-        assert!(said.contains("lut: timed"), "{said}");
+        assert!(said.contains("timing the cpu Pareto set"), "{said}");
+        assert!(said.contains(&format!("lut: timed {} sub-networks here", front.len() + 4)), "{said}");
         for (entry, &i) in lut.entries().iter().zip(front.iter()) {
             assert_eq!((entry.config, entry.top1), (embedded.entries()[i].config, embedded.entries()[i].top1));
         }
@@ -293,20 +300,25 @@ mod tests {
         let path = dir.path().join("host-cpu.json");
         let mut e = Blocks { depth: 0, scale: 1.0 };
         let (all, _) = lines(|say| prepare(&mut e, "blocks", &net, &LutSource::Embedded, 0, say).unwrap());
-        // Its first, middle and last entries, so that timing it again takes little time.
+        // The fastest, a middle and the most accurate of the front (ahead of the ladder), so that
+        // timing it again takes little time.
+        let front = all.len() - 4;
         let mut timed = DesignLut::new(all.width);
-        for i in [0, all.len() / 2, all.len() - 1] {
+        for i in [0, front / 2, front - 1] {
             timed.push(all.entries()[i].clone()).unwrap();
         }
         std::fs::write(&path, lutgen::to_json(&timed)).unwrap();
+        let given = LutSource::Given(path.clone());
         // The same machine: used as it is.
-        let (lut, said) = lines(|say| prepare(&mut e, "blocks", &net, &LutSource::File(path.clone()), 0, say).unwrap());
+        let (lut, said) = lines(|say| prepare(&mut e, "blocks", &net, &given, 0, say).unwrap());
         assert_eq!(lut, timed);
         assert!(said.contains("checked against this machine"), "{said}");
+        // As the committed host LUT too: nothing added to a LUT used as it is.
+        let (lut, _) = lines(|say| prepare(&mut e, "blocks", &net, &LutSource::Host(path.clone()), 0, say).unwrap());
+        assert_eq!(lut, timed);
         // A machine 20x slower: said so, with how to re-profile, and timed again.
         let mut slow = Blocks { depth: 0, scale: 20.0 };
-        let (lut, said) =
-            lines(|say| prepare(&mut slow, "blocks", &net, &LutSource::File(path.clone()), 0, say).unwrap());
+        let (lut, said) = lines(|say| prepare(&mut slow, "blocks", &net, &given, 0, say).unwrap());
         assert!(said.contains("another kind of machine") && said.contains("cargo xtask profile"), "{said}");
         assert_eq!(lut.len(), timed.len());
         let op = OperatingPoint { unit: Unit::Cpu, freq_khz: 0 };
@@ -314,12 +326,15 @@ mod tests {
             // Sleeps overshoot under load, so the ratio is not 20: only clearly more than 2.
             assert!(new.mean_ms(op).unwrap() > 3.0 * old.mean_ms(op).unwrap(), "{new:?} vs {old:?}");
         }
+        // Timed again as the committed host LUT, it gets the ladder below its fastest.
+        let (lut, _) = lines(|say| prepare(&mut slow, "blocks", &net, &LutSource::Host(path.clone()), 0, say).unwrap());
+        assert_eq!(lut.entries()[3..].iter().map(|e| e.config.r).collect::<Vec<_>>(), vec![192, 176, 160, 160]);
         // A LUT for another supernet is refused, naming both widths.
         let mut w10 = timed.clone();
         w10.width = 1.0;
         std::fs::write(&path, lutgen::to_json(&w10)).unwrap();
         let mut said = |_| {};
-        let err = prepare(&mut e, "blocks", &net, &LutSource::File(path), 0, &mut said).unwrap_err().to_string();
+        let err = prepare(&mut e, "blocks", &net, &LutSource::Given(path), 0, &mut said).unwrap_err().to_string();
         assert!(err.contains("w1 supernet but the weights are w1.2"), "{err}");
     }
 }

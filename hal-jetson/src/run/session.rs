@@ -24,7 +24,7 @@ use super::contend::Contention;
 use super::frames::{FrameEngine, FrameSource};
 use super::hostlut::{LutSource, cpu_point, prepare};
 use super::joint::{Joint, ModelView, SharedFreq, WallClock};
-use super::schedule::{Ask, Levels, Script, World};
+use super::schedule::{Amount, Ask, Levels, Script, World};
 use crate::design::lutgen::{self, DesignLut};
 use crate::linux::{CpuFreq, CpuLoad, Platform};
 
@@ -62,16 +62,23 @@ pub struct Outcome {
     pub switch_ns: Vec<Vec<u64>>,
 }
 
-/// One model as the threads run it: targets and period in ms.
+/// One model as the threads run it: period in ms, targets as asked.
 #[derive(Debug, Clone)]
 struct Model {
     name: String,
     priority: f32,
     period_ms: f32,
-    targets: Vec<(f64, f32)>,
+    targets: Vec<(f64, Amount)>,
+    /// The fastest sub-network's mean latency, which relative targets multiply.
+    fastest_ms: f32,
 }
 
 impl Model {
+    /// Target `i` in ms, with the manager's slowdown estimate of this model now.
+    fn target_ms(&self, i: usize, slowdown: f32) -> f32 {
+        self.targets[i].1.ms(self.fastest_ms, slowdown)
+    }
+
     fn goal(&self, target_ms: f32) -> Goal {
         Goal { target_ms, period_ms: self.period_ms, floor_top1: 0.0, priority: self.priority }
     }
@@ -196,19 +203,20 @@ pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
         .map(|m| Model {
             name: m.name.clone(),
             priority: m.priority,
-            period_ms: m.period.ms(fastest_ms),
-            targets: m.targets.iter().map(|&(at, t)| (at, t.ms(fastest_ms))).collect(),
+            period_ms: m.period.ms(fastest_ms, 1.0),
+            targets: m.targets.clone(),
+            fastest_ms,
         })
         .collect();
     say_script(console, &script, &plan);
 
     let specs: Vec<ModelSpec> =
-        plan.iter().map(|m| ModelSpec { unit: Unit::Cpu, goal: m.goal(m.targets[0].1) }).collect();
+        plan.iter().map(|m| ModelSpec { unit: Unit::Cpu, goal: m.goal(m.target_ms(0, 1.0)) }).collect();
     let manager = Manager::new(&lut, &specs, [0, op.freq_khz], DynofaParams::default()).map_err(RunError::Control)?;
     let live: Vec<Live> = plan
         .iter()
         .enumerate()
-        .map(|(k, m)| Live { target_ms: m.targets[0].1, entry: manager.entry(k), ..Live::default() })
+        .map(|(k, m)| Live { target_ms: m.target_ms(0, 1.0), entry: manager.entry(k), ..Live::default() })
         .collect();
     let joint = Joint::new(manager);
     let most = script.world.iter().map(|(_, w)| if let World::Contend(n) = w { *n } else { 0 }).max().unwrap_or(0);
@@ -343,7 +351,15 @@ fn margin(lut: &DesignLut, op: OperatingPoint, best: usize, best_ms: f32) -> Res
 /// Print what the run will do.
 fn say_script(console: &mut Console, script: &Script, plan: &[Model]) {
     for m in plan {
-        let steps: Vec<String> = m.targets.iter().map(|(at, t)| format!("{t:.1} ms from {at:.1} s")).collect();
+        let steps: Vec<String> = (0..m.targets.len())
+            .map(|i| {
+                let (at, ms) = (m.targets[i].0, m.target_ms(i, 1.0));
+                match m.targets[i].1 {
+                    Amount::Live(_) => format!("{ms:.1} ms x the speed frames show then, from {at:.1} s"),
+                    _ => format!("{ms:.1} ms from {at:.1} s"),
+                }
+            })
+            .collect();
         let period = if m.period_ms > 0.0 {
             format!("a frame every {:.1} ms", m.period_ms)
         } else {
@@ -382,7 +398,7 @@ fn model_loop(
     let mut rt = Runtime::new(ctx.lut, &mut slots, &mut units, ModelView::new(ctx.joint, k)).map_err(err)?;
     let mut logits = vec![0.0f32; NUM_CLASSES];
     let mut rows = Vec::with_capacity(4096);
-    let (mut next_target, mut target_ms) = (1, model.targets[0].1);
+    let (mut next_target, mut target_ms) = (1, model.target_ms(0, 1.0));
     let (mut seen_epoch, mut since_change) = (0, SETTLE_FRAMES);
     let mut index = 0u64;
     while !ctx.stop.load(Ordering::Relaxed) {
@@ -391,7 +407,9 @@ fn model_loop(
             break;
         }
         let before = rt.slots()[0].engine.activations();
-        while let Some(&(at, t)) = model.targets.get(next_target).filter(|(at, _)| (at * 1e9) as u64 <= due) {
+        while let Some(&(at, _)) = model.targets.get(next_target).filter(|(at, _)| (at * 1e9) as u64 <= due) {
+            let slowdown = lock(ctx.joint).policy().slowdown(k).unwrap_or(1.0);
+            let t = model.target_ms(next_target, slowdown);
             next_target += 1;
             target_ms = t;
             let d = rt.set_goal(0, model.goal(t)).map_err(err)?;
@@ -537,26 +555,26 @@ fn outcome(
         .map(|m| SimModel {
             name: m.name.clone(),
             unit: Unit::Cpu,
-            target_ms: m.targets[0].1,
+            target_ms: m.target_ms(0, 1.0),
             period_ms: m.period_ms,
             floor_top1: 0.0,
             priority: m.priority,
         })
         .collect();
-    let mut events: Vec<Event> = plan
-        .iter()
-        .flat_map(|m| {
-            m.targets[1..].iter().map(|&(at_s, t)| Event {
-                at_s,
-                kind: EventKind::Target(TargetChange {
-                    model: m.name.clone(),
-                    target_ms: Some(t),
-                    period_ms: None,
-                    floor_top1: None,
-                }),
-            })
-        })
-        .collect();
+    // Target changes as they applied (a live target's value is known only then).
+    let mut events = Vec::new();
+    for (k, m) in plan.iter().enumerate() {
+        let mut last = None;
+        for r in rows.iter().filter(|r| r.frame.model == k) {
+            let t = r.frame.target_ms;
+            if last.is_some_and(|l| l != t) {
+                let change =
+                    TargetChange { model: m.name.clone(), target_ms: Some(t), period_ms: None, floor_top1: None };
+                events.push(Event { at_s: r.frame.t_ms * 1e-3, kind: EventKind::Target(change) });
+            }
+            last = Some(t);
+        }
+    }
     for &(at_s, w) in &script.world {
         let kind = match w {
             World::Contend(n) => EventKind::Share { unit: Unit::Cpu, value: share(n, engine_threads) as f32 },
@@ -607,7 +625,23 @@ fn outcome(
         .map_err(|source| SimError::Write { path: opts.trace.clone(), source })?;
     std::fs::write(&opts.trace, csv).map_err(|source| SimError::Write { path: opts.trace.clone(), source })?;
     plot::plot(&run, &opts.plot)?;
+    provenance(&opts.plot, &run.scenario)?;
     Ok(Outcome { run, switch_ns })
+}
+
+/// Say inside the plot what made it, from what and when (an XML comment after the opening tag).
+fn provenance(path: &Path, scenario: &Scenario) -> Result<(), RunError> {
+    let err = |source| SimError::Write { path: path.into(), source };
+    let svg = std::fs::read_to_string(path).map_err(err)?;
+    let (machine, today) = (lutgen::machine(), lutgen::today());
+    // "--" may not appear inside an XML comment.
+    let note = format!("made by `dynofa run` on {machine}, {today}: {}", scenario.description).replace("--", "-");
+    let svg = match svg.split_once('\n') {
+        Some((open, rest)) => format!("{open}\n<!-- {note} -->\n{rest}"),
+        None => svg,
+    };
+    std::fs::write(path, svg).map_err(err)?;
+    Ok(())
 }
 
 /// The share of CPU time `n` busy threads take beside `engine_threads` when every thread is runnable
