@@ -56,6 +56,26 @@ impl dynofa_core::hal::Error for EngineError {
     }
 }
 
+/// An op of a frame, as [`CpuEngine::infer_marked`] reports its end (OFA's latency-table names:
+/// `Conv`, `expanded_conv` for `blocks.0` and each block, `Conv_1`, `AvgPool2D`, `Conv_2`, `Logits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// `first_conv`.
+    Stem,
+    /// `blocks.0`.
+    FirstBlock,
+    /// Elastic block `blocks.N` (1..=20).
+    Block(usize),
+    /// `final_expand_layer`.
+    FinalExpand,
+    /// Global average pooling.
+    Pool,
+    /// `feature_mix_layer`.
+    FeatureMix,
+    /// The classifier.
+    Classifier,
+}
+
 /// What `activate` prepares: the blocks to run and the BN statistics to use. No allocation.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
@@ -248,7 +268,22 @@ struct Model<'a> {
 }
 
 impl Model<'_> {
-    fn forward(&self, ctx: &Ctx<'_>, plan: &Plan, input: &[f32], bufs: &Ptrs, out: Buf) {
+    /// One frame; `mark` hears of each op's end (but the classifier's) on thread 0, after the
+    /// barrier that completes it.
+    fn forward<M: Fn(Layer) + Sync + ?Sized>(
+        &self,
+        ctx: &Ctx<'_>,
+        plan: &Plan,
+        input: &[f32],
+        bufs: &Ptrs,
+        out: Buf,
+        mark: &M,
+    ) {
+        let done = |layer| {
+            if ctx.tid == 0 {
+                mark(layer)
+            }
+        };
         let w = self.weights;
         let net = w.supernet();
         let bn = plan.bn.map_or(&w.bn_table, |i| &self.bn_sets[i].1);
@@ -284,6 +319,7 @@ impl Model<'_> {
             );
         }
         ctx.sync();
+        done(Layer::Stem);
 
         // blocks.0: depthwise 3x3 + ReLU, projection with residual.
         let first = BlockShape {
@@ -303,6 +339,7 @@ impl Model<'_> {
         self.depthwise_phase(ctx, &first, &w.first_dw, net.stem, bn_of(BN_FIRST_DW), x, bufs.dw, bufs);
         self.project_phase(ctx, &first, &w.first_pw, bn_of(BN_FIRST_PL), x, bufs.dw, y);
         core::mem::swap(&mut x, &mut y);
+        done(Layer::FirstBlock);
 
         for b in &plan.blocks[..plan.count] {
             let bw = &w.blocks[b.index - 1];
@@ -314,6 +351,7 @@ impl Model<'_> {
             self.depthwise_phase(ctx, b, bw.taps(b.kernel), bw.mid_max, bn_of(bn_d), bufs.expanded, bufs.dw, bufs);
             self.project_phase(ctx, b, &bw.project, bn_of(bn_p), x, bufs.dw, y);
             core::mem::swap(&mut x, &mut y);
+            done(Layer::Block(b.index));
         }
 
         // final_expand_layer, global average pool, feature_mix_layer, classifier.
@@ -322,18 +360,21 @@ impl Model<'_> {
         let (scale, shift) = bn_of(BN_FINAL);
         let ep = Epilogue { scale, shift, act: Act::HSwish, residual: None };
         self.gemm_phase(ctx, x, fs, c5, &w.final_expand, net.final_expand, &ep, bufs.expanded);
+        done(Layer::FinalExpand);
         let cols = ctx.share(net.final_expand, 8);
         // SAFETY: the expansion is complete (barrier in gemm_phase); each thread writes its columns.
         unsafe {
             column_means(bufs.expanded.read(0..fs * net.final_expand), fs, net.final_expand, cols, bufs.head_pool.ptr)
         };
         ctx.sync();
+        done(Layer::Pool);
         let (cf, cm) = (net.final_expand, net.feature_mix);
         // SAFETY: pooled values are complete; each thread writes its own features, then its logits.
         unsafe {
             let pooled = bufs.head_pool.read(0..cf);
             matvec(isa, &w.feature_mix, cf, pooled, None, Act::HSwish, ctx.share(cm, 8), bufs.features.ptr);
             ctx.sync();
+            done(Layer::FeatureMix);
             let features = bufs.features.read(0..cm);
             let bias = Some(&w.classifier_bias[..]);
             matvec(isa, &w.classifier, cm, features, bias, Act::Identity, ctx.share(NUM_CLASSES, 8), out.ptr);
@@ -511,6 +552,29 @@ impl InferenceEngine for CpuEngine {
     }
 
     fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), EngineError> {
+        // A no-op marker: monomorphised away, plain frames pay nothing for the marks.
+        self.run(input, output, &|_| {})
+    }
+}
+
+impl CpuEngine {
+    /// [`InferenceEngine::infer`] that calls `mark` as each op of the frame ends, in order (for
+    /// per-op profiling). `mark` runs on the calling thread while the others go on.
+    pub fn infer_marked(
+        &mut self,
+        input: &[f32],
+        output: &mut [f32],
+        mark: &(dyn Fn(Layer) + Sync),
+    ) -> Result<(), EngineError> {
+        self.run(input, output, mark)
+    }
+
+    fn run<M: Fn(Layer) + Sync + ?Sized>(
+        &mut self,
+        input: &[f32],
+        output: &mut [f32],
+        mark: &M,
+    ) -> Result<(), EngineError> {
         let plan = self.plan.ok_or(EngineError::NotActive)?;
         let expected = 3 * plan.r * plan.r;
         if input.len() != expected {
@@ -523,7 +587,8 @@ impl InferenceEngine for CpuEngine {
         let model = Model { weights, bn_sets, isa: *isa };
         let bufs = Ptrs::new(bufs);
         let out = Buf::new(output);
-        team.run(&|ctx| model.forward(ctx, &plan, input, &bufs, out));
+        team.run(&|ctx| model.forward(ctx, &plan, input, &bufs, out, mark));
+        mark(Layer::Classifier);
         Ok(())
     }
 }

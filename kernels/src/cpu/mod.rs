@@ -12,7 +12,7 @@ pub mod vector;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{CpuEngine, EngineError};
+pub use engine::{CpuEngine, EngineError, Layer};
 pub use simd::Isa;
 
 use dynofa_core::Activation;
