@@ -1,11 +1,14 @@
 //! `cargo xtask profile`: build `dynofa` and time sub-networks on this machine. Without arguments
 //! it times the sub-networks of `luts/xavier-nx.json` on the CPU engine and writes
-//! `luts/host-cpu.json` (or with `--check` verifies that file still lists them).
+//! `luts/host-cpu.json` (or with `--check` verifies that file still lists them). With `--ops` it
+//! also times every op at their resolutions into OFA per-op tables in `luts/host-cpu-ops/` and
+//! reports how well the per-op sums predict the measured sub-networks.
 //!
 //! With `--remote USER@BOARD` it times them on a board where `cargo xtask flash` installed dynofa
 //! instead: it copies the sub-network list there, runs `dynofa profile` over ssh, which leaves
 //! `luts/host-cpu.json` beside the board's binary (where `dynofa run` looks), and fetches that LUT
-//! back as `luts/<BOARD>-cpu.json`. `--dry-run` prints the exact commands.
+//! back as `luts/<BOARD>-cpu.json` (with `--ops`, its per-op tables as `luts/<BOARD>-cpu-ops/`).
+//! `--dry-run` prints the exact commands.
 
 use anyhow::{Result, bail};
 
@@ -16,6 +19,8 @@ use crate::util::{cargo, root, run};
 const HOST_CPU_LUT: &str = "luts/host-cpu.json";
 /// The sub-networks it times.
 const SUBNETS: &str = "luts/xavier-nx.json";
+/// The committed host per-op tables `--ops` writes.
+const HOST_CPU_OPS: &str = "luts/host-cpu-ops";
 
 /// Options of the profile task.
 #[derive(clap::Args)]
@@ -29,7 +34,12 @@ pub struct Args {
     /// The LUT to write (default: luts/host-cpu.json; with --remote, luts/<BOARD>-cpu.json).
     #[arg(long)]
     pub out: Option<String>,
-    /// Check that the LUT lists the sub-networks of --subnets instead of measuring.
+    /// Also time every op into OFA per-op tables (luts/host-cpu-ops/) and compare their sums with
+    /// the measured sub-networks.
+    #[arg(long)]
+    pub ops: bool,
+    /// Check that the LUT lists the sub-networks of --subnets (and with --ops, that the tables have
+    /// every op of their resolutions) instead of measuring.
     #[arg(long, conflicts_with = "remote")]
     pub check: bool,
     /// Time them on this board (USER@BOARD or a Host from ~/.ssh/config), where `cargo xtask flash`
@@ -64,12 +74,16 @@ pub fn run_task(args: Args) -> Result<()> {
     }
     let root = root();
     let mut cmd = cargo();
+    let note = if args.ops { "cargo xtask profile --ops" } else { "cargo xtask profile" };
     cmd.args(["run", "--release", "-p", "dynofa-hal-jetson", "--bin", "dynofa", "--", "profile"])
-        .args(["--backend", &args.backend, "--note", "cargo xtask profile"])
+        .args(["--backend", &args.backend, "--note", note])
         .arg("--subnets")
         .arg(root.join(&args.subnets))
         .arg("--out")
         .arg(root.join(args.out.as_deref().unwrap_or(HOST_CPU_LUT)));
+    if args.ops {
+        cmd.arg("--ops").arg(root.join(HOST_CPU_OPS));
+    }
     if args.check {
         cmd.arg("--check");
     }
@@ -90,21 +104,25 @@ pub fn remote_plan(args: &Args, tools: &Tools) -> Result<Vec<Step>> {
     let short: String =
         short.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
     let out = args.out.clone().unwrap_or_else(|| format!("luts/{short}-cpu.json"));
+    let ops = if args.ops { " --ops" } else { "" };
     let mut profile = vec![
         "./dynofa".to_owned(),
         "profile".into(),
         "--backend".into(),
         args.backend.clone(),
         "--note".into(),
-        format!("cargo xtask profile --remote {host}"),
+        format!("cargo xtask profile{ops} --remote {host}"),
         "--subnets".into(),
         format!("luts/{name}"),
         "--out".into(),
         HOST_CPU_LUT.into(),
     ];
+    if args.ops {
+        profile.extend(["--ops".into(), HOST_CPU_OPS.into()]);
+    }
     profile.extend(args.args.iter().cloned());
     let profile: Vec<String> = profile.iter().map(|a| quote(a)).collect();
-    Ok(vec![
+    let mut steps = vec![
         Step {
             what: "make the LUT folder on the board".into(),
             argv: board.ssh(false, format!("mkdir -p {dir}/luts")),
@@ -121,7 +139,22 @@ pub fn remote_plan(args: &Args, tools: &Tools) -> Result<Vec<Step>> {
             what: format!("fetch the LUT as {out}"),
             argv: board.scp([format!("{host}:{dir}/{HOST_CPU_LUT}")], root().join(&out).display().to_string()),
         },
-    ])
+    ];
+    if args.ops {
+        let local = root().join(format!("luts/{short}-cpu-ops"));
+        steps.extend([
+            Step {
+                what: "make the folder for the per-op tables".into(),
+                argv: vec!["mkdir".into(), "-p".into(), local.display().to_string()],
+            },
+            Step {
+                what: format!("fetch the per-op tables into luts/{short}-cpu-ops/"),
+                // The board's shell expands the pattern.
+                argv: board.scp([format!("{host}:{dir}/{HOST_CPU_OPS}/*.yaml")], format!("{}/", local.display())),
+            },
+        ]);
+    }
+    Ok(steps)
 }
 
 #[cfg(test)]
@@ -153,6 +186,24 @@ mod tests {
                 "ssh nvidia@xavier 'cd dynofa && ./dynofa profile --backend cpu --note '\\''cargo xtask profile --remote nvidia@xavier'\\'' --subnets luts/xavier-nx.json --out luts/host-cpu.json --reps 20'"
                     .to_owned(),
                 format!("scp -p nvidia@xavier:dynofa/luts/host-cpu.json {}", root.join("luts/xavier-cpu.json").display()),
+            ]
+        );
+    }
+
+    #[test]
+    fn remote_ops_fetch_the_per_op_tables() {
+        let steps = remote_plan(&args(&["--remote", "nvidia@xavier", "--ops"]), &tools()).unwrap();
+        let root = root();
+        let local = root.join("luts/xavier-cpu-ops");
+        assert!(steps[2].line().contains(
+            "--note '\\''cargo xtask profile --ops --remote nvidia@xavier'\\'' --subnets luts/xavier-nx.json --out luts/host-cpu.json --ops luts/host-cpu-ops'"
+        ), "{}", steps[2].line());
+        let lines: Vec<String> = steps[4..].iter().map(Step::line).collect();
+        assert_eq!(
+            lines,
+            [
+                format!("mkdir -p {}", local.display()),
+                format!("scp -p 'nvidia@xavier:dynofa/luts/host-cpu-ops/*.yaml' {}/", local.display()),
             ]
         );
     }

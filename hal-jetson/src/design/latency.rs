@@ -211,17 +211,22 @@ impl OpTable {
         Ok(OpTable { path: path.to_path_buf(), ops })
     }
 
-    /// Write the table (keys sorted) to `self.path`, as YAML or JSON by its extension.
-    pub fn write(&self) -> Result<(), DesignError> {
+    /// The table (keys sorted) as YAML or JSON, by the extension of `self.path`.
+    pub fn to_text(&self) -> Result<String, DesignError> {
         let path = &self.path;
-        let text = if is_yaml(path) {
+        Ok(if is_yaml(path) {
             serde_yaml_ng::to_string(&self.ops).map_err(|source| DesignError::Yaml { path: path.clone(), source })?
         } else {
             serde_json::to_string_pretty(&self.ops)
                 .map_err(|source| DesignError::Json { path: path.clone(), source })?
                 + "\n"
-        };
-        std::fs::write(path, text).map_err(|source| DesignError::Io { path: path.clone(), source })
+        })
+    }
+
+    /// Write the table to `self.path`, as YAML or JSON by its extension.
+    pub fn write(&self) -> Result<(), DesignError> {
+        std::fs::write(&self.path, self.to_text()?)
+            .map_err(|source| DesignError::Io { path: self.path.clone(), source })
     }
 
     /// The latency of an op, or an error naming the key and this file.

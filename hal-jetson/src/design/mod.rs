@@ -95,7 +95,7 @@ pub enum DesignError {
         r: u16,
     },
     /// A table set has no table for a resolution.
-    #[error("{}: no latency table for resolution {r} (expected {r}_lookup_table.json there)", dir.display())]
+    #[error("{}: no latency table for resolution {r} (expected {r}_lookup_table.json or .yaml there)", dir.display())]
     MissingResolution {
         /// The folder.
         dir: PathBuf,

@@ -1,15 +1,21 @@
 //! Latency profiling on this device: whole sub-networks timed through any
-//! [`InferenceEngine`] (warm-up, repetitions, mean and standard deviation), and how well a
-//! prediction (such as a per-op table sum) agrees with what was measured.
+//! [`InferenceEngine`] (warm-up, repetitions, mean and standard deviation), every op of them
+//! through an engine that marks where each op ends (OFA per-op tables), and how well a prediction
+//! (such as a per-op table sum) agrees with what was measured.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
-use dynofa_core::SubnetConfig;
 use dynofa_core::arch::{IN_CHANNELS, NUM_CLASSES};
-use dynofa_core::hal::{Error as _, InferenceEngine};
+use dynofa_core::hal::{Error, InferenceEngine};
+use dynofa_core::{SubnetConfig, Supernet};
+use dynofa_kernels::CpuEngine;
+use dynofa_kernels::cpu::Layer;
 
 use super::DesignError;
-use super::latency::Latency;
+use super::latency::{Latency, NetOp, Op, OpStats, OpTable, OpTables, YAML_TABLE_SUFFIX, network_ops};
 
 /// How many runs to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +54,17 @@ pub fn stats(samples: &[f64]) -> Latency {
     Latency { mean_ms: mean, std_ms: var.sqrt() }
 }
 
+fn engine_err<E: Error>(e: E) -> DesignError {
+    DesignError::Engine { kind: e.kind(), message: format!("{e:?}") }
+}
+
+/// A frame for resolution `r` and a logits buffer. Values do not change the work; a fixed ramp
+/// avoids the denormal and all-zero special cases.
+fn frame(r: u16) -> (Vec<f32>, Vec<f32>) {
+    let r = r as usize;
+    ((0..IN_CHANNELS * r * r).map(|i| (i % 251) as f32 / 251.0 - 0.5).collect(), vec![0.0; NUM_CLASSES])
+}
+
 /// Time one sub-network on `engine`: activate, `warmup` untimed runs, `reps` timed runs of one
 /// frame each. `tick` is called after every run (for progress bars).
 pub fn measure<E: InferenceEngine>(
@@ -56,11 +73,7 @@ pub fn measure<E: InferenceEngine>(
     params: &ProfileParams,
     tick: &dyn Fn(),
 ) -> Result<Measured, DesignError> {
-    let engine_err = |e: E::Error| DesignError::Engine { kind: e.kind(), message: format!("{e:?}") };
-    let r = cfg.r as usize;
-    // Values do not change the work; a fixed ramp avoids the denormal and all-zero special cases.
-    let input: Vec<f32> = (0..IN_CHANNELS * r * r).map(|i| (i % 251) as f32 / 251.0 - 0.5).collect();
-    let mut logits = vec![0.0f32; NUM_CLASSES];
+    let (input, mut logits) = frame(cfg.r);
     engine.activate(cfg).map_err(engine_err)?;
     for _ in 0..params.warmup {
         engine.infer(&input, &mut logits).map_err(engine_err)?;
@@ -74,6 +87,103 @@ pub fn measure<E: InferenceEngine>(
         tick();
     }
     Ok(Measured { latency: stats(&samples), count: samples.len() })
+}
+
+/// An engine that can say where each op of a frame ends.
+pub trait MarkedEngine: InferenceEngine {
+    /// Run one frame like [`InferenceEngine::infer`], calling `mark` as each op ends.
+    fn infer_marked(
+        &mut self,
+        input: &[f32],
+        output: &mut [f32],
+        mark: &(dyn Fn(Layer) + Sync),
+    ) -> Result<(), Self::Error>;
+}
+
+impl MarkedEngine for CpuEngine {
+    fn infer_marked(
+        &mut self,
+        input: &[f32],
+        output: &mut [f32],
+        mark: &(dyn Fn(Layer) + Sync),
+    ) -> Result<(), Self::Error> {
+        CpuEngine::infer_marked(self, input, output, mark)
+    }
+}
+
+/// The engine's mark for the end of op `o`.
+fn layer_of(o: &NetOp) -> Layer {
+    match (o.block, o.op) {
+        (Some(b), _) => Layer::Block(b),
+        (None, Op::Conv { .. }) => Layer::Stem,
+        (None, Op::ExpandedConv { .. }) => Layer::FirstBlock,
+        (None, Op::Conv1 { .. }) => Layer::FinalExpand,
+        (None, Op::AvgPool2D { .. }) => Layer::Pool,
+        (None, Op::Conv2 { .. }) => Layer::FeatureMix,
+        (None, Op::Logits { .. }) => Layer::Classifier,
+    }
+}
+
+/// Time every op a sub-network can run at each of `resolutions`, as OFA per-op tables in `dir`
+/// (`{r}_lookup_table.yaml`): for each resolution the sub-networks of
+/// [`OpTables::covering_configs`] run `warmup` untimed and `reps` timed frames, each op timed from
+/// the end of the op before it (the first from the frame's start) inside the whole frame, so an op
+/// is timed with the caches and threads as a real frame leaves them. An op that several blocks or
+/// sub-networks share gathers all their samples. `tick` is called after every frame.
+pub fn measure_ops<E: MarkedEngine>(
+    engine: &mut E,
+    net: &Supernet,
+    resolutions: &[u16],
+    dir: &Path,
+    params: &ProfileParams,
+    tick: &dyn Fn(),
+) -> Result<OpTables, DesignError> {
+    let mut tables = BTreeMap::new();
+    for &r in resolutions {
+        let (input, mut logits) = frame(r);
+        let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for cfg in OpTables::covering_configs(r) {
+            let ops = network_ops(net, &cfg);
+            let expected: Vec<Layer> = ops.iter().map(layer_of).collect();
+            let marks = Mutex::new(Vec::with_capacity(ops.len()));
+            engine.activate(&cfg).map_err(engine_err)?;
+            for run in 0..params.warmup + params.reps {
+                marks.lock().expect("marks are never poisoned").clear();
+                let start = Instant::now();
+                engine
+                    .infer_marked(&input, &mut logits, &|l| {
+                        marks.lock().expect("marks are never poisoned").push((l, Instant::now()))
+                    })
+                    .map_err(engine_err)?;
+                tick();
+                let marks = marks.lock().expect("marks are never poisoned");
+                let found: Vec<Layer> = marks.iter().map(|&(l, _)| l).collect();
+                if found != expected {
+                    return Err(DesignError::Engine {
+                        kind: dynofa_core::hal::ErrorKind::Other,
+                        message: format!("the engine marked {found:?} for a sub-network of ops {expected:?}"),
+                    });
+                }
+                if run < params.warmup {
+                    continue;
+                }
+                let mut last = start;
+                for (o, &(_, t)) in ops.iter().zip(marks.iter()) {
+                    samples.entry(o.op.to_string()).or_default().push((t - last).as_secs_f64() * 1e3);
+                    last = t;
+                }
+            }
+        }
+        let ops = samples
+            .into_iter()
+            .map(|(key, s)| {
+                let l = stats(&s);
+                (key, OpStats { count: s.len() as u64, mean: l.mean_ms, std: l.std_ms })
+            })
+            .collect();
+        tables.insert(r, OpTable { path: dir.join(format!("{r}{YAML_TABLE_SUFFIX}")), ops });
+    }
+    Ok(OpTables { dir: dir.to_path_buf(), tables })
 }
 
 /// How well predicted latencies match measured ones.
@@ -168,6 +278,100 @@ mod tests {
         e.fail = true;
         let err = measure(&mut e, &SubnetConfig::uniform(3, 3, 2, 160), &p, &|| {}).unwrap_err();
         assert!(matches!(err, DesignError::Engine { kind: ErrorKind::Device, .. }), "{err}");
+    }
+
+    /// Marks every op of the active sub-network after sleeping 50 us per kernel tap of its blocks
+    /// (100 us for the other ops); `skip` leaves out one mark.
+    struct Marking {
+        active: Option<SubnetConfig>,
+        skip: Option<Layer>,
+    }
+
+    impl ErrorType for Marking {
+        type Error = ErrorKind;
+    }
+
+    impl InferenceEngine for Marking {
+        fn activate(&mut self, config: &SubnetConfig) -> Result<(), ErrorKind> {
+            self.active = Some(*config);
+            Ok(())
+        }
+        fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), ErrorKind> {
+            self.infer_marked(input, output, &|_| {})
+        }
+    }
+
+    fn sleep_of(o: &NetOp) -> u64 {
+        match o.op {
+            Op::ExpandedConv { kernel, .. } if o.block.is_some() => 50 * kernel as u64,
+            _ => 100,
+        }
+    }
+
+    impl MarkedEngine for Marking {
+        fn infer_marked(&mut self, _: &[f32], _: &mut [f32], mark: &(dyn Fn(Layer) + Sync)) -> Result<(), ErrorKind> {
+            let cfg = self.active.ok_or(ErrorKind::NotPrepared)?;
+            for o in network_ops(&Supernet::W1_2, &cfg) {
+                std::thread::sleep(std::time::Duration::from_micros(sleep_of(&o)));
+                if Some(layer_of(&o)) != self.skip {
+                    mark(layer_of(&o));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn times_every_op_into_per_op_tables() {
+        let net = Supernet::W1_2;
+        let mut e = Marking { active: None, skip: None };
+        let p = ProfileParams { warmup: 1, reps: 2 };
+        let frames = std::cell::Cell::new(0);
+        let dir = Path::new("ops");
+        let t = measure_ops(&mut e, &net, &[160, 176], dir, &p, &|| frames.set(frames.get() + 1)).unwrap();
+        assert_eq!(frames.get(), 2 * 9 * 3);
+        assert_eq!(t.resolutions(), [160, 176]);
+        assert_eq!(t.tables[&176].path, dir.join("176_lookup_table.yaml"));
+        // Every op of every sub-network is there, no more, each no faster than it slept.
+        let model = t.compile(&net, &[160, 176]).unwrap();
+        for r in [160, 176] {
+            let table = &t.tables[&r];
+            let mut keys = std::collections::BTreeSet::new();
+            for cfg in OpTables::covering_configs(r) {
+                for o in network_ops(&net, &cfg) {
+                    let s = table.get(&o.op).unwrap();
+                    assert!(s.mean >= sleep_of(&o) as f64 * 1e-3 && s.count >= 2, "{} {s:?}", o.op);
+                    keys.insert(o.op.to_string());
+                }
+            }
+            assert_eq!(table.ops.keys().cloned().collect::<std::collections::BTreeSet<_>>(), keys);
+            // The stem runs in all nine sub-networks, twice timed each.
+            assert_eq!(table.ops[&network_ops(&net, &SubnetConfig::uniform(3, 3, 2, r))[0].op.to_string()].count, 18);
+        }
+        let small = SubnetConfig::uniform(3, 3, 2, 160);
+        let slept: u64 = network_ops(&net, &small).iter().map(sleep_of).sum();
+        assert!(model.latency(&small).unwrap() >= slept as f64 * 1e-3);
+        // An engine whose marks do not follow the sub-network's ops is refused.
+        e.skip = Some(Layer::Pool);
+        let err = measure_ops(&mut e, &net, &[160], dir, &p, &|| {}).unwrap_err();
+        assert!(err.to_string().contains("the engine marked"), "{err}");
+    }
+
+    /// The CPU engine marks every op in order, and a marked frame computes what a plain one does.
+    #[test]
+    fn cpu_engine_marks_every_op() {
+        let net = Supernet::W1_2;
+        let mut e = CpuEngine::with_threads(dynofa_kernels::SupernetWeights::seeded(net, 1), 2);
+        let cfg = SubnetConfig { d: [2, 3, 4, 2, 3], ..SubnetConfig::uniform(5, 4, 2, 160) };
+        let (input, mut plain) = frame(160);
+        let mut marked = plain.clone();
+        e.activate(&cfg).unwrap();
+        e.infer(&input, &mut plain).unwrap();
+        let marks = Mutex::new(Vec::new());
+        e.infer_marked(&input, &mut marked, &|l| marks.lock().unwrap().push(l)).unwrap();
+        let expected: Vec<Layer> = network_ops(&net, &cfg).iter().map(layer_of).collect();
+        assert_eq!(marks.into_inner().unwrap(), expected);
+        assert_eq!(plain, marked);
     }
 
     #[test]

@@ -1,14 +1,15 @@
 //! `dynofa profile`: time whole sub-networks on this machine's CPU engine and write them as a LUT
-//! of measured latencies; with per-op tables, report how well their sums predict the measurements.
+//! of measured latencies, and/or time every op into OFA per-op tables; with per-op tables, report
+//! how well their sums predict the measured sub-networks.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use dynofa_core::lut::{LatencyPoint, Unit};
 use dynofa_hal_jetson::design::latency::OpTables;
 use dynofa_hal_jetson::design::lutgen::{self, CheckLatency};
 use dynofa_hal_jetson::design::predictor::PredictorWeights;
-use dynofa_hal_jetson::design::profile::{ProfileParams, agreement, load_average, measure};
+use dynofa_hal_jetson::design::profile::{ProfileParams, agreement, load_average, measure, measure_ops};
 use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -27,12 +28,21 @@ pub struct Args {
     backend: Backend,
     /// The sub-networks to time: a LUT (its top-1 is kept) or a JSON list of OFA config dicts
     /// (top-1 from OFA's predictor).
-    #[arg(long)]
-    subnets: PathBuf,
+    #[arg(long, required_unless_present = "ops", requires = "out")]
+    subnets: Option<PathBuf>,
     /// The LUT of measured latencies to write (or, with --check, to compare with).
-    #[arg(long)]
-    out: PathBuf,
-    /// Do not measure: fail when --out does not list the sub-networks and top-1 of --subnets.
+    #[arg(long, requires = "subnets")]
+    out: Option<PathBuf>,
+    /// Also time every op, into OFA per-op tables in this folder (`{r}_lookup_table.yaml`, one per
+    /// resolution, with a header saying how they were made); they are then what the measured
+    /// sub-networks are compared with.
+    #[arg(long, value_name = "DIR", conflicts_with = "tables")]
+    ops: Option<PathBuf>,
+    /// Resolutions of the per-op tables (default: those of --subnets).
+    #[arg(long, value_delimiter = ',', requires = "ops")]
+    resolutions: Vec<u16>,
+    /// Do not measure: fail when --out does not list the sub-networks and top-1 of --subnets, or
+    /// when the tables in --ops lack an op of their resolutions.
     #[arg(long)]
     check: bool,
     /// Supernet weights (OFA state dict as safetensors); default: the built-in seeded w1.2 weights
@@ -68,10 +78,24 @@ pub fn run(args: Args) -> Result<()> {
     let net = *weights.supernet();
     let predictor_weights = PredictorWeights::embedded()?;
     let predictor = predictor_weights.predictor();
-    let mut subnets = lutgen::read_subnets(&args.subnets, &net, |c| Ok(predictor.predict(c)?))?;
+    let mut subnets = match &args.subnets {
+        Some(path) => lutgen::read_subnets(path, &net, |c| Ok(predictor.predict(c)?))?,
+        None => Vec::new(),
+    };
     // Time each sub-network once, however often the list names it.
     let mut seen = std::collections::HashSet::new();
     subnets.retain(|(c, _, _)| seen.insert(c.id()));
+    let resolutions = if args.resolutions.is_empty() {
+        let mut rs: Vec<u16> = subnets.iter().map(|(c, _, _)| c.r).collect();
+        rs.sort_unstable();
+        rs.dedup();
+        rs
+    } else {
+        args.resolutions.clone()
+    };
+    if args.ops.is_some() && resolutions.is_empty() {
+        bail!("--ops needs resolutions: give --resolutions or --subnets");
+    }
     let mut engine = match args.threads {
         Some(t) => CpuEngine::with_threads(weights, t),
         None => CpuEngine::new(weights),
@@ -100,26 +124,56 @@ pub fn run(args: Args) -> Result<()> {
         std_ms: std_ms as f32,
     };
     if args.check {
-        let lut = lutgen::lut_of(&net, subnets, &source(None), |_| Ok(vec![]))?;
-        lutgen::check(&args.out, &lut, CheckLatency::Ignore)?;
-        println!("{} lists the sub-networks of {} ({} entries)", args.out.display(), args.subnets.display(), lut.len());
+        if let Some(dir) = &args.ops {
+            OpTables::load_dir(dir)?.compile(&net, &resolutions)?;
+            println!("{} has every op of resolutions {resolutions:?}", dir.display());
+        }
+        if let (Some(path), Some(out)) = (&args.subnets, &args.out) {
+            let lut = lutgen::lut_of(&net, subnets, &source(None), |_| Ok(vec![]))?;
+            lutgen::check(out, &lut, CheckLatency::Ignore)?;
+            println!("{} lists the sub-networks of {} ({} entries)", out.display(), path.display(), lut.len());
+        }
         return Ok(());
     }
 
-    let tables = args.tables.as_deref().map(OpTables::load_dir).transpose()?;
+    let covering = OpTables::covering_configs(0).count();
+    let op_runs = args.ops.as_ref().map_or(0, |_| resolutions.len() * covering);
     eprintln!(
-        "timing {} sub-networks on the cpu engine ({} threads, {:?}): {} warm-up and {} timed runs each",
+        "timing {} sub-networks and every op of {} resolutions ({op_runs} sub-networks) on the cpu engine ({} threads, {:?}): {} warm-up and {} timed runs each",
         subnets.len(),
+        if args.ops.is_some() { resolutions.len() } else { 0 },
         threads,
         isa,
         params.warmup,
         params.reps
     );
-    let bar = ProgressBar::new((subnets.len() * (params.warmup + params.reps)) as u64);
+    let bar = ProgressBar::new(((subnets.len() + op_runs) * (params.warmup + params.reps)) as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs, ETA {eta}")
             .expect("valid template"),
     );
+    let tables = match &args.ops {
+        Some(dir) => {
+            let tables = measure_ops(&mut engine, &net, &resolutions, dir, &params, &|| bar.inc(1))?;
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let note = source(load_average());
+            for (r, table) in &tables.tables {
+                // OFA's format has no room for provenance; YAML comments leave it readable by OFA.
+                let header = format!(
+                    "# OFA per-op latency table (ms) for resolution {r}: each op timed inside whole sub-networks\n# ({covering} per resolution: full depth, every kernel size and expand ratio).\n# {note}\n"
+                );
+                std::fs::write(&table.path, header + &table.to_text()?)
+                    .with_context(|| format!("cannot write {}", table.path.display()))?;
+            }
+            println!("wrote {} per-op tables in {}", tables.tables.len(), dir.display());
+            Some(tables)
+        }
+        None => args.tables.as_deref().map(OpTables::load_dir).transpose()?,
+    };
+    let Some(out) = &args.out else {
+        bar.finish_and_clear();
+        return Ok(());
+    };
     let mut rows = Vec::new();
     for (cfg, _, _) in &subnets {
         let m = measure(&mut engine, cfg, &params, &|| bar.inc(1))?;
@@ -146,7 +200,7 @@ pub fn run(args: Args) -> Result<()> {
             a.n, a.mean_ratio, a.mape_pct, a.pearson, a.slope, a.intercept, a.fit_mape_pct
         );
     }
-    std::fs::write(&args.out, lutgen::to_json(&lut)).with_context(|| format!("cannot write {}", args.out.display()))?;
-    println!("wrote {}: {} entries", args.out.display(), lut.len());
+    std::fs::write(out, lutgen::to_json(&lut)).with_context(|| format!("cannot write {}", out.display()))?;
+    println!("wrote {}: {} entries", out.display(), lut.len());
     Ok(())
 }
