@@ -434,9 +434,11 @@ mod tests {
             assert_eq!((r.start_ns, r.latency_ns, r.entry), (i * 100_000_000, 40_000_000, 2));
             assert_eq!((r.freq_khz, r.load_permille), (Some(GPU.freq_khz), Some(500)));
         }
-        // Twice as slow: two frames confirm it and the engine runs the fastest entry next.
+        // Twice as slow: three frames confirm it and the engine runs the fastest entry next.
         world.slowdown.set(2.0);
-        let _ = rt.step(0, &[], &mut []).unwrap();
+        for _ in 0..2 {
+            let _ = rt.step(0, &[], &mut []).unwrap();
+        }
         let r = rt.step(0, &[], &mut []).unwrap();
         assert_eq!(r.decision.switch(0), Some(0));
         assert_eq!(rt.step(0, &[], &mut []).unwrap().entry, 0);

@@ -5,7 +5,7 @@
 //! meet 99% of deadlines. It does not know the noise of the coming frame.
 
 use dynofa_core::control::{
-    Candidate, ControlError, Decision, Goal, MAX_MODELS, ModelSpec, PlanModel, Policy, UnitView, candidates, plan,
+    Candidate, ControlError, Decision, Goal, MAX_MODELS, ModelSpec, PlanModel, Policy, candidates, plan,
 };
 use dynofa_core::lut::{OperatingPoint, Unit};
 
@@ -60,14 +60,14 @@ impl<'l> Oracle<'l> {
             return Decision::STAY;
         }
         let mut models =
-            [PlanModel { cands: &self.cands, unit, target_ms: 1.0, slot_ms: 1.0, priority: 1.0 }; MAX_MODELS];
+            [PlanModel { cands: &self.cands, unit, target_ms: 1.0, slot_ms: 1.0, priority: 1.0, tail: self.tail };
+                MAX_MODELS];
         for (m, &k) in models.iter_mut().zip(&ids) {
             let g = self.specs[k].goal;
             *m = PlanModel { target_ms: g.target_ms, slot_ms: g.slot_ms(), priority: g.priority, ..*m };
         }
         let share = self.board.borrow().share(unit) as f32;
-        let view = UnitView { external_share: share, tail: self.tail };
-        let Some(p) = plan(&models[..ids.len()], [view; 2]) else {
+        let Some(p) = plan(&models[..ids.len()], [share; 2]) else {
             return Decision::STAY;
         };
         let mut d = Decision::STAY;

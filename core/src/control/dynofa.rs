@@ -1,8 +1,10 @@
 //! dynofa's manager: per model a slowdown estimate against the LUT, per unit a joint plan.
 
-use crate::control::plan::{Candidate, PlanModel, UnitView, candidates, plan, shared_latency_ms};
+use crate::control::plan::{Candidate, PlanModel, candidates, plan, shared_latency_ms};
+use crate::control::power::MAX_POWER_POINTS;
 use crate::control::{
-    ControlError, Decision, EstimatorParams, Goal, MAX_MODELS, ModelSpec, Policy, PowerTable, Slowdown, specs_ok,
+    ControlError, Decision, EstimatorParams, Goal, MAX_MODELS, ModelSpec, Policy, PowerPoint, PowerTable, Slowdown,
+    Step, specs_ok,
 };
 use crate::lut::{Lut, OperatingPoint, Unit};
 
@@ -12,14 +14,28 @@ use crate::lut::{Lut, OperatingPoint, Unit};
 pub struct DynofaParams {
     /// How each model's slowdown estimate moves.
     pub estimator: EstimatorParams,
-    /// The tail factor is `1 + tail_sigmas * s`, with `s` the LUT's spread (the median over
-    /// entries of std / mean on the unit): how far above the mean a frame may land and still fit.
+    /// A model's tail factor is `1 + sigmas * s`, with `s` the LUT's spread on its unit (the median
+    /// over entries of std / mean): how far above the mean a frame may land and still fit.
+    /// `sigmas` is this while the model's miss budget holds at least one miss...
     pub tail_sigmas: f32,
+    /// ...plus this for each miss it owes beyond (in proportion).
+    pub debt_sigmas: f32,
     /// Smallest relative margin over the mean, used too when the LUT carries no spread.
     pub min_margin: f32,
+    /// Share of frames that may miss their target: each frame adds this much to the model's miss
+    /// budget, each miss takes 1 (a step up of the estimate gives back the misses that revealed it).
+    pub miss_rate: f32,
+    /// Most misses the budget saves up (it starts with one, or this if less).
+    pub miss_burst: f32,
+    /// Most misses the budget owes, which bounds how cautious a model turns.
+    pub max_debt: f32,
+    /// Misses a model may owe before its running entry is given up for them (a new plan, when
+    /// one is made, counts them all).
+    pub stay_owed: f32,
     /// Extra relative margin an upgrade must clear, so that noise does not make choices flap.
     pub hysteresis: f32,
-    /// Frames on a unit after a change before an upgrade is considered.
+    /// Frames on a unit after a change before an upgrade is considered (unless an estimate steps
+    /// or the share other applications take falls by more than `hysteresis`).
     pub dwell: u32,
     /// In energy mode, the smallest relative saving of energy worth a change.
     pub min_saving: f32,
@@ -27,14 +43,22 @@ pub struct DynofaParams {
 
 impl Default for DynofaParams {
     fn default() -> Self {
-        // 3.8 spreads above the mean reach about the 99.5th percentile of the frame-latency noise
-        // measured on the Jetson (5% spread and +20% spikes; see `dynofa-hal-sim`), leaving room
-        // for the estimate's own error so that at least 99% of frames meet their target.
+        // On the Jetson's frame noise (5% spread and +20% spikes; see `dynofa-hal-sim`) the LUT's
+        // spread is about 6.6%: 3.5 spreads above the mean is the noise's 98.8th percentile, where
+        // a model plans while its misses stay within 0.75% of its frames (the entries it can run
+        // rarely sit right at their margin, so it misses less than the percentile says). Each miss
+        // it owes beyond its budget adds 0.7 spreads (99.3rd percentile at one, 99.7th at the
+        // most, three), so that a run of bad luck is paid back before it costs the 99% goal.
         DynofaParams {
             estimator: EstimatorParams::default(),
-            tail_sigmas: 3.8,
+            tail_sigmas: 3.5,
+            debt_sigmas: 0.7,
             min_margin: 0.1,
-            hysteresis: 0.02,
+            miss_rate: 0.0075,
+            miss_burst: 2.0,
+            max_debt: 2.0,
+            stay_owed: 1.0,
+            hysteresis: 0.01,
             dwell: 20,
             min_saving: 0.03,
         }
@@ -44,11 +68,14 @@ impl Default for DynofaParams {
 /// dynofa's runtime manager for up to [`MAX_MODELS`] models on the units of one board.
 ///
 /// Each frame updates the model's slowdown estimate (measured latency over the active entry's LUT
-/// latency at the unit's clock). From the estimates it infers the share of each unit that other
-/// applications take, and plans all models on the unit jointly ([`plan`]): the most accurate
-/// entries such that every model's latency, inflated by the unit's tail factor, fits its target.
-/// When the current choice no longer fits, or a goal or clock changes, it re-plans at once; an
-/// upgrade needs the dwell to have passed and the hysteresis margin to be cleared. With a
+/// latency at the unit's clock) and its miss budget. From the estimates it infers the share of
+/// each unit that other applications take, and plans all models on the unit jointly ([`plan`]):
+/// the most accurate entries such that every model's latency, inflated by its tail factor, fits
+/// its target. A model's tail factor sits near the 99th percentile of the frame noise while its
+/// misses stay within budget and grows as they eat into it, so the manager spends the misses a
+/// 99% goal allows where they buy accuracy and turns cautious when bad luck or a change has spent
+/// them. When the current choice no longer fits, or a goal or clock changes, it re-plans at once;
+/// an upgrade needs the dwell to have passed and the hysteresis margin to be cleared. With a
 /// [`PowerTable`] for a unit ([`Dynofa::with_power`]) it also picks the unit's clock: the lowest
 /// energy among the clocks that reach the best plan's accuracy.
 #[derive(Debug, Clone)]
@@ -61,16 +88,38 @@ pub struct Dynofa<'l, const N: usize, const P: usize> {
     /// The active entry's mean latency alone on its unit at the unit's clock.
     mean: [f32; MAX_MODELS],
     est: [Slowdown; MAX_MODELS],
+    /// Misses each model may still spend (see [`DynofaParams::miss_rate`]).
+    budget: [f32; MAX_MODELS],
+    /// Misses among the frames of a step up of each model's estimate still being confirmed...
+    unconfirmed: [u8; MAX_MODELS],
+    /// ...and those of a step just confirmed, given back when the next frame keeps it: a margin
+    /// does not guard against a change it has not yet seen.
+    revealed: [u8; MAX_MODELS],
     /// Each unit's Pareto front at its clock, most accurate first (models share the LUT).
     cands: [heapless::Vec<Candidate, N>; 2],
     clock: [u32; 2],
-    tail: [f32; 2],
+    /// Each unit's relative spread in the LUT (the median over entries of std / mean).
+    spread: [f32; 2],
     /// Frames on each unit since its last change or upgrade check.
     since_change: [u32; 2],
-    /// Whether an estimate on the unit stepped, so that an upgrade check is due at once.
+    /// Whether an estimate on the unit stepped or fell, so that an upgrade check is due at once.
     recheck: [bool; 2],
-    power: [Option<PowerTable>; 2],
+    /// Each model's slowdown estimate when its unit was last planned.
+    planned: [f32; MAX_MODELS],
+    power: [Option<Energy<N>>; 2],
 }
+
+/// A unit's power table and the LUT's front at each of its clocks, built once so that a decision
+/// in energy mode does not sort the LUT at every clock.
+#[derive(Debug, Clone)]
+struct Energy<const N: usize> {
+    table: PowerTable,
+    /// The front at each of the table's points, in the table's order.
+    fronts: [heapless::Vec<Candidate, N>; MAX_POWER_POINTS],
+}
+
+/// Samples since a step after which a fall of the estimate is worth an upgrade check.
+const SETTLED: u16 = 8;
 
 /// The models on one unit: their indices and how many.
 type Group = ([usize; MAX_MODELS], usize);
@@ -105,11 +154,15 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
             active: [0; MAX_MODELS],
             mean: [0.0; MAX_MODELS],
             est: [Slowdown::new(params.estimator); MAX_MODELS],
+            budget: [params.miss_burst.clamp(0.0, 1.0); MAX_MODELS],
+            unconfirmed: [0; MAX_MODELS],
+            revealed: [0; MAX_MODELS],
             cands: core::array::from_fn(|_| heapless::Vec::new()),
             clock: clocks_khz,
-            tail: [tail_factor(lut, Unit::Gpu, &params), tail_factor(lut, Unit::Cpu, &params)],
+            spread: [spread(lut, Unit::Gpu), spread(lut, Unit::Cpu)],
             since_change: [params.dwell; 2],
             recheck: [false; 2],
+            planned: [1.0; MAX_MODELS],
             power: [None, None],
         };
         d.specs[..specs.len()].copy_from_slice(specs);
@@ -138,7 +191,12 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
     /// table's operating points.
     pub fn with_power(mut self, table: PowerTable) -> Self {
         let unit = table.unit();
-        self.power[unit.index()] = Some(table);
+        let lut = self.lut;
+        let energy =
+            self.power[unit.index()].insert(Energy { table, fronts: core::array::from_fn(|_| heapless::Vec::new()) });
+        for (point, front) in energy.table.points().iter().zip(&mut energy.fronts) {
+            candidates(lut, OperatingPoint { unit, freq_khz: point.freq_khz }, front);
+        }
         self.since_change[unit.index()] = self.params.dwell;
         self
     }
@@ -146,6 +204,12 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
     /// The slowdown estimate of `model` (1.0: as the LUT says).
     pub fn slowdown(&self, model: usize) -> Option<f32> {
         (model < self.n).then(|| self.est[model].value())
+    }
+
+    /// The factor by which `model`'s plans inflate its mean latency against noise (see
+    /// [`DynofaParams::tail_sigmas`]).
+    pub fn tail(&self, model: usize) -> Option<f32> {
+        (model < self.n).then(|| self.tail_of(model))
     }
 
     /// The share of `unit` the manager believes other applications take.
@@ -169,6 +233,23 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
             g.1 += 1;
         }
         g
+    }
+
+    fn tail_of(&self, k: usize) -> f32 {
+        self.tail_owing(k, self.owed(k))
+    }
+
+    /// Misses model `k` owes beyond the last it can afford (0 while it can afford one).
+    fn owed(&self, k: usize) -> f32 {
+        (1.0 - self.budget[k]).max(0.0)
+    }
+
+    /// Model `k`'s tail factor when it owes `owed` misses: bold while it can afford one, more
+    /// cautious with every miss beyond.
+    fn tail_owing(&self, k: usize, owed: f32) -> f32 {
+        let p = &self.params;
+        let sigmas = p.tail_sigmas + p.debt_sigmas * owed;
+        1.0 + (sigmas * self.spread[self.specs[k].unit.index()]).max(p.min_margin)
     }
 
     /// Recompute `unit`'s front and its models' means at its clock.
@@ -225,38 +306,52 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
         p
     }
 
-    /// Energy per second of the group's frames running `means` at `clock`, if the unit has a table.
-    fn energy_w(&self, unit: Unit, clock: u32, g: &Group, means: &[f32; MAX_MODELS], phi: f32) -> f32 {
-        let Some(point) = self.power[unit.index()].as_ref().and_then(|t| t.at(clock)) else {
+    /// Energy per second of the group's frames running `means` at `point` (none: unknown, infinite).
+    fn energy_w(&self, point: Option<&PowerPoint>, g: &Group, means: &[f32; MAX_MODELS], phi: f32) -> f32 {
+        let Some(point) = point else {
             return f32::INFINITY;
         };
-        let view = UnitView { external_share: phi, tail: 1.0 };
         let (ids, n) = g;
         let mut watts = 0.0;
         for &k in &ids[..*n] {
             let others: f32 =
                 ids[..*n].iter().filter(|&&j| j != k).map(|&j| means[j] / self.specs[j].goal.slot_ms()).sum();
             let slot = self.specs[k].goal.slot_ms();
-            let wall = shared_latency_ms(means[k], others, view);
+            let wall = shared_latency_ms(means[k], others, phi);
             watts += PowerTable::frame_energy_j(point, means[k], slot - wall) / (slot * 1e-3);
         }
         watts
     }
 
-    /// The best configuration of `unit`'s group at `clock`, whose front there is `cands`.
-    fn best_at(&self, unit: Unit, clock: u32, g: &Group, cands: &[Candidate], view: UnitView) -> Option<Choice> {
+    /// The best configuration of `unit`'s group at `point`'s clock (none: at the unit's clock),
+    /// whose front there is `cands`, with each model `k` planned with tail factor `tails[k]`.
+    fn best_at(
+        &self,
+        unit: Unit,
+        point: Option<&PowerPoint>,
+        g: &Group,
+        cands: &[Candidate],
+        phi: f32,
+        tails: &[f32; MAX_MODELS],
+    ) -> Option<Choice> {
         let (ids, n) = g;
-        let mut models = [PlanModel { cands, unit, target_ms: 0.0, slot_ms: 1.0, priority: 1.0 }; MAX_MODELS];
+        let mut models =
+            [PlanModel { cands, unit, target_ms: 0.0, slot_ms: 1.0, priority: 1.0, tail: 1.0 }; MAX_MODELS];
         for (i, &k) in ids[..*n].iter().enumerate() {
             let goal = self.specs[k].goal;
-            models[i] =
-                PlanModel { target_ms: goal.target_ms, slot_ms: goal.slot_ms(), priority: goal.priority, ..models[i] };
+            models[i] = PlanModel {
+                target_ms: goal.target_ms,
+                slot_ms: goal.slot_ms(),
+                priority: goal.priority,
+                tail: tails[k],
+                ..models[i]
+            };
         }
-        let mut views = [view; 2];
-        views[unit.index()] = view;
-        let p = plan(&models[..*n], views)?;
+        let mut external = [0.0; 2];
+        external[unit.index()] = phi;
+        let p = plan(&models[..*n], external)?;
         let mut c = Choice {
-            clock,
+            clock: point.map_or(self.clock[unit.index()], |p| p.freq_khz),
             entries: [0; MAX_MODELS],
             means: [0.0; MAX_MODELS],
             score: p.score,
@@ -268,24 +363,21 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
             c.entries[k] = usize::from(cand.entry);
             c.means[k] = cand.mean_ms;
         }
-        c.energy_w = self.energy_w(unit, clock, g, &c.means, view.external_share);
+        c.energy_w = self.energy_w(point, g, &c.means, phi);
         Some(c)
     }
 
     /// The best configuration of `unit`'s group: at its clock, or in energy mode at the clock of
     /// least energy among those reaching the best accuracy.
-    fn best(&self, unit: Unit, g: &Group, view: UnitView) -> Option<Choice> {
+    fn best(&self, unit: Unit, g: &Group, phi: f32, tails: &[f32; MAX_MODELS]) -> Option<Choice> {
         let u = unit.index();
-        let Some(table) = &self.power[u] else {
-            return self.best_at(unit, self.clock[u], g, &self.cands[u], view);
+        let Some(energy) = &self.power[u] else {
+            return self.best_at(unit, None, g, &self.cands[u], phi, tails);
         };
-        let mut scratch: heapless::Vec<Candidate, N> = heapless::Vec::new();
         let mut best: Option<Choice> = None;
         let mut fallback: Option<Choice> = None;
-        for point in table.points() {
-            let op = OperatingPoint { unit, freq_khz: point.freq_khz };
-            candidates(self.lut, op, &mut scratch);
-            let Some(c) = self.best_at(unit, point.freq_khz, g, &scratch, view) else { continue };
+        for (point, front) in energy.table.points().iter().zip(&energy.fronts) {
+            let Some(c) = self.best_at(unit, Some(point), g, front, phi, tails) else { continue };
             if !c.all_fit {
                 // Points ascend: the last one that fails is the fastest, the one to fall back on.
                 fallback = Some(c);
@@ -311,23 +403,35 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
         }
         let u = unit.index();
         let phi = self.phi(unit);
-        let tail = self.tail[u];
-        let view = UnitView { external_share: phi, tail };
-        let fits = ids[..n]
-            .iter()
-            .all(|&k| shared_latency_ms(self.mean[k], self.others(k), view) * tail <= self.specs[k].goal.target_ms);
+        let h = self.params.hysteresis;
+        let mut tails = [1.0; MAX_MODELS];
+        let mut fits = true;
+        for &k in &ids[..n] {
+            let owed = self.owed(k);
+            tails[k] = self.tail_owing(k, owed);
+            // The running entries stay while they fit within the hysteresis below the margin and
+            // their models owe less than `stay_owed` misses: a flicker of the estimate or one
+            // miss does not make them flap.
+            let stay = self.tail_owing(k, (owed - self.params.stay_owed).max(0.0)) * (1.0 - h);
+            fits &= shared_latency_ms(self.mean[k], self.others(k), phi) * stay <= self.specs[k].goal.target_ms;
+        }
         let upgrade_only = fits && !forced;
         if upgrade_only && self.since_change[u] < self.params.dwell && !self.recheck[u] {
             return Decision::STAY;
         }
         self.recheck[u] = false;
+        for &k in &ids[..n] {
+            self.planned[k] = self.est[k].value();
+        }
         if upgrade_only {
             // Whatever this check finds, the next one is a dwell away (or at the next step of an
             // estimate): checking every frame would cost a plan per frame for nothing.
             self.since_change[u] = 0;
+            for t in &mut tails {
+                *t *= 1.0 + h;
+            }
         }
-        let view = if upgrade_only { UnitView { tail: tail * (1.0 + self.params.hysteresis), ..view } } else { view };
-        let Some(choice) = self.best(unit, &g, view) else {
+        let Some(choice) = self.best(unit, &g, phi, &tails) else {
             return Decision::STAY;
         };
         let clock = self.clock[u];
@@ -339,7 +443,8 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
             let score: f32 = ids[..n].iter().map(|&k| self.specs[k].goal.priority * self.top1(self.active[k])).sum();
             let mut means = [0.0; MAX_MODELS];
             means[..self.n].copy_from_slice(&self.mean[..self.n]);
-            let energy = self.energy_w(unit, clock, &g, &means, phi);
+            let point = self.power[u].as_ref().and_then(|e| e.table.at(clock));
+            let energy = self.energy_w(point, &g, &means, phi);
             let more_accurate = choice.score > score + 1e-3;
             let cheaper = choice.score > score - 1e-3 && choice.energy_w < energy * (1.0 - self.params.min_saving);
             if !(more_accurate || cheaper) {
@@ -373,14 +478,16 @@ impl<'l, const N: usize, const P: usize> Dynofa<'l, N, P> {
             self.refresh(unit);
         }
         self.rescale(unit, &phis);
+        for &k in &ids[..*n] {
+            self.planned[k] = self.est[k].value();
+        }
         self.since_change[u] = 0;
         d
     }
 }
 
-/// The tail factor of `unit`: 1 plus the larger of `min_margin` and `tail_sigmas` times the median
-/// over entries of their relative spread (std / mean) on the unit.
-fn tail_factor<const N: usize, const P: usize>(lut: &Lut<N, P>, unit: Unit, p: &DynofaParams) -> f32 {
+/// The relative spread of `unit` in `lut`: the median over entries of their std / mean there.
+fn spread<const N: usize, const P: usize>(lut: &Lut<N, P>, unit: Unit) -> f32 {
     let mut spread: heapless::Vec<f32, N> = heapless::Vec::new();
     for e in lut.entries() {
         let (mut sum, mut count) = (0.0, 0);
@@ -394,8 +501,7 @@ fn tail_factor<const N: usize, const P: usize>(lut: &Lut<N, P>, unit: Unit, p: &
         }
     }
     spread.sort_unstable_by(f32::total_cmp);
-    let median = spread.get(spread.len() / 2).copied().unwrap_or(0.0);
-    1.0 + (p.tail_sigmas * median).max(p.min_margin)
+    spread.get(spread.len() / 2).copied().unwrap_or(0.0)
 }
 
 impl<const N: usize, const P: usize> Policy for Dynofa<'_, N, P> {
@@ -411,10 +517,28 @@ impl<const N: usize, const P: usize> Policy for Dynofa<'_, N, P> {
         if model >= self.n || !(latency_ms.is_finite() && latency_ms > 0.0) || self.mean[model] <= 0.0 {
             return Decision::STAY;
         }
-        let stepped = self.est[model].update(latency_ms / self.mean[model]);
+        let p = &self.params;
+        let missed = latency_ms > self.specs[model].goal.target_ms;
+        let step = self.est[model].update(latency_ms / self.mean[model]);
+        let mut budget = self.budget[model] + p.miss_rate - f32::from(u8::from(missed));
+        let run = self.unconfirmed[model].saturating_add(u8::from(missed));
+        match step {
+            // The misses that revealed a step are given back once the next frame keeps it.
+            Step::Up => self.revealed[model] = run,
+            // Spikes, not a step: their misses stand.
+            Step::Undone => self.revealed[model] = 0,
+            Step::None | Step::Down => budget += f32::from(core::mem::take(&mut self.revealed[model])),
+        }
+        self.unconfirmed[model] = if self.est[model].rising() { run } else { 0 };
+        self.budget[model] = budget.clamp(-p.max_debt.max(0.0), p.miss_burst.max(0.0));
         let unit = self.specs[model].unit;
         let u = unit.index();
-        self.recheck[u] |= stepped;
+        // A step, or a fall of the estimate since the last plan, may leave room to upgrade; a fall
+        // just after a step waits until the fresh average has settled, so that it is followed in
+        // one switch rather than one per frame.
+        let est = &self.est[model];
+        let fell = est.samples() >= SETTLED && est.value() < self.planned[model] * (1.0 - p.hysteresis);
+        self.recheck[u] |= step != Step::None || fell;
         self.since_change[u] = self.since_change[u].saturating_add(1);
         self.decide(unit, false)
     }
@@ -461,7 +585,7 @@ mod tests {
     fn starts_on_the_most_accurate_fit_and_follows_a_slowdown() {
         let lut = lut(&LEVELS);
         let mut d = Dynofa::new(&lut, &one(70.0), [GPU.freq_khz, 0], DynofaParams::default()).unwrap();
-        // Tail 1 + 3.8 * 0.05 = 1.19: 56 * 1.19 = 66.6 fits 70, 60 * 1.19 = 71.4 does not.
+        // Tail 1 + 3.5 * 0.05 = 1.175: 56 * 1.175 = 65.8 fits 70, 60 * 1.175 = 70.5 does not.
         assert_eq!(d.entry(0), 4);
         let mut rng = noise(1);
         for _ in 0..50 {
@@ -469,7 +593,7 @@ mod tests {
             let _ = d.observe(0, lat);
         }
         assert_eq!(d.entry(0), 4);
-        // Another application takes 30% of the GPU: 1.43x. Two frames confirm it.
+        // Another application takes 30% of the GPU: 1.43x. Three frames confirm it.
         let mut switched_at = None;
         for i in 0..20 {
             let lat = LUT_MEAN[d.entry(0)] / 0.7 * rng();
@@ -477,16 +601,66 @@ mod tests {
                 switched_at = Some(i);
             }
         }
-        assert_eq!(switched_at, Some(1));
-        // 40 / 0.7 * 1.19 = 68 fits; 44 / 0.7 * 1.19 = 74.8 does not.
+        assert_eq!(switched_at, Some(2));
+        // 40 / 0.7 * 1.175 = 67.1 fits; 44 / 0.7 * 1.175 = 73.9 does not.
         assert_eq!(d.entry(0), 0);
         assert!((d.external_share(Unit::Gpu) - 0.3).abs() < 0.05, "{}", d.external_share(Unit::Gpu));
-        // It leaves: back up after the estimate steps down, settles and the dwell passes.
-        for _ in 0..60 {
+        // It leaves: back up as soon as the estimate steps down (three frames below the band).
+        let mut back_at = None;
+        for i in 0..20 {
             let lat = LUT_MEAN[d.entry(0)] * rng();
             let _ = d.observe(0, lat);
+            if d.entry(0) >= 3 && back_at.is_none() {
+                back_at = Some(i);
+            }
         }
+        assert_eq!(back_at, Some(2));
+    }
+
+    #[test]
+    fn misses_beyond_the_budget_make_a_model_cautious_until_paid_back() {
+        let lut = lut(&LEVELS);
+        let p = DynofaParams::default();
+        let mut d = Dynofa::new(&lut, &one(70.0), [GPU.freq_khz, 0], p).unwrap();
+        let bold = d.tail(0).unwrap();
+        assert!((bold - (1.0 + p.tail_sigmas * 0.05)).abs() < 1e-5, "{bold}");
         assert_eq!(d.entry(0), 4);
+        // Five misses without a step (80 ms, between frames on time): the budget of one is spent
+        // and the most it may owe is owed, so the margin grows by that many debt steps plus one
+        // (counted from the last affordable miss) and a faster entry runs.
+        for lat in [80.0, 55.0, 80.0, 55.0, 80.0, 55.0, 80.0, 55.0, 80.0] {
+            let _ = d.observe(0, lat);
+        }
+        let budget = -p.max_debt;
+        let cautious = 1.0 + (p.tail_sigmas + p.debt_sigmas * (1.0 - budget)) * 0.05;
+        assert!((d.tail(0).unwrap() - cautious).abs() < 1e-4, "{:?} {cautious}", d.tail(0));
+        assert!(d.entry(0) < 4);
+        // Frames on time pay the debt back at `miss_rate` each: then the margin is bold again.
+        let frames = ((1.0 - budget) / p.miss_rate).ceil() as usize;
+        for _ in 0..frames {
+            let lat = LUT_MEAN[d.entry(0)];
+            let _ = d.observe(0, lat);
+        }
+        assert!((d.tail(0).unwrap() - bold).abs() < 1e-5);
+        assert_eq!(d.entry(0), 4);
+    }
+
+    #[test]
+    fn misses_that_reveal_a_step_cost_no_budget() {
+        let lut = lut(&LEVELS);
+        let mut d = Dynofa::new(&lut, &one(70.0), [GPU.freq_khz, 0], DynofaParams::default()).unwrap();
+        let bold = d.tail(0).unwrap();
+        // The three frames over the target are the step that the estimate then takes: charged
+        // while it is unconfirmed...
+        for _ in 0..2 {
+            let _ = d.observe(0, 80.0);
+        }
+        assert!(d.tail(0).unwrap() > bold);
+        let _ = d.observe(0, 80.0);
+        assert!(d.entry(0) < 4);
+        // ...and given back when the next frame, as slow, keeps the step.
+        let _ = d.observe(0, LUT_MEAN[d.entry(0)] * 80.0 / 56.0);
+        assert!((d.tail(0).unwrap() - bold).abs() < 1e-5);
     }
 
     const LUT_MEAN: [f32; 6] = [40.0, 44.0, 48.0, 52.0, 56.0, 60.0];
@@ -520,7 +694,7 @@ mod tests {
         let specs = [slot(90.0, 200.0, 2.0), slot(120.0, 200.0, 1.0)];
         let d = Dynofa::new(&lut, &specs, [GPU.freq_khz, 0], DynofaParams::default()).unwrap();
         let (a, b) = (d.entry(0), d.entry(1));
-        let lat = |me: usize, other: usize| LUT_MEAN[me] / (1.0 - LUT_MEAN[other] / 200.0) * d.tail[0];
+        let lat = |me: usize, other: usize| LUT_MEAN[me] / (1.0 - LUT_MEAN[other] / 200.0) * d.tail(0).unwrap();
         assert!(lat(a, b) <= 90.0 && lat(b, a) <= 120.0, "{a} {b} {} {}", lat(a, b), lat(b, a));
         // The higher-priority model gets at least as accurate an entry, and no joint choice is better.
         assert!(a >= 3, "{a} {b}");

@@ -20,8 +20,8 @@ mod power;
 
 pub use dynamic_ofa::{DynamicOfa, StepParams};
 pub use dynofa::{Dynofa, DynofaParams};
-pub use estimate::{EstimatorParams, Slowdown};
-pub use plan::{Candidate, Plan, PlanModel, UnitView, candidates, plan, shared_latency_ms};
+pub use estimate::{EstimatorParams, Slowdown, Step};
+pub use plan::{Candidate, Plan, PlanModel, candidates, plan, shared_latency_ms};
 pub use power::{PowerError, PowerPoint, PowerTable};
 
 use crate::lut::Unit;

@@ -69,6 +69,8 @@ pub struct PlanModel<'c> {
     pub slot_ms: f32,
     /// Weight of its top-1 in the objective.
     pub priority: f32,
+    /// Ratio of the frame latency it plans for to the mean: its margin against noise.
+    pub tail: f32,
 }
 
 impl PlanModel<'_> {
@@ -77,20 +79,10 @@ impl PlanModel<'_> {
     }
 }
 
-/// What a unit looks like to [`plan`]: the share other applications take and the tail factor.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct UnitView {
-    /// Share of the unit taken by other applications (may be negative: faster than profiled).
-    pub external_share: f32,
-    /// Ratio of a frame's planned (99th-percentile) latency to its mean.
-    pub tail: f32,
-}
-
-/// Latency in ms of a model needing `mean_ms` alone when co-located demand is `others` and the
-/// unit is `view`.
-pub fn shared_latency_ms(mean_ms: f32, others: f32, view: UnitView) -> f32 {
-    mean_ms / (1.0 - view.external_share - others).max(MIN_FREE_SHARE)
+/// Latency in ms of a model needing `mean_ms` alone when co-located demand is `others` and other
+/// applications take `external` of the unit (negative: the unit runs faster than profiled).
+pub fn shared_latency_ms(mean_ms: f32, others: f32, external: f32) -> f32 {
+    mean_ms / (1.0 - external - others).max(MIN_FREE_SHARE)
 }
 
 /// The outcome of [`plan`].
@@ -108,7 +100,8 @@ pub struct Plan {
 
 struct Search<'a, 'c> {
     models: &'a [PlanModel<'c>],
-    units: [UnitView; 2],
+    /// Share of each unit other applications take.
+    external: [f32; 2],
     /// Models whose target is given up: they run their fastest candidate.
     relaxed: [bool; MAX_MODELS],
     pos: [usize; MAX_MODELS],
@@ -131,8 +124,7 @@ impl Search<'_, '_> {
                 others += self.demand(j, depth);
             }
         }
-        let view = self.units[m.unit.index()];
-        shared_latency_ms(m.cands[self.pos[k]].mean_ms, others, view) * view.tail <= m.target_ms
+        shared_latency_ms(m.cands[self.pos[k]].mean_ms, others, self.external[m.unit.index()]) * m.tail <= m.target_ms
     }
 
     fn go(&mut self, depth: usize, score: f32) {
@@ -149,8 +141,8 @@ impl Search<'_, '_> {
         if alone && !self.relaxed[depth] {
             // Nothing else on the unit: along the front latency falls as accuracy falls, so the
             // first candidate that fits is the best, found by bisection.
-            let view = self.units[m.unit.index()];
-            let p = m.cands.partition_point(|c| shared_latency_ms(c.mean_ms, 0.0, view) * view.tail > m.target_ms);
+            let external = self.external[m.unit.index()];
+            let p = m.cands.partition_point(|c| shared_latency_ms(c.mean_ms, 0.0, external) * m.tail > m.target_ms);
             if p < m.cands.len() {
                 self.pos[depth] = p;
                 self.go(depth + 1, score + m.priority * m.cands[p].top1);
@@ -177,12 +169,13 @@ impl Search<'_, '_> {
 /// Choose one candidate per model, maximising the priority-weighted top-1 such that every model
 /// fits; when that is impossible, give up the targets of the lowest-priority models one by one
 /// (they run their fastest candidate) until the rest fit. `None` only when a model has no
-/// candidate or there are more than [`MAX_MODELS`] models.
-pub fn plan(models: &[PlanModel<'_>], units: [UnitView; 2]) -> Option<Plan> {
+/// candidate or there are more than [`MAX_MODELS`] models. `external` is the share of each unit
+/// (by [`Unit::index`]) that other applications take.
+pub fn plan(models: &[PlanModel<'_>], external: [f32; 2]) -> Option<Plan> {
     if models.len() > MAX_MODELS || models.iter().any(|m| m.cands.is_empty()) {
         return None;
     }
-    let mut search = Search { models, units, relaxed: [false; MAX_MODELS], pos: [0; MAX_MODELS], best: None };
+    let mut search = Search { models, external, relaxed: [false; MAX_MODELS], pos: [0; MAX_MODELS], best: None };
     loop {
         search.go(0, 0.0);
         if let Some((pos, score)) = search.best {
@@ -212,8 +205,8 @@ mod tests {
         assert_eq!(&order[..], &[3, 1, 0]);
     }
 
-    fn view(share: f32) -> [UnitView; 2] {
-        [UnitView { external_share: share, tail: 1.25 }, UnitView { external_share: 0.0, tail: 1.25 }]
+    fn view(share: f32) -> [f32; 2] {
+        [share, 0.0]
     }
 
     #[test]
@@ -221,7 +214,7 @@ mod tests {
         let lut = lut(&[(75.0, 10.0), (78.0, 15.0), (80.0, 25.0)]);
         let mut c = heapless::Vec::<_, 16>::new();
         candidates(&lut, GPU, &mut c);
-        let m = PlanModel { cands: &c, unit: Unit::Gpu, target_ms: 20.0, slot_ms: 20.0, priority: 1.0 };
+        let m = PlanModel { cands: &c, unit: Unit::Gpu, target_ms: 20.0, slot_ms: 20.0, priority: 1.0, tail: 1.25 };
         let p = plan(&[m], view(0.0)).unwrap();
         assert!(p.all_fit);
         assert_eq!(c[p.pos[0]].entry, 1);
@@ -235,7 +228,7 @@ mod tests {
     }
 
     /// Every joint choice of two models, for comparison with the search.
-    fn brute(models: &[PlanModel<'_>; 2], units: [UnitView; 2]) -> Option<f32> {
+    fn brute(models: &[PlanModel<'_>; 2], external: [f32; 2]) -> Option<f32> {
         let mut best: Option<f32> = None;
         for a in 0..models[0].cands.len() {
             for b in 0..models[1].cands.len() {
@@ -243,8 +236,8 @@ mod tests {
                 let fit = (0..2).all(|k| {
                     let o = 1 - k;
                     let others = if models[o].unit == models[k].unit { models[o].share(pos[o]) } else { 0.0 };
-                    let v = units[models[k].unit.index()];
-                    shared_latency_ms(models[k].cands[pos[k]].mean_ms, others, v) * v.tail <= models[k].target_ms
+                    let m = &models[k];
+                    shared_latency_ms(m.cands[pos[k]].mean_ms, others, external[m.unit.index()]) * m.tail <= m.target_ms
                 });
                 if fit {
                     let s = models[0].priority * models[0].cands[a].top1 + models[1].priority * models[1].cands[b].top1;
@@ -261,14 +254,15 @@ mod tests {
             targets in (20.0f32..120.0, 20.0f32..120.0),
             slots in (30.0f32..200.0, 30.0f32..200.0),
             prio in (0.5f32..3.0, 0.5f32..3.0),
+            tails in (1.1f32..1.4, 1.1f32..1.4),
             share in 0.0f32..0.5,
         ) {
             let lut = lut(&[(73.0, 9.0), (74.5, 11.0), (76.0, 14.0), (77.0, 17.0), (78.5, 22.0), (79.5, 30.0)]);
             let mut c = heapless::Vec::<_, 16>::new();
             candidates(&lut, GPU, &mut c);
             let models = [
-                PlanModel { cands: &c, unit: Unit::Gpu, target_ms: targets.0, slot_ms: slots.0, priority: prio.0 },
-                PlanModel { cands: &c, unit: Unit::Gpu, target_ms: targets.1, slot_ms: slots.1, priority: prio.1 },
+                PlanModel { cands: &c, unit: Unit::Gpu, target_ms: targets.0, slot_ms: slots.0, priority: prio.0, tail: tails.0 },
+                PlanModel { cands: &c, unit: Unit::Gpu, target_ms: targets.1, slot_ms: slots.1, priority: prio.1, tail: tails.1 },
             ];
             let p = plan(&models, view(share)).unwrap();
             match brute(&models, view(share)) {
