@@ -27,6 +27,9 @@ pub struct Args {
     /// that comes and goes on the machine hits every engine alike.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Peers to run (of ort, torch, torch-inplace).
+    #[arg(long, value_delimiter = ',', default_value = "ort,torch,torch-inplace")]
+    peers: Vec<String>,
 }
 
 /// Benchmark targets.
@@ -81,7 +84,8 @@ pub fn run_task(args: Args) -> Result<()> {
             cmd.arg("--output").arg(tmp.join("logits.safetensors"));
             cmd.args(["--repeat", &reps, "--threads", &threads]);
             runs[i][0].push(median(&mut cmd, "median_ms=")?);
-            for (j, (engine, _)) in PEERS.iter().enumerate().filter(|_| have_peers) {
+            let chosen = |p: &&(&str, &str)| have_peers && args.peers.iter().any(|c| c == p.0);
+            for (j, (engine, _)) in PEERS.iter().enumerate().filter(|(_, p)| chosen(p)) {
                 let mut cmd = Command::new(&python);
                 cmd.arg(root().join("scripts/ref/ofa_ref.py")).args(["bench", "--weights"]).arg(&weights);
                 cmd.args(["--threads", &threads, "--which", name, "--engine", engine, "--reps", &reps]);
@@ -129,14 +133,16 @@ pub fn run_task(args: Args) -> Result<()> {
         "\nw1.2, batch 1, {threads} threads, median of {} rounds of the median of {reps} runs, {cpu}, load average after: {load}\n",
         args.rounds
     );
-    let titles: Vec<&str> = PEERS.iter().filter(|_| have_peers).map(|p| p.1).collect();
+    let titles: Vec<&str> =
+        PEERS.iter().filter(|p| have_peers && args.peers.iter().any(|c| c == p.0)).map(|p| p.1).collect();
     println!(
         "| sub-network | dynofa ms | {} | dynofa / ONNX Runtime |",
         titles.iter().map(|t| format!("{t} ms")).collect::<Vec<_>>().join(" | ")
     );
     println!("|---|---|{}---|", "---|".repeat(titles.len()));
     for (name, r, ours, peers) in rows {
-        let ratio = peers.first().map_or("-".into(), |ort| format!("{:.2}x", ours / ort));
+        let ort = peers.first().filter(|_| titles.first() == Some(&PEERS[0].1));
+        let ratio = ort.map_or("-".into(), |ort| format!("{:.2}x", ours / ort));
         let cols: Vec<String> = peers.iter().map(|p| format!("{p:.2}")).collect();
         println!("| {name} (r{r}) | {ours:.2} | {} | {ratio} |", cols.join(" | "));
     }
