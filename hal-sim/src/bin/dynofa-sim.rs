@@ -46,6 +46,10 @@ enum Task {
         /// LUT file (default as for a run).
         #[arg(long)]
         lut: Option<PathBuf>,
+        /// Also run every scenario under dynofa and the oracle with this many seeds (its own and
+        /// ones drawn from it) and print in how many each acceptance bar holds.
+        #[arg(long, default_value_t = 0)]
+        seeds: usize,
     },
     /// Write luts/dynamic-ofa-nx.json from the reference data and check the simulator's fitted constants.
     Derive {
@@ -69,11 +73,16 @@ fn write(path: &Path, text: &str) -> Result<(), SimError> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.task {
-        Some(Task::Table { lut }) => {
+        Some(Task::Table { lut, seeds }) => {
             let path = lut_path(lut);
-            let runs = table::run_all(&load_lut(&path)?)?;
+            let lut = load_lut(&path)?;
+            let runs = table::run_all(&lut)?;
             println!("LUT: {}\n", path.display());
             print!("{}", table::markdown(&runs));
+            if seeds > 0 {
+                println!("\nSeed sweep ({seeds} seeds per scenario; the acceptance checks use the first):\n");
+                print!("{}", table::sweep_markdown(&table::seed_sweep(&lut, seeds)?));
+            }
             let fails = table::acceptance(&runs);
             for f in &fails {
                 eprintln!("acceptance: {f}");
