@@ -2,6 +2,7 @@
 
 mod calibrate_bn;
 mod eval;
+mod figures;
 mod gen_weights;
 mod import_ofa;
 mod infer;
@@ -45,6 +46,8 @@ enum Command {
     CalibrateBn(calibrate_bn::Args),
     /// Top-1/top-5 of sub-networks over an ImageNet-style folder; measured top-1 into the LUT.
     Eval(eval::Args),
+    /// The Dynamic-OFA paper's figures (1, 3 to 8) as SVG with the CSV behind each, from this LUT.
+    Figures(figures::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::ImportOfa(args) => import_ofa::run(args),
         Command::CalibrateBn(args) => calibrate_bn::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Figures(args) => figures::run(args),
     };
     // One line with the whole chain, and no backtrace even under RUST_BACKTRACE: a bad input
     // gets a reason, not a trace.
