@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use dynofa_kernels::cpu::depthwise::{DepthwiseLayer, depthwise};
 use dynofa_kernels::cpu::pointwise::{Epilogue, PackedB, pointwise};
-use dynofa_kernels::cpu::{Act, Isa};
+use dynofa_kernels::cpu::{Act, Isa, Layout};
 use dynofa_kernels::rng::SplitMix64;
 
 /// This thread's CPU time in seconds: unlike wall time, it does not count time that other
@@ -39,6 +39,31 @@ fn time(mut f: impl FnMut()) -> f64 {
     ts[runs / 2]
 }
 
+/// A vector whose used part starts on a 64-byte boundary, as the engine's work buffers do.
+struct Aligned {
+    v: Vec<f32>,
+    skip: usize,
+    len: usize,
+}
+
+impl Aligned {
+    fn new(data: Vec<f32>) -> Self {
+        let len = data.len();
+        let mut v = vec![0.0; len + 16];
+        let skip = v.as_ptr().align_offset(64);
+        v[skip..skip + len].copy_from_slice(&data);
+        Aligned { v, skip, len }
+    }
+
+    fn get(&self) -> &[f32] {
+        &self.v[self.skip..self.skip + self.len]
+    }
+
+    fn get_mut(&mut self) -> &mut [f32] {
+        &mut self.v[self.skip..self.skip + self.len]
+    }
+}
+
 fn random(n: usize, seed: u64) -> Vec<f32> {
     let mut r = SplitMix64::new(seed);
     (0..n).map(|_| r.centred(0.5) as f32).collect()
@@ -64,18 +89,23 @@ fn main() {
         (49, 1152, 192),
     ];
     for (m, k, n) in shapes {
-        let a = random(m * k, 1);
+        // The engine's maps are blocked and 64-byte aligned.
+        let l = Layout::blocked(m);
+        let a = Aligned::new(random(l.len(m, k), 1));
+        let a_rows = random(m * k, 1);
         let w = random(n * k, 2);
         let scale = random(n, 3);
         let shift = random(n, 4);
         let b = PackedB::from_out_in(&w, n, k);
-        let mut out = vec![0.0f32; m * n];
+        let mut out = Aligned::new(vec![0.0f32; l.len(m, n).max(m * n)]);
         let ep = Epilogue { scale: &scale, shift: &shift, act: Act::HSwish, residual: None };
         let ours = time(|| {
-            // SAFETY: `out` is m x n and used by this thread only.
-            unsafe { pointwise(isa, &a, k, &b, n, 0..m, 0..PackedB::panels_for(n), &ep, out.as_mut_ptr()) };
-            black_box(&out);
+            let panels = 0..PackedB::panels_for(n);
+            // SAFETY: `out` holds l.len(m, n) values and is used by this thread only.
+            unsafe { pointwise(isa, a.get(), l, m, k, &b, n, 0..m, panels, &ep, out.get_mut().as_mut_ptr(), l) };
+            black_box(out.get());
         });
+        let out = &mut out.get_mut()[..m * n];
         let theirs = time(|| {
             // SAFETY: dst m x n row-major, lhs m x k row-major, rhs(kk, j) = w[j * k + kk].
             unsafe {
@@ -87,7 +117,7 @@ fn main() {
                     1,
                     n as isize,
                     false,
-                    a.as_ptr(),
+                    a_rows.as_ptr(),
                     1,
                     k as isize,
                     w.as_ptr(),
@@ -124,12 +154,12 @@ fn main() {
         (7, 1152, 7, 1),
     ] {
         let o = dynofa_core::arch::conv_out(size, k, stride);
-        let x = random(size * size * c, 5);
+        let x = Aligned::new(random(Layout::blocked(size * size).len(size * size, c), 5));
         let taps = random(k * k * c, 6);
         let scale = random(c, 7);
         let shift = random(c, 8);
         let layer = DepthwiseLayer {
-            input: &x,
+            input: x.get(),
             size,
             c,
             weights: &taps,
@@ -141,12 +171,12 @@ fn main() {
             shift: &shift,
             act: Act::HSwish,
         };
-        let mut out = vec![0.0f32; o * o * c];
+        let mut out = Aligned::new(vec![0.0f32; Layout::blocked(o * o).len(o * o, c)]);
         let mut pool = vec![0.0f32; c];
         let t = time(|| {
-            // SAFETY: `out` is o x o x c and used by this thread only.
-            unsafe { depthwise(isa, &layer, 0..o, 0..c, out.as_mut_ptr(), Some(&mut pool)) };
-            black_box(&out);
+            // SAFETY: `out` holds the blocked o x o x c map and is used by this thread only.
+            unsafe { depthwise(isa, &layer, 0..o, 0..c, out.get_mut().as_mut_ptr(), Some(&mut pool)) };
+            black_box(out.get());
         });
         println!("| {size}, {c}, {k}, {stride} | {:.1} |", (o * o * c * k * k) as f64 / t / 1e9);
     }

@@ -1,19 +1,22 @@
-//! Depthwise kxk convolution on NHWC activations with BN, the activation and the SE average pool
-//! fused into the store. Channels are the vector dimension (chunks of 16, a last one of 8: every
-//! OFA width is a multiple of 8); several neighbouring output pixels share each weight load.
+//! Depthwise kxk convolution on channel-blocked activations with BN, the activation and the SE
+//! average pool fused into the store. Channels are the vector dimension (chunks of 16, a last one
+//! of 8: every OFA width is a multiple of 8); several neighbouring output pixels share each weight
+//! load.
+//!
+//! Input and output are [`Layout::blocked`]: each chunk of 16 channels is a plane of pixels 64
+//! bytes apart, so every load and store of a pixel block is a constant offset from one pointer
+//! (with NHWC the pixel stride is the channel count, and the address arithmetic alone limited the
+//! kernel to one FMA per cycle).
 
 use core::ops::Range;
 
-use super::Act;
 use super::simd::{Madd, fma, multiversion};
-
-/// Channels per vector chunk.
-const CW: usize = 16;
+use super::{Act, CHUNK as CW, Layout};
 
 /// Shape and weights of one depthwise layer.
 #[derive(Debug, Clone, Copy)]
 pub struct DepthwiseLayer<'a> {
-    /// Input feature map, row-major `[size][size][c]`.
+    /// Input feature map, [`Layout::blocked`] over `size * size` pixels.
     pub input: &'a [f32],
     /// Input height (= width).
     pub size: usize,
@@ -38,12 +41,14 @@ pub struct DepthwiseLayer<'a> {
 }
 
 multiversion! {
-    /// Output rows `rows` and channels `chans` (multiples of 8) of a depthwise layer into `out`
-    /// (`[out_size][out_size][c]`). With `pool`, the stored values are also added to
+    /// Output rows `rows` and channels `chans` (whole chunks of 16, the last one may be 8) of a
+    /// depthwise layer into `out`
+    /// ([`Layout::blocked`] over `out_size²` pixels). With `pool`, the stored values are also added to
     /// `pool[ch]` (the SE average pool's sums).
     ///
     /// # Safety
-    /// `out` must be valid for writes of `out_size² * c` floats and no other thread may access
+    /// `out` must be valid for writes of `Layout::blocked(out_size²).len(out_size², c)` floats and no other
+    /// thread may access
     /// rows `rows` x channels `chans` of it during the call.
     pub unsafe fn depthwise(
         layer: &DepthwiseLayer<'_>,
@@ -69,43 +74,68 @@ unsafe fn depthwise_impl<S: Madd, const XB: usize>(
     rows: Range<usize>,
     chans: Range<usize>,
     out: *mut f32,
-    mut pool: Option<&mut [f32]>,
+    pool: Option<&mut [f32]>,
 ) {
-    let (size, c, k, s) = (l.size, l.c, l.k, l.stride);
-    assert!(l.input.len() >= size * size * c && rows.end <= l.out_size && chans.end <= c);
+    let (size, c, k) = (l.size, l.c, l.k);
     assert!(
-        chans.start.is_multiple_of(8)
-            && chans.end.is_multiple_of(8)
+        l.input.len() >= Layout::blocked(size * size).len(size * size, c) && rows.end <= l.out_size && chans.end <= c
+    );
+    assert!(
+        chans.start.is_multiple_of(CW)
+            && (chans.end.is_multiple_of(CW) || chans.end == c)
+            && c.is_multiple_of(8)
             && c <= l.ldw
             && l.weights.len() >= (k * k - 1) * l.ldw + c
     );
     assert!(l.scale.len() >= c && l.shift.len() >= c && pool.as_ref().is_none_or(|p| p.len() >= c));
-    let pad = (k / 2) as isize;
+    // Kernel size and stride as constants, so that each pixel block's column loop unrolls fully.
+    // SAFETY (all arms): the asserts above.
+    unsafe {
+        match (k, l.stride) {
+            (3, 1) => rows_of::<S, XB, 3, 1>(l, rows, chans, out, pool),
+            (3, 2) => rows_of::<S, XB, 3, 2>(l, rows, chans, out, pool),
+            (5, 1) => rows_of::<S, XB, 5, 1>(l, rows, chans, out, pool),
+            (5, 2) => rows_of::<S, XB, 5, 2>(l, rows, chans, out, pool),
+            (7, 1) => rows_of::<S, XB, 7, 1>(l, rows, chans, out, pool),
+            (7, 2) => rows_of::<S, XB, 7, 2>(l, rows, chans, out, pool),
+            _ => panic!("depthwise {k}x{k} stride {}: OFA's kernels are 3, 5 or 7, strides 1 or 2", l.stride),
+        }
+    }
+}
+
+/// [`depthwise_impl`] for a `K`x`K` kernel with stride `ST`.
+///
+/// # Safety
+/// As [`depthwise`], with the layer checked by [`depthwise_impl`].
+#[inline(always)]
+unsafe fn rows_of<S: Madd, const XB: usize, const K: usize, const ST: usize>(
+    l: &DepthwiseLayer<'_>,
+    rows: Range<usize>,
+    chans: Range<usize>,
+    out: *mut f32,
+    mut pool: Option<&mut [f32]>,
+) {
+    let size = l.size;
+    let pad = (K / 2) as isize;
     // Output columns whose taps all fall inside the input.
-    let x_lo = (k / 2).div_ceil(s).min(l.out_size);
-    let x_hi = if size + k / 2 >= k { (size + k / 2 - k) / s + 1 } else { 0 }.clamp(x_lo, l.out_size);
+    let x_lo = (K / 2).div_ceil(ST).min(l.out_size);
+    let x_hi = if size + K / 2 >= K { (size + K / 2 - K) / ST + 1 } else { 0 }.clamp(x_lo, l.out_size);
     for oy in rows {
-        let iy = (oy * s) as isize - pad;
-        let row = Row { l, iy, dys: taps(iy, k, size), oy, out };
-        let pool = &mut pool;
-        // Pixel blocks outside, channels inside: each block writes whole pixels (full cache lines).
-        // Blocks that reach into the padding take clipped taps; a pixel alone is latency-bound,
-        // so the end of the row goes in blocks of 4, 2 and then 1.
-        let mut ox = 0;
-        for width in [XB, 4, 2, 1] {
-            while ox + width <= l.out_size && (width == XB || width == 1 || ox + width * 2 > l.out_size) {
-                let interior = ox >= x_lo && ox + width <= x_hi;
-                // SAFETY: the pixels and channels are within the caller's exclusive region.
-                unsafe {
-                    match width {
-                        1 => row.block::<S, 1>(ox, interior, chans.clone(), pool),
-                        2 => row.block::<S, 2>(ox, interior, chans.clone(), pool),
-                        4 if XB > 4 => row.block::<S, 4>(ox, interior, chans.clone(), pool),
-                        _ => row.block::<S, XB>(ox, interior, chans.clone(), pool),
-                    }
+        let iy = (oy * ST) as isize - pad;
+        let row = Row { l, iy, dys: taps(iy, K, size), oy, out };
+        // Channel chunks outside, pixels inside: a chunk's input rows (K x size x 16 floats) stay
+        // in L1 while the pixel blocks slide along them.
+        let mut c0 = chans.start;
+        while c0 < chans.end {
+            // SAFETY: the row and channels are within the caller's exclusive region.
+            unsafe {
+                if c0 + CW <= chans.end {
+                    row.chunk::<S, K, ST, XB, CW>(c0, x_lo..x_hi, &mut pool);
+                } else {
+                    row.chunk::<S, K, ST, XB, 8>(c0, x_lo..x_hi, &mut pool);
                 }
-                ox += width;
             }
+            c0 += CW;
         }
     }
 }
@@ -120,34 +150,46 @@ struct Row<'a, 'l> {
 }
 
 impl Row<'_, '_> {
-    /// `X` pixels from `ox`, every channel of `chans`, in chunks of 16 (and a last one of 8).
+    /// Channels `c0..c0 + W` of every pixel of the row, in blocks of `XB` pixels; `interior`
+    /// holds the output columns whose taps all fall inside the input.
     ///
     /// # Safety
-    /// The pixels and channels are within the caller's exclusive region of the output.
+    /// The row and channels are within the caller's exclusive region of the output.
     #[inline(always)]
-    unsafe fn block<S: Madd, const X: usize>(
+    unsafe fn chunk<S: Madd, const K: usize, const ST: usize, const XB: usize, const W: usize>(
         &self,
-        ox: usize,
-        interior: bool,
-        chans: Range<usize>,
+        c0: usize,
+        interior: Range<usize>,
         pool: &mut Option<&mut [f32]>,
     ) {
-        let mut c0 = chans.start;
-        while c0 + CW <= chans.end {
-            // SAFETY: forwarded.
-            unsafe { self.pixels::<S, X, CW>(ox, c0, interior, pool) };
-            c0 += CW;
-        }
-        if c0 < chans.end {
-            // SAFETY: forwarded.
-            unsafe { self.pixels::<S, X, 8>(ox, c0, interior, pool) };
+        let n = self.l.out_size;
+        // The end of the row goes in blocks of 4, 2 and then 1.
+        let mut ox = 0;
+        for width in [XB, 4, 2, 1] {
+            while ox + width <= n && (width == XB || width == 1 || ox + width * 2 > n) {
+                let inside = ox >= interior.start && ox + width <= interior.end;
+                // SAFETY: the pixels are within the caller's exclusive region.
+                unsafe {
+                    match (width, inside) {
+                        (1, true) => self.pixels::<S, K, ST, 1, W, true>(ox, c0, pool),
+                        (1, false) => self.pixels::<S, K, ST, 1, W, false>(ox, c0, pool),
+                        (2, true) => self.pixels::<S, K, ST, 2, W, true>(ox, c0, pool),
+                        (2, false) => self.pixels::<S, K, ST, 2, W, false>(ox, c0, pool),
+                        (4, true) if XB > 4 => self.pixels::<S, K, ST, 4, W, true>(ox, c0, pool),
+                        (4, false) if XB > 4 => self.pixels::<S, K, ST, 4, W, false>(ox, c0, pool),
+                        (_, true) => self.pixels::<S, K, ST, XB, W, true>(ox, c0, pool),
+                        (_, false) => self.pixels::<S, K, ST, XB, W, false>(ox, c0, pool),
+                    }
+                }
+                ox += width;
+            }
         }
     }
 
-    /// `W` channels from `c0` at flat offset `at` of `data`.
+    /// `W` floats at flat offset `at` of `data`.
     ///
     /// # Safety
-    /// `at + c0 + W <= data.len()`.
+    /// `at + W <= data.len()`.
     #[inline(always)]
     unsafe fn load<const W: usize>(data: &[f32], at: usize) -> [f32; W] {
         debug_assert!(at + W <= data.len());
@@ -155,105 +197,88 @@ impl Row<'_, '_> {
         unsafe { data.as_ptr().add(at).cast::<[f32; W]>().read_unaligned() }
     }
 
-    /// One pixel with input column `ix` (may be negative) and valid kernel columns `dxs`: four
-    /// kernel rows at a time into four partial sums, so that the FMAs do not wait on each other.
+    /// Kernel row `dy` of `X` neighbouring output pixels, channels `c0..c0 + W`, into `acc`.
+    ///
+    /// `K`, `ST` and `X` are constants, so the pixel loop unrolls and each load is a constant
+    /// offset from one pointer.
     ///
     /// # Safety
-    /// `dxs` and `self.dys` are clipped to the input.
+    /// Row `dy` is inside the input (one of `self.dys`), `c0 + W <= c`, and with `INTERIOR`
+    /// every column of the block is inside the input.
     #[inline(always)]
-    unsafe fn one_pixel<S: Madd, const W: usize>(&self, ix: isize, c0: usize, dxs: Range<usize>) -> [f32; W] {
+    unsafe fn kernel_row<
+        S: Madd,
+        const K: usize,
+        const ST: usize,
+        const X: usize,
+        const W: usize,
+        const INTERIOR: bool,
+    >(
+        &self,
+        ix: isize,
+        dy: usize,
+        c0: usize,
+        acc: &mut [[f32; W]; X],
+    ) {
         let l = self.l;
-        let (size, c, k) = (l.size, l.c, l.k);
-        let mut acc = [[0.0f32; W]; 4];
-        let mut dy = self.dys.start;
-        while dy < self.dys.end {
-            let rows = (self.dys.end - dy).min(4);
-            for dx in dxs.clone() {
-                let col = (ix + dx as isize) as usize;
-                for q in 0..4 {
-                    if q < rows {
-                        let y = (self.iy + (dy + q) as isize) as usize;
-                        // SAFETY: row dy + q and column col are inside the input and the kernel.
-                        let (xv, wv) = unsafe {
-                            (
-                                Self::load(l.input, (y * size + col) * c + c0),
-                                Self::load(l.weights, ((dy + q) * k + dx) * l.ldw + c0),
-                            )
-                        };
-                        acc[q] = fma::<S, W>(xv, wv, acc[q]);
-                    }
+        let size = l.size;
+        let plane = Layout::blocked(size * size).at(0, c0);
+        let in_row = (self.iy + dy as isize) as usize * size;
+        for dx in 0..K {
+            // SAFETY: tap (dy, dx) is inside the kernel and c0 + W <= c <= ldw.
+            let wv: [f32; W] = unsafe { Self::load(l.weights, (dy * K + dx) * l.ldw + c0) };
+            for (x, acc) in acc.iter_mut().enumerate() {
+                let col = ix + (x * ST + dx) as isize;
+                // Taps in the padding are skipped (a negative column wraps to a large one).
+                if INTERIOR || (col as usize) < size {
+                    // SAFETY: the row is inside the input and so is the column (checked, or interior).
+                    let xv: [f32; W] = unsafe { Self::load(l.input, plane + (in_row + col as usize) * CW) };
+                    *acc = fma::<S, W>(xv, wv, *acc);
                 }
             }
-            dy += rows;
         }
-        core::array::from_fn(|j| (acc[0][j] + acc[1][j]) + (acc[2][j] + acc[3][j]))
     }
 
-    /// `X` neighbouring output pixels from `ox`, channels `c0..c0 + W`; `interior` means every
+    /// `X` neighbouring output pixels from `ox`, channels `c0..c0 + W`; `INTERIOR` means every
     /// tap is inside the input.
     ///
     /// # Safety
     /// As [`Row::block`].
     #[inline(always)]
-    unsafe fn pixels<S: Madd, const X: usize, const W: usize>(
+    unsafe fn pixels<S: Madd, const K: usize, const ST: usize, const X: usize, const W: usize, const INTERIOR: bool>(
         &self,
         ox: usize,
         c0: usize,
-        interior: bool,
         pool: &mut Option<&mut [f32]>,
     ) {
         let l = self.l;
-        let (size, c, k, s) = (l.size, l.c, l.k, l.stride);
-        let ix = (ox * s) as isize - (k / 2) as isize;
-        let dxs = if interior { 0..k } else { taps(ix, k, size) };
+        let ix = (ox * ST) as isize - (K / 2) as isize;
         let mut acc = [[0.0f32; W]; X];
-        if X == 1 {
-            // SAFETY: forwarded.
-            acc[0] = unsafe { self.one_pixel::<S, W>(ix, c0, dxs) };
-        } else if interior {
-            for dy in self.dys.clone() {
-                let in_row = (self.iy + dy as isize) as usize * size;
-                for dx in 0..k {
-                    // SAFETY: tap (dy, dx) is inside the kernel and c0 + W <= c <= ldw.
-                    let wv: [f32; W] = unsafe { Self::load(l.weights, (dy * k + dx) * l.ldw + c0) };
-                    let base = (in_row as isize + ix + dx as isize) as usize;
-                    for x in 0..X {
-                        // SAFETY: the row and column lie inside the input (interior pixels).
-                        let xv: [f32; W] = unsafe { Self::load(l.input, (base + x * s) * c + c0) };
-                        acc[x] = fma::<S, W>(xv, wv, acc[x]);
-                    }
-                }
+        // With few pixels the FMAs into one accumulator wait on each other: odd kernel rows then
+        // go to a second set.
+        let mut odd = [[0.0f32; W]; X];
+        let mut dy = self.dys.start;
+        while dy < self.dys.end {
+            // SAFETY: dy (and dy + 1 when used) are in `self.dys`; the rest is forwarded.
+            unsafe { self.kernel_row::<S, K, ST, X, W, INTERIOR>(ix, dy, c0, &mut acc) };
+            if X < 4 && dy + 1 < self.dys.end {
+                // SAFETY: as above.
+                unsafe { self.kernel_row::<S, K, ST, X, W, INTERIOR>(ix, dy + 1, c0, &mut odd) };
+                dy += 1;
             }
-        } else {
-            // Taps in the padding read zeros.
-            for dy in self.dys.clone() {
-                let in_row = (self.iy + dy as isize) as usize * size;
-                for dx in 0..k {
-                    // SAFETY: tap (dy, dx) is inside the kernel and c0 + W <= c <= ldw.
-                    let wv: [f32; W] = unsafe { Self::load(l.weights, (dy * k + dx) * l.ldw + c0) };
-                    for x in 0..X {
-                        // Branch-free, so that the accumulators stay in registers: read a valid
-                        // column and multiply by 0 where the tap is in the padding.
-                        let col = ix + (x * s + dx) as isize;
-                        let inside = if col >= 0 && (col as usize) < size { 1.0 } else { 0.0 };
-                        let col = col.clamp(0, size as isize - 1) as usize;
-                        // SAFETY: the row is inside the input and the column clamped into it.
-                        let xv: [f32; W] = unsafe { Self::load(l.input, (in_row + col) * c + c0) };
-                        acc[x] = fma::<S, W>(xv.map(|v| v * inside), wv, acc[x]);
-                    }
-                }
-            }
+            dy += 1;
         }
         let scale: [f32; W] = l.scale[c0..c0 + W].try_into().expect("W channels");
         let shift: [f32; W] = l.shift[c0..c0 + W].try_into().expect("W channels");
         let mut sums = [0.0f32; W];
-        for (x, acc) in acc.iter_mut().enumerate() {
-            *acc = fma::<S, W>(*acc, scale, shift);
-            l.act.apply_all::<W>(acc);
-            sums = core::array::from_fn(|j| sums[j] + acc[j]);
-            let at = ((self.oy * l.out_size) + ox + x) * c + c0;
+        let plane = Layout::blocked(l.out_size * l.out_size).at(self.oy * l.out_size + ox, c0);
+        for x in 0..X {
+            let mut v = if X < 4 { core::array::from_fn(|j| acc[x][j] + odd[x][j]) } else { acc[x] };
+            v = fma::<S, W>(v, scale, shift);
+            l.act.apply_all(&mut v);
+            sums = core::array::from_fn(|j| sums[j] + v[j]);
             // SAFETY: pixel (oy, ox + x), channels c0..c0 + W are in the caller's exclusive region.
-            unsafe { self.out.add(at).cast::<[f32; W]>().write_unaligned(*acc) };
+            unsafe { self.out.add(plane + x * CW).cast::<[f32; W]>().write_unaligned(v) };
         }
         if let Some(pool) = pool.as_deref_mut() {
             for (p, s) in pool[c0..c0 + W].iter_mut().zip(sums) {

@@ -1,8 +1,10 @@
 //! [`CpuEngine`]: runs any sub-network of the supernet in place on the shared weights.
 //!
-//! Activations are NHWC. One inference is one region of the thread team: every thread walks the
-//! plan, computes its share of each layer (rows of the feature map, or output channels where the
-//! map is small) and meets the others at a barrier before a layer reads what the previous wrote.
+//! Feature maps are channel-blocked ([`Layout::blocked`]): the depthwise kernel's loads are then
+//! constant offsets and a GEMM tile's rows one contiguous store. One inference is one region of
+//! the thread team: every thread walks the plan, computes its share of each layer (rows of the
+//! feature map, or output channels where the map is small) and meets the others at a barrier
+//! before a layer reads what the previous wrote.
 
 use core::ops::Range;
 
@@ -15,7 +17,7 @@ use super::pointwise::{Epilogue, PackedB, pointwise};
 use super::simd::Isa;
 use super::team::{Ctx, Team};
 use super::vector::{column_means, matvec};
-use super::{Act, stem_im2col};
+use super::{Act, CHUNK, Layout, stem_im2col};
 use crate::statedict::{BN_FINAL, BN_FIRST_DW, BN_FIRST_PL, BN_STEM, BlockPart, bn_block};
 use crate::weights::{BnTable, SupernetWeights};
 
@@ -168,12 +170,14 @@ impl Buffers {
         let s0 = Supernet::stem_out(max.r as usize).pow(2);
         let fs = Supernet::final_size(max.r as usize).pow(2);
         let blocks = || net.blocks(&max);
+        // A blocked map of `c` channels takes whole chunks.
+        let map = |pixels: usize, c: usize| pixels * c.next_multiple_of(CHUNK);
         let io = blocks()
-            .map(|b| (b.in_size.pow(2) * b.in_ch).max(b.out_size.pow(2) * b.out_ch))
-            .fold(s0 * net.stem.max(net.first_block), usize::max);
+            .map(|b| map(b.in_size.pow(2), b.in_ch).max(map(b.out_size.pow(2), b.out_ch)))
+            .fold(map(s0, net.stem.max(net.first_block)), usize::max);
         let expanded =
-            blocks().map(|b| b.in_size.pow(2) * b.mid).fold((s0 * 27).max(fs * net.final_expand), usize::max);
-        let dw = blocks().map(|b| b.out_size.pow(2) * b.mid).fold(s0 * net.stem, usize::max);
+            blocks().map(|b| map(b.in_size.pow(2), b.mid)).fold((s0 * 27).max(map(fs, net.final_expand)), usize::max);
+        let dw = blocks().map(|b| map(b.out_size.pow(2), b.mid)).fold(map(s0, net.stem), usize::max);
         let mid = blocks().map(|b| b.mid).max().unwrap_or(0);
         let se = blocks().filter_map(|b| b.se_mid).max().unwrap_or(0);
         Buffers {
@@ -306,17 +310,9 @@ impl Model<'_> {
         // SAFETY: the rows just written by this thread; output rows are this thread's.
         unsafe {
             let a = bufs.expanded.read(rows.start * 27..rows.end * 27);
-            pointwise(
-                isa,
-                a,
-                27,
-                &w.stem,
-                net.stem,
-                0..rows.len(),
-                0..PackedB::panels_for(net.stem),
-                &ep,
-                x.ptr.add(rows.start * net.stem),
-            );
+            let (n, panels) = (rows.len(), 0..PackedB::panels_for(net.stem));
+            let out = x.ptr.add(rows.start * CHUNK);
+            pointwise(isa, a, Layout::nhwc(27), n, 27, &w.stem, net.stem, 0..n, panels, &ep, out, Layout::blocked(m));
         }
         ctx.sync();
         done(Layer::Stem);
@@ -361,10 +357,11 @@ impl Model<'_> {
         let ep = Epilogue { scale, shift, act: Act::HSwish, residual: None };
         self.gemm_phase(ctx, x, fs, c5, &w.final_expand, net.final_expand, &ep, bufs.expanded);
         done(Layer::FinalExpand);
-        let cols = ctx.share(net.final_expand, 8);
+        let cols = ctx.share(net.final_expand, CHUNK);
         // SAFETY: the expansion is complete (barrier in gemm_phase); each thread writes its columns.
         unsafe {
-            column_means(bufs.expanded.read(0..fs * net.final_expand), fs, net.final_expand, cols, bufs.head_pool.ptr)
+            let map = bufs.expanded.read(0..Layout::blocked(fs).len(fs, net.final_expand));
+            column_means(map, fs, Layout::blocked(fs), cols, bufs.head_pool.ptr)
         };
         ctx.sync();
         done(Layer::Pool);
@@ -381,8 +378,8 @@ impl Model<'_> {
         }
     }
 
-    /// A pointwise convolution `a [m x k] -> out [m x n]`, split by rows when there are enough of
-    /// them for every thread, else by output channels; ends with a barrier.
+    /// A pointwise convolution `a [m x k] -> out [m x n]` (both blocked), split by rows when there
+    /// are enough of them for every thread, else by output channels; ends with a barrier.
     fn gemm_phase(
         &self,
         ctx: &Ctx<'_>,
@@ -399,10 +396,11 @@ impl Model<'_> {
         } else {
             (0..m, ctx.share(PackedB::panels_for(n), 1))
         };
-        assert!(out.len >= m * n);
+        let l = Layout::blocked(m);
+        assert!(out.len >= l.len(m, n));
         // SAFETY: `a` (and the residual) were completed before the last barrier and nobody writes
         // them now; each thread writes only its rows or panels of `out`.
-        unsafe { pointwise(self.isa, a.read(0..m * k), k, b, n, rows, panels, ep, out.ptr) };
+        unsafe { pointwise(self.isa, a.read(0..l.len(m, k)), l, m, k, b, n, rows, panels, ep, out.ptr, l) };
         ctx.sync();
     }
 
@@ -422,7 +420,7 @@ impl Model<'_> {
         let c = b.mid;
         let layer = DepthwiseLayer {
             // SAFETY: completed before the last barrier, read-only in this phase.
-            input: unsafe { input.read(0..b.in_size.pow(2) * c) },
+            input: unsafe { input.read(0..Layout::blocked(b.in_size.pow(2)).len(b.in_size.pow(2), c)) },
             size: b.in_size,
             c,
             weights: taps,
@@ -437,7 +435,7 @@ impl Model<'_> {
         let (rows, chans) = if b.out_size >= 4 * ctx.threads {
             (ctx.share(b.out_size, 1), 0..c)
         } else {
-            (0..b.out_size, ctx.share(c, 8))
+            (0..b.out_size, ctx.share(c, CHUNK))
         };
         // Per-thread rows of the pool sums and means.
         let stride = bufs.se_gate.len;
@@ -447,7 +445,8 @@ impl Model<'_> {
         if let Some(p) = pool.as_deref_mut() {
             p.fill(0.0);
         }
-        assert!(out.len >= b.out_size.pow(2) * c);
+        let pixels = b.out_size.pow(2);
+        assert!(out.len >= Layout::blocked(pixels).len(pixels, c));
         // SAFETY: each thread writes only its rows or channels of `out`.
         unsafe { depthwise(self.isa, &layer, rows, chans, out.ptr, pool) };
         ctx.sync();
@@ -474,9 +473,13 @@ impl Model<'_> {
             matvec(self.isa, &se.expand, se.se_max, hidden, bias, Act::HSigmoid, ctx.share(c, 8), bufs.se_gate.ptr);
             ctx.sync();
             let gate = bufs.se_gate.read(0..c);
-            let pixels = ctx.share(b.out_size.pow(2), 1);
-            for px in out.write(pixels.start * c..pixels.end * c).chunks_exact_mut(c) {
-                px.iter_mut().zip(gate).for_each(|(v, g)| *v *= g);
+            let mine = ctx.share(pixels, 1);
+            let l = Layout::blocked(pixels);
+            for (q, gate) in gate.chunks(CHUNK).enumerate() {
+                let plane = out.write(l.at(mine.start, q * CHUNK)..l.at(mine.end, q * CHUNK));
+                for px in plane.chunks_exact_mut(CHUNK) {
+                    px.iter_mut().zip(gate).for_each(|(v, g)| *v *= g);
+                }
             }
         }
         ctx.sync();
@@ -495,7 +498,7 @@ impl Model<'_> {
     ) {
         let m = b.out_size.pow(2);
         // SAFETY: the block input is read-only until the block ends.
-        let residual = b.residual.then(|| unsafe { x.read(0..m * b.out_ch) });
+        let residual = b.residual.then(|| unsafe { x.read(0..Layout::blocked(m).len(m, b.out_ch)) });
         let ep = Epilogue { scale, shift, act: Act::Identity, residual };
         self.gemm_phase(ctx, mid, m, b.mid, wts, b.out_ch, &ep, out);
     }

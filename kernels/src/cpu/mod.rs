@@ -17,6 +17,43 @@ pub use simd::Isa;
 
 use dynofa_core::Activation;
 
+/// Channels per vector chunk of [`Layout::blocked`] tensors.
+pub const CHUNK: usize = 16;
+
+/// Where channel `ch` of pixel `p` of a feature map lives: at `(ch / CHUNK) * chunk + p * pixel +
+/// ch % CHUNK`. Both layouts the kernels use are of this form, so one addressing serves both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Distance between chunks of [`CHUNK`] channels.
+    pub chunk: usize,
+    /// Distance between pixels.
+    pub pixel: usize,
+}
+
+impl Layout {
+    /// NHWC (row-major `[pixels][c]`).
+    pub const fn nhwc(c: usize) -> Self {
+        Layout { chunk: CHUNK, pixel: c }
+    }
+
+    /// Channel-blocked `[ceil(c / CHUNK)][pixels][CHUNK]` (NCHW16c): each chunk of channels is a
+    /// plane of `pixels` vectors. A last half-full chunk keeps its full stride.
+    pub const fn blocked(pixels: usize) -> Self {
+        Layout { chunk: pixels * CHUNK, pixel: CHUNK }
+    }
+
+    /// Offset of channel `ch` of pixel `p`.
+    #[inline(always)]
+    pub const fn at(self, p: usize, ch: usize) -> usize {
+        (ch / CHUNK) * self.chunk + p * self.pixel + ch % CHUNK
+    }
+
+    /// Floats spanned by channels `0..c` of pixels `0..pixels`.
+    pub const fn len(self, pixels: usize, c: usize) -> usize {
+        if pixels == 0 || c == 0 { 0 } else { self.at(pixels - 1, c - 1) + 1 }
+    }
+}
+
 /// An elementwise activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {

@@ -1,18 +1,20 @@
-//! Pointwise (1x1) convolution on NHWC activations: a GEMM `[rows x k] x [k x n]` with BN, the
-//! activation and the residual add fused into the store.
+//! Pointwise (1x1) convolution: a GEMM `[rows x k] x [k x n]` with BN, the activation and the
+//! residual add fused into the store, on activations in any [`Layout`] (NHWC or channel-blocked).
 //!
 //! The weights are packed once at load into panels of [`NR`] output channels, each panel holding
 //! all `k` input channels of the supernet in order. A sub-network's slice `W[:n, :k]` is then the
 //! first `k` rows of the first `ceil(n / NR)` panels: nothing is copied to switch. Activations are
-//! read in place (row-major, `k` per row), so only the weights are ever packed.
+//! read in place, so only the weights are ever packed. A panel is one chunk of a blocked output,
+//! so a tile's rows are stored as one contiguous run.
 
 use core::ops::Range;
 
-use super::Act;
 use super::simd::{Madd, fma, fma_splat, multiversion};
+use super::{Act, CHUNK, Layout};
 
-/// Output channels per weight panel (one AVX-512 register, two AVX2 registers, four NEON ones).
-pub const NR: usize = 16;
+/// Output channels per weight panel (one AVX-512 register, two AVX2 registers, four NEON ones):
+/// one chunk of [`Layout::blocked`].
+pub const NR: usize = CHUNK;
 
 /// A 1x1 convolution weight `W[n][k]` packed into panels of [`NR`] output channels.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,19 +69,21 @@ pub struct Epilogue<'a> {
     pub shift: &'a [f32],
     /// Activation after BN.
     pub act: Act,
-    /// Tensor added after the activation, `[rows x n]` like the output.
+    /// Tensor added after the activation, `[rows x n]` in the output's layout.
     pub residual: Option<&'a [f32]>,
 }
 
 multiversion! {
     /// `out[r][c] = epilogue(sum_i a[r][i] * W[c][i])` for `r` in `rows` and `c` in the columns of
-    /// `panels`, with `a` row-major `[m x k]` and `out` row-major `[m x n]`.
+    /// `panels`, with `a` `[m x k]` in layout `la` (`m` rows) and `out` `[m x n]` in layout `lo`.
     ///
     /// # Safety
-    /// `out` must be valid for writes of `m * n` floats, and no other thread may access the rows
-    /// `rows` x columns of `panels` of it during the call.
+    /// `out` must be valid for writes of `lo.len(m, n)` floats, and no other thread may access the
+    /// rows `rows` x columns of `panels` of it during the call.
     pub unsafe fn pointwise(
         a: &[f32],
+        la: Layout,
+        m: usize,
         k: usize,
         b: &PackedB,
         n: usize,
@@ -87,6 +91,7 @@ multiversion! {
         panels: Range<usize>,
         ep: &Epilogue<'_>,
         out: *mut f32,
+        lo: Layout,
     ) => pointwise_impl
     { avx512: 8, avx2: 6, neon: 6, baseline: 4 }
 }
@@ -94,6 +99,8 @@ multiversion! {
 #[inline(always)]
 unsafe fn pointwise_impl<S: Madd, const MR: usize>(
     a: &[f32],
+    la: Layout,
+    m: usize,
     k: usize,
     b: &PackedB,
     n: usize,
@@ -101,10 +108,10 @@ unsafe fn pointwise_impl<S: Madd, const MR: usize>(
     panels: Range<usize>,
     ep: &Epilogue<'_>,
     out: *mut f32,
+    lo: Layout,
 ) {
-    let m = a.len() / k;
-    assert!(rows.end <= m && a.len() == m * k && k <= b.k && n <= b.n && panels.end <= PackedB::panels_for(n));
-    assert!(ep.scale.len() >= n && ep.shift.len() >= n && ep.residual.is_none_or(|r| r.len() >= m * n));
+    assert!(rows.end <= m && a.len() >= la.len(m, k) && k <= b.k && n <= b.n && panels.end <= PackedB::panels_for(n));
+    assert!(ep.scale.len() >= n && ep.shift.len() >= n && ep.residual.is_none_or(|r| r.len() >= lo.len(m, n)));
     // Rows per block: a block of `a` stays in L1 while every panel passes over it. With a long
     // reduction the panels (k x NR) are the larger operand and one block spans all rows instead.
     let block = if k <= 256 { (16 * 1024 / (4 * k)).max(MR) / MR * MR } else { rows.len() };
@@ -118,7 +125,17 @@ unsafe fn pointwise_impl<S: Madd, const MR: usize>(
             let mut shift = [0.0; NR];
             scale[..width].copy_from_slice(&ep.scale[col..col + width]);
             shift[..width].copy_from_slice(&ep.shift[col..col + width]);
-            let t = Tile { a, k, panel: b.panel(p, k), n, col, width, scale: &scale, shift: &shift, act: ep.act };
+            let t = Tile {
+                a,
+                la,
+                panel: b.panel(p, k),
+                at: lo.at(0, col),
+                lo,
+                width,
+                scale: &scale,
+                shift: &shift,
+                act: ep.act,
+            };
             let mut r = r0;
             while r + MR <= r1 {
                 // SAFETY: rows r..r+MR lie within `rows`, which the caller hands us exclusively.
@@ -150,10 +167,11 @@ unsafe fn pointwise_impl<S: Madd, const MR: usize>(
 /// One panel of output channels with its epilogue constants.
 struct Tile<'a> {
     a: &'a [f32],
-    k: usize,
+    la: Layout,
     panel: &'a [f32],
-    n: usize,
-    col: usize,
+    /// Offset of the panel's first channel in row 0 of the output.
+    at: usize,
+    lo: Layout,
     width: usize,
     scale: &'a [f32; NR],
     shift: &'a [f32; NR],
@@ -167,23 +185,27 @@ impl Tile<'_> {
     /// Those rows exist (checked by the caller) and `out` may be written there.
     #[inline(always)]
     unsafe fn run<S: Madd, const R: usize>(&self, row: usize, residual: Option<&[f32]>, out: *mut f32) {
-        let k = self.k;
-        let arows: [&[f32]; R] = core::array::from_fn(|i| &self.a[(row + i) * k..][..k]);
         let mut acc = [[0.0f32; NR]; R];
-        for (kk, bv) in self.panel.chunks_exact(NR).enumerate() {
-            let bv: [f32; NR] = bv.try_into().expect("NR values");
-            for i in 0..R {
-                // SAFETY: kk < k because the panel holds exactly k rows of NR.
-                let av = unsafe { *arows[i].get_unchecked(kk) };
-                acc[i] = fma_splat::<S, NR>(av, bv, acc[i]);
+        // A chunk of input channels at a time: within one, each row's values are contiguous.
+        for (q, panel) in self.panel.chunks(CHUNK * NR).enumerate() {
+            // SAFETY: row + i < m and chunk q < ceil(k / CHUNK), inside `a` (checked by the caller).
+            let arows: [*const f32; R] =
+                core::array::from_fn(|i| unsafe { self.a.as_ptr().add(self.la.at(row + i, q * CHUNK)) });
+            for (kk, bv) in panel.chunks_exact(NR).enumerate() {
+                let bv: [f32; NR] = bv.try_into().expect("NR values");
+                for i in 0..R {
+                    // SAFETY: kk < CHUNK and q * CHUNK + kk < k.
+                    let av = unsafe { *arows[i].add(kk) };
+                    acc[i] = fma_splat::<S, NR>(av, bv, acc[i]);
+                }
             }
         }
         for (i, acc) in acc.iter_mut().enumerate() {
             *acc = fma::<S, NR>(*acc, *self.scale, *self.shift);
             self.act.apply_all::<NR>(acc);
-            let at = (row + i) * self.n + self.col;
+            let at = self.at + (row + i) * self.lo.pixel;
             // OFA's widths are multiples of 8, so a panel is either full or half full.
-            // SAFETY: row + i < m and col + width <= n, inside the caller's exclusive region.
+            // SAFETY: row + i < m and the panel's columns < n, inside the caller's exclusive region.
             unsafe {
                 if self.width == NR {
                     store::<NR>(acc, residual.map(|r| &r[at..at + NR]), out.add(at));

@@ -5,7 +5,7 @@ use super::depthwise::{DepthwiseLayer, depthwise};
 use super::pointwise::{Epilogue, NR, PackedB, pointwise};
 use super::reference as r;
 use super::vector::matvec;
-use super::{Act, Isa, stem_im2col};
+use super::{Act, Isa, Layout, stem_im2col};
 use crate::rng::SplitMix64;
 
 /// Relative error of `got` against `want`.
@@ -74,8 +74,6 @@ against_reference!(
             want.iter_mut().zip(res).for_each(|(v, r)| *v += r);
         }
         let b = PackedB::from_out_in(&w, n_max, k_max);
-        let ep = Epilogue { scale: &scale, shift: &shift, act, residual: res.as_deref() };
-        let mut got = vec![f32::NAN; m * n];
         let panels = PackedB::panels_for(n);
         // Two calls over disjoint parts, as two threads would make them.
         let parts = if by_panels {
@@ -83,13 +81,40 @@ against_reference!(
         } else {
             [(0..m / 3, 0..panels), (m / 3..m, 0..panels)]
         };
-        for (rows, cols) in parts {
-            // SAFETY: `got` has m * n values and the calls run one after the other.
-            unsafe { pointwise(isa, &a, k, &b, n, rows, cols, &ep, got.as_mut_ptr()) };
+        // NHWC in and out, then blocked in and out.
+        let mut got = Vec::new();
+        for is_blocked in [false, true] {
+            let (la, lo) =
+                if is_blocked { (Layout::blocked(m), Layout::blocked(m)) } else { (Layout::nhwc(k), Layout::nhwc(n)) };
+            let lay = |x: &[f32], c| if is_blocked { blocked(x, m, c) } else { x.to_vec() };
+            let res = res.as_deref().map(|r| lay(r, n));
+            let ep = Epilogue { scale: &scale, shift: &shift, act, residual: res.as_deref() };
+            let mut out = vec![f32::NAN; lo.len(m, n)];
+            for (rows, cols) in parts.clone() {
+                // SAFETY: `out` has lo.len(m, n) values and the calls run one after the other.
+                unsafe { pointwise(isa, &lay(&a, k), la, m, k, &b, n, rows, cols, &ep, out.as_mut_ptr(), lo) };
+            }
+            got.extend(if is_blocked { nhwc(&out, m, n) } else { out });
         }
-        (want, got)
+        (want.repeat(2), got)
     }
 );
+
+/// `x` (NHWC, `pixels` x `c`) in [`Layout::blocked`].
+fn blocked(x: &[f32], pixels: usize, c: usize) -> Vec<f32> {
+    let l = Layout::blocked(pixels);
+    let mut out = vec![f32::NAN; l.len(pixels, c)];
+    for (i, v) in x.iter().enumerate() {
+        out[l.at(i / c, i % c)] = *v;
+    }
+    out
+}
+
+/// `x` in [`Layout::blocked`] back to NHWC.
+fn nhwc(x: &[f32], pixels: usize, c: usize) -> Vec<f32> {
+    let l = Layout::blocked(pixels);
+    (0..pixels * c).map(|i| x[l.at(i / c, i % c)]).collect()
+}
 
 /// 1x1 convolution of `[k][m]` by `[n][k]` through the reference conv on an `m`-pixel row.
 fn conv1x1_rows(x: &[f32], k: usize, m: usize, w: &[f32], n: usize) -> Vec<f32> {
@@ -129,8 +154,9 @@ against_reference!(
         let sums: Vec<f32> = r::channel_means(&want, c).iter().map(|m| m * (o * o) as f32).collect();
         let want = [r::to_nhwc(&want, c), sums].concat();
 
+        let xb = blocked(&x, size * size, c);
         let layer = DepthwiseLayer {
-            input: &x,
+            input: &xb,
             size,
             c,
             weights: &taps,
@@ -142,10 +168,10 @@ against_reference!(
             shift: &shift,
             act,
         };
-        let mut got = vec![f32::NAN; o * o * c];
+        let mut got = vec![f32::NAN; Layout::blocked(o * o).len(o * o, c)];
         let mut pool = vec![0.0; c];
         let parts = if by_chans {
-            [(0..o, 0..c / 16 * 8), (0..o, c / 16 * 8..c)]
+            [(0..o, 0..c / 32 * 16), (0..o, c / 32 * 16..c)]
         } else {
             [(0..o / 2, 0..c), (o / 2..o, 0..c)]
         };
@@ -153,7 +179,7 @@ against_reference!(
             // SAFETY: `got` has o * o * c values and the calls run one after the other.
             unsafe { depthwise(isa, &layer, rows, chans, got.as_mut_ptr(), Some(&mut pool)) };
         }
-        (want, [got, pool].concat())
+        (want, [nhwc(&got, o * o, c), pool].concat())
     }
 );
 
@@ -201,22 +227,14 @@ against_reference!(
         let mut cols = vec![0.0; o * o * 27];
         stem_im2col(&x, res, 0..o * o, &mut cols);
         let ep = Epilogue { scale: &scale, shift: &shift, act: Act::HSwish, residual: None };
-        let mut got = vec![f32::NAN; o * o * c0];
-        // SAFETY: `got` has o * o * c0 values.
+        let (m, lo) = (o * o, Layout::blocked(o * o));
+        let mut got = vec![f32::NAN; lo.len(m, c0)];
+        let b = PackedB::from_out_in(&w, c0, 27);
+        // SAFETY: `got` has lo.len(m, c0) values.
         unsafe {
-            pointwise(
-                isa,
-                &cols,
-                27,
-                &PackedB::from_out_in(&w, c0, 27),
-                c0,
-                0..o * o,
-                0..c0.div_ceil(NR),
-                &ep,
-                got.as_mut_ptr(),
-            )
+            pointwise(isa, &cols, Layout::nhwc(27), m, 27, &b, c0, 0..m, 0..c0.div_ceil(NR), &ep, got.as_mut_ptr(), lo)
         };
-        (want, got)
+        (want, nhwc(&got, m, c0))
     }
 );
 

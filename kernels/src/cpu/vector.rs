@@ -2,8 +2,8 @@
 
 use core::ops::Range;
 
-use super::Act;
 use super::simd::{Madd, multiversion};
+use super::{Act, CHUNK, Layout};
 
 /// Lanes per partial sum.
 const LANES: usize = 16;
@@ -66,15 +66,23 @@ unsafe fn matvec_impl<S: Madd, const R: usize>(
     }
 }
 
-/// Column means of a row-major `[m][ld]` matrix for the columns `cols`, into `out[cols]`.
+/// Means over the `m` pixels of a feature map in layout `l`, for the channels `cols` (a start
+/// that is a multiple of [`CHUNK`]), into `out[cols]`.
 ///
 /// # Safety
 /// `out` must be valid for writes at `cols` and no other thread may access them during the call.
-pub unsafe fn column_means(x: &[f32], m: usize, ld: usize, cols: Range<usize>, out: *mut f32) {
-    assert!(cols.end <= ld && x.len() >= m * ld);
-    for c in cols {
-        let sum: f32 = (0..m).map(|r| x[r * ld + c]).sum();
-        // SAFETY: c is in `cols`, which the caller hands us exclusively.
-        unsafe { *out.add(c) = sum / m as f32 };
+pub unsafe fn column_means(x: &[f32], m: usize, l: Layout, cols: Range<usize>, out: *mut f32) {
+    assert!(cols.start.is_multiple_of(CHUNK) && x.len() >= l.len(m, cols.end));
+    for c0 in cols.clone().step_by(CHUNK) {
+        let w = CHUNK.min(cols.end - c0);
+        let mut sum = [0.0f32; CHUNK];
+        for p in 0..m {
+            let v = &x[l.at(p, c0)..][..w];
+            sum.iter_mut().zip(v).for_each(|(s, v)| *s += v);
+        }
+        for (j, s) in sum[..w].iter().enumerate() {
+            // SAFETY: c0 + j is in `cols`, which the caller hands us exclusively.
+            unsafe { *out.add(c0 + j) = s / m as f32 };
+        }
     }
 }
