@@ -2,11 +2,11 @@
 
 use dynofa_core::control::{DynamicOfa, Dynofa, DynofaParams, ModelSpec, Policy, StepParams};
 use dynofa_core::lut::Unit;
-use dynofa_core::runtime::{ModelSlot, Runtime, UnitIo};
+use dynofa_core::runtime::Runtime;
 use serde::Serialize;
 
 use crate::SimError;
-use crate::board::{Board, SimLut, model_hal, unit_hal};
+use crate::board::{Board, SimLut, runtime_io};
 use crate::model::{GPU_KHZ, operating_points, power_table};
 use crate::oracle::Oracle;
 use crate::scenario::{EventKind, Scenario};
@@ -151,20 +151,7 @@ pub fn simulate(scenario: &Scenario, kind: PolicyKind, lut: &SimLut) -> Result<R
         PolicyKind::Oracle => Box::new(Oracle::new(board.clone(), &truth, &specs).map_err(control)?),
     };
 
-    let mut slots: Vec<_> = (0..specs.len())
-        .map(|k| {
-            let (clock, engine, delay) = model_hal(&board, k);
-            let period_ns = (f64::from(goals[k].period_ms) * 1e6) as u64;
-            ModelSlot::new(clock, engine, delay, specs[k].unit, period_ns)
-        })
-        .collect();
-    let mut units: Vec<_> = Unit::ALL
-        .into_iter()
-        .map(|u| {
-            let (f, l) = unit_hal(&board, u);
-            UnitIo::new(u, Some(f), Some(l))
-        })
-        .collect();
+    let (mut slots, mut units) = runtime_io(&board, &specs);
     let mut rt = Runtime::new(&profiled, &mut slots, &mut units, &mut *policy)?;
 
     let end_ns = (scenario.duration_s * 1e9) as u64;
