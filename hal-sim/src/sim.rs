@@ -124,6 +124,7 @@ pub struct Run {
 /// Before the run the board profiles every entry ([`Board::profile`]); dynofa and the step policy
 /// plan with that profile, the oracle with the truth.
 pub fn simulate(scenario: &Scenario, kind: PolicyKind, lut: &SimLut) -> Result<Run, SimError> {
+    scenario.check().map_err(|reason| SimError::Scenario { origin: scenario.name.clone(), reason })?;
     let gpu_khz = scenario.gpu_khz.unwrap_or(GPU_KHZ[GPU_KHZ.len() - 1]);
     let mut goals: Vec<_> = scenario.models.iter().map(|m| m.goal()).collect();
     let placement: Vec<_> = scenario.models.iter().zip(&goals).map(|(m, g)| (m.unit, f64::from(g.slot_ms()))).collect();
@@ -175,7 +176,7 @@ pub fn simulate(scenario: &Scenario, kind: PolicyKind, lut: &SimLut) -> Result<R
                     settle(&mut since_change, &specs, *unit);
                 }
                 EventKind::Target(t) => {
-                    // Checked when the scenario was loaded.
+                    // Checked on entry.
                     let k = scenario.model(&t.model).expect("scenario events name its models");
                     let g = &mut goals[k];
                     g.target_ms = t.target_ms.unwrap_or(g.target_ms);
