@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dynofa_core::control::{DynamicOfa, Dynofa, DynofaParams, Goal, ModelSpec, Policy, StepParams};
 use dynofa_core::lut::{OperatingPoint, Unit};
-use dynofa_core::runtime::{FrameRecord, ModelSlot, Runtime, UnitIo};
+use dynofa_core::runtime::{FrameRecord, Runtime};
 use dynofa_hal_sim::SimLut;
-use dynofa_hal_sim::board::{Board, model_hal, unit_hal};
+use dynofa_hal_sim::board::{Board, runtime_io};
 use dynofa_hal_sim::model::{CPU_KHZ, GPU_KHZ, Rng, power_table};
 use dynofa_hal_sim::{dynamic_ofa_lut_path, load_lut};
 
@@ -201,22 +201,7 @@ fn run(s: &Scenario, lut: &SimLut, profiled: &SimLut, hash: &mut Fnv) -> Outcome
         }
         Kind::Step => Box::new(DynamicOfa::new(profiled, &s.specs, clocks, StepParams::default()).unwrap()),
     };
-    let mut slots: Vec<_> = s
-        .specs
-        .iter()
-        .enumerate()
-        .map(|(k, m)| {
-            let (clock, engine, delay) = model_hal(&board, k);
-            ModelSlot::new(clock, engine, delay, m.unit, (f64::from(m.goal.period_ms) * 1e6) as u64)
-        })
-        .collect();
-    let mut units: Vec<_> = Unit::ALL
-        .into_iter()
-        .map(|u| {
-            let (f, l) = unit_hal(&board, u);
-            UnitIo::new(u, Some(f), Some(l))
-        })
-        .collect();
+    let (mut slots, mut units) = runtime_io(&board, &s.specs);
     let mut rt = Runtime::new(profiled, &mut slots, &mut units, &mut *policy).unwrap();
     let mut goals: [Goal; 4] = [Goal::target(1.0); 4];
     for (g, spec) in goals.iter_mut().zip(&s.specs) {

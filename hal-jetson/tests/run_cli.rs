@@ -1,9 +1,9 @@
 //! `dynofa run` end to end on small sub-networks: a target change switches, the trace and the plot are
 //! written, two models share the CPU, clock events pin the CPU through the Linux platform (a fake tree)
-//! and restore it, and Ctrl-C still ends with the summary and the files.
+//! and restore it, and Ctrl-C still ends with the summary and the files (and the clock restored).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -127,21 +127,30 @@ fn two_models_share_the_cpu_under_one_plan_and_contention_is_recorded() {
     plot_written(dir.path());
 }
 
+/// A fake Xavier NX tree at `dir/root` and the schedule `json` at `dir/schedule.json`: (root, schedule).
+fn fake_board(dir: &Path, json: &str) -> (PathBuf, PathBuf) {
+    let root = dir.join("root");
+    std::fs::create_dir(&root).unwrap();
+    fake::create(FakeBoard::XavierNxJetPack5, &root).unwrap();
+    let schedule = dir.join("schedule.json");
+    std::fs::write(&schedule, json).unwrap();
+    (root, schedule)
+}
+
+/// The first CPU policy's governor in the tree at `root`.
+fn governor(root: &Path) -> String {
+    let path = root.join("sys/devices/system/cpu/cpufreq/policy0/scaling_governor");
+    std::fs::read_to_string(path).unwrap().trim().to_owned()
+}
+
 #[test]
 fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    fake::create(FakeBoard::XavierNxJetPack5, &root).unwrap();
-    let governor = "sys/devices/system/cpu/cpufreq/policy0/scaling_governor";
-    let read = |rel: &str| std::fs::read_to_string(root.join(rel)).unwrap().trim().to_owned();
-    let original = read(governor);
-    let schedule = dir.path().join("schedule.json");
-    std::fs::write(
-        &schedule,
+    let (root, schedule) = fake_board(
+        dir.path(),
         r#"{"duration_s": 1.2, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0.4, "cpu_khz": 1190400}]}"#,
-    )
-    .unwrap();
+    );
+    let original = governor(&root);
     let out = dynofa(dir.path(), &["--root", root.to_str().unwrap(), "--schedule", schedule.to_str().unwrap()])
         .output()
         .unwrap();
@@ -152,7 +161,7 @@ fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
     let clocks: Vec<&str> = rows.iter().map(|r| r["clock_mhz"].as_str()).collect();
     assert!(clocks.first().is_some_and(|c| *c != "1190.4") && clocks.last() == Some(&"1190.4"), "{clocks:?}");
     // The pin ended with the run.
-    assert_eq!(read(governor), original);
+    assert_eq!(governor(&root), original);
 
     // Without cpufreq the event is skipped with the reason and the run goes on.
     let bare = dir.path().join("bare");
@@ -164,24 +173,20 @@ fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
     assert!(text.contains("cpu dvfs: unavailable") && text.contains("cpu clock event skipped"), "{text}");
 }
 
-#[test]
-fn ctrl_c_ends_the_run_with_its_summary_trace_and_plot() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = dynofa(dir.path(), &["--duration-s", "60", "--contend", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+/// Start `cmd`, wait for a line that is `ready` and a little more, send Ctrl-C, and return what it printed
+/// after that; it must end well and soon.
+fn ctrl_c_after(mut cmd: Command, ready: impl Fn(&str) -> bool) -> String {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
     let mut seen = Vec::new();
     for line in lines.by_ref() {
-        let started = line.starts_with("run: ");
+        let started = ready(&line);
         seen.push(line);
         if started {
             break;
         }
     }
-    assert!(seen.last().is_some_and(|l| l.starts_with("run: ")), "{seen:?}");
+    assert!(seen.last().is_some_and(|l| ready(l)), "{seen:?}");
     std::thread::sleep(Duration::from_millis(700));
     let sent = Instant::now();
     assert!(Command::new("kill").args(["-s", "INT", &child.id().to_string()]).status().unwrap().success());
@@ -191,6 +196,32 @@ fn ctrl_c_ends_the_run_with_its_summary_trace_and_plot() {
     assert!(sent.elapsed() < Duration::from_secs(10));
     let text = rest.join("\n");
     assert!(text.contains("stopped at") && text.contains("summary: "), "{text}");
+    text
+}
+
+#[test]
+fn ctrl_c_ends_the_run_with_its_summary_trace_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    ctrl_c_after(dynofa(dir.path(), &["--duration-s", "60", "--contend", "0"]), |l| l.starts_with("run: "));
     assert!(!trace(dir.path()).is_empty());
     plot_written(dir.path());
+}
+
+#[test]
+fn ctrl_c_on_a_pinned_cpu_still_writes_the_trace_and_restores_the_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, schedule) = fake_board(
+        dir.path(),
+        r#"{"duration_s": 60, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0, "cpu_khz": 1190400}]}"#,
+    );
+    let original = governor(&root);
+    let cmd = dynofa(
+        dir.path(),
+        &["--root", root.to_str().unwrap(), "--schedule", schedule.to_str().unwrap(), "--contend", "0"],
+    );
+    ctrl_c_after(cmd, |l| l.ends_with("cpu pinned to 1190400 kHz"));
+    let rows = trace(dir.path());
+    assert!(rows.last().is_some_and(|r| r["clock_mhz"] == "1190.4"), "the trace ran pinned");
+    plot_written(dir.path());
+    assert_eq!(governor(&root), original, "the pin ended with the run");
 }

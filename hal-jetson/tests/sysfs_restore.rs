@@ -1,22 +1,26 @@
 //! Original clock settings come back: on drop, on an explicit restore (once), and when the process gets
-//! SIGINT or SIGTERM; settings another tool (nvpmodel, jetson_clocks) changed meanwhile are reported and
-//! left to that tool.
+//! SIGINT or SIGTERM (the second one under `stop_on_signal`, whose first only sets the program's flag);
+//! settings another tool (nvpmodel, jetson_clocks) changed meanwhile are reported and left to that tool.
 
 mod sysfs_support;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use dynofa_core::hal::FrequencyControl;
 use dynofa_hal_jetson::linux::fake::FakeBoard;
-use dynofa_hal_jetson::linux::{ClockOverride, Platform};
-use sysfs_support::{CHILD_ROOT, child, read, signal_once_ready, tree, write};
+use dynofa_hal_jetson::linux::{ClockOverride, Platform, restore};
+use sysfs_support::{CHILD_ROOT, Running, child, read, signal_once_ready, tree, write};
 
 const GPU: &str = "sys/class/devfreq/17000000.gv11b";
 const POLICY2: &str = "sys/devices/system/cpu/cpufreq/policy2";
 /// What the signal test's child prints once pinned.
 const PINNED: &str = "dynofa-test-child-pinned";
+/// What the graceful child prints once its stop flag is set.
+const STOPPING: &str = "dynofa-test-child-stopping";
 
 /// Pin both units of a Xavier NX tree.
 fn pinned(root: &Path) -> Platform {
@@ -121,4 +125,40 @@ fn a_signal_restores_the_original_settings() {
     }
     signal_restores("INT", 2);
     signal_restores("TERM", 15);
+}
+
+#[test]
+fn under_stop_on_signal_the_first_signal_sets_the_flag_and_the_second_restores() {
+    if let Ok(root) = std::env::var(CHILD_ROOT) {
+        // In the child: ask for the flag, pin, and wait for the first signal, then for the second.
+        let stop = Arc::new(AtomicBool::new(false));
+        restore::stop_on_signal(Arc::clone(&stop)).unwrap();
+        let _platform = pinned(Path::new(&root));
+        println!("{PINNED}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !stop.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "no signal within 20 s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        println!("{STOPPING}");
+        std::thread::sleep(Duration::from_secs(20));
+        panic!("no second signal within 20 s");
+    }
+    let dir = tree(FakeBoard::XavierNxJetPack5);
+    let root = dir.path();
+    let mut running = Running::start(child(
+        "under_stop_on_signal_the_first_signal_sets_the_flag_and_the_second_restores",
+        root,
+        None,
+    ));
+    running.wait_for(PINNED);
+    running.signal("INT");
+    running.wait_for(STOPPING);
+    // The first signal is the program's to act on: the clocks are still pinned.
+    assert_eq!(read(root, &format!("{GPU}/max_freq")), "510000000");
+    assert_eq!(read(root, &format!("{POLICY2}/scaling_governor")), "userspace");
+    running.signal("INT");
+    let status = running.wait();
+    assert_eq!(status.signal(), Some(2), "the second signal ends the child as SIGINT would: {status}");
+    assert_original(root);
 }

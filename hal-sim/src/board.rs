@@ -12,9 +12,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use dynofa_core::config::SubnetConfig;
-use dynofa_core::control::PowerTable;
+use dynofa_core::control::{ModelSpec, PowerTable};
 use dynofa_core::hal::{Clock, ErrorKind, ErrorType, FrequencyControl, InferenceEngine, LoadSensor};
 use dynofa_core::lut::{LatencyPoint, Lut, LutEntry, Unit};
+use dynofa_core::runtime::{ModelSlot, UnitIo};
 use embedded_hal::delay::DelayNs;
 
 use crate::model::{JETSON_NOISE, NoiseModel, Rng, nominal_ms, operating_points, power_point};
@@ -267,6 +268,34 @@ pub fn model_hal(board: &SharedBoard, model: usize) -> (SimClock, SimEngine, Sim
 /// A unit's HAL pieces.
 pub fn unit_hal(board: &SharedBoard, unit: Unit) -> (SimFrequency, SimLoad) {
     (SimFrequency { board: board.clone(), unit }, SimLoad { board: board.clone(), unit })
+}
+
+/// A model's runtime slot on the simulated board.
+pub type SimSlot = ModelSlot<SimClock, SimEngine, SimDelay>;
+
+/// A unit's runtime I/O on the simulated board.
+pub type SimUnitIo = UnitIo<SimFrequency, SimLoad>;
+
+/// The runtime's slots for `specs` (model `k` on `specs[k].unit`, released every goal period) and
+/// the I/O of every unit, all over `board`: what [`crate::simulate`] and the soak tests hand to
+/// `Runtime::new`.
+pub fn runtime_io(board: &SharedBoard, specs: &[ModelSpec]) -> (Vec<SimSlot>, Vec<SimUnitIo>) {
+    let slots = specs
+        .iter()
+        .enumerate()
+        .map(|(k, m)| {
+            let (clock, engine, delay) = model_hal(board, k);
+            ModelSlot::new(clock, engine, delay, m.unit, (f64::from(m.goal.period_ms) * 1e6) as u64)
+        })
+        .collect();
+    let units = Unit::ALL
+        .into_iter()
+        .map(|u| {
+            let (f, l) = unit_hal(board, u);
+            UnitIo::new(u, Some(f), Some(l))
+        })
+        .collect();
+    (slots, units)
 }
 
 macro_rules! infallible_kind {

@@ -164,7 +164,9 @@ impl Scenario {
         self.models.iter().position(|m| m.name == name)
     }
 
-    fn check(&self) -> Result<(), String> {
+    /// What is wrong with it, if anything (a scenario changed after loading is checked again by
+    /// [`crate::simulate`], since its fields are public).
+    pub(crate) fn check(&self) -> Result<(), String> {
         let max = dynofa_core::control::MAX_MODELS;
         if self.models.is_empty() || self.models.len() > max {
             return Err(format!("needs 1 to {max} models, has {}", self.models.len()));
@@ -213,6 +215,7 @@ fn check_clock(unit: Unit, khz: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{PolicyKind, SimError, dynamic_ofa_lut_path, load_lut, simulate};
 
     #[test]
     fn built_in_scenarios_parse() {
@@ -240,5 +243,19 @@ mod tests {
         );
         assert!(bad(r#"{"name":"x"}"#).contains("missing field"));
         assert!(Scenario::load("no-such-scenario").unwrap_err().to_string().contains("no-such-scenario"));
+    }
+
+    #[test]
+    fn a_scenario_changed_after_loading_is_checked_again() {
+        let lut = load_lut(&dynamic_ofa_lut_path()).unwrap();
+        let mut scenario = Scenario::load("fig6").unwrap();
+        scenario.models[0].name = "renamed".into();
+        let e = simulate(&scenario, PolicyKind::Dynofa, &lut).unwrap_err();
+        assert!(matches!(e, SimError::Scenario { .. }), "{e}");
+        assert!(e.to_string().starts_with("scenario fig6: event ") && e.to_string().contains("no model called"), "{e}");
+        let mut scenario = Scenario::load("fig7").unwrap();
+        scenario.duration_s = f64::NAN;
+        let e = simulate(&scenario, PolicyKind::Dynofa, &lut).unwrap_err();
+        assert_eq!(e.to_string(), "scenario fig7: duration_s must be positive");
     }
 }

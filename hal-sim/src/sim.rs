@@ -2,11 +2,11 @@
 
 use dynofa_core::control::{DynamicOfa, Dynofa, DynofaParams, ModelSpec, Policy, StepParams};
 use dynofa_core::lut::Unit;
-use dynofa_core::runtime::{ModelSlot, Runtime, UnitIo};
+use dynofa_core::runtime::Runtime;
 use serde::Serialize;
 
 use crate::SimError;
-use crate::board::{Board, SimLut, model_hal, unit_hal};
+use crate::board::{Board, SimLut, runtime_io};
 use crate::model::{GPU_KHZ, operating_points, power_table};
 use crate::oracle::Oracle;
 use crate::scenario::{EventKind, Scenario};
@@ -124,6 +124,7 @@ pub struct Run {
 /// Before the run the board profiles every entry ([`Board::profile`]); dynofa and the step policy
 /// plan with that profile, the oracle with the truth.
 pub fn simulate(scenario: &Scenario, kind: PolicyKind, lut: &SimLut) -> Result<Run, SimError> {
+    scenario.check().map_err(|reason| SimError::Scenario { origin: scenario.name.clone(), reason })?;
     let gpu_khz = scenario.gpu_khz.unwrap_or(GPU_KHZ[GPU_KHZ.len() - 1]);
     let mut goals: Vec<_> = scenario.models.iter().map(|m| m.goal()).collect();
     let placement: Vec<_> = scenario.models.iter().zip(&goals).map(|(m, g)| (m.unit, f64::from(g.slot_ms()))).collect();
@@ -151,20 +152,7 @@ pub fn simulate(scenario: &Scenario, kind: PolicyKind, lut: &SimLut) -> Result<R
         PolicyKind::Oracle => Box::new(Oracle::new(board.clone(), &truth, &specs).map_err(control)?),
     };
 
-    let mut slots: Vec<_> = (0..specs.len())
-        .map(|k| {
-            let (clock, engine, delay) = model_hal(&board, k);
-            let period_ns = (f64::from(goals[k].period_ms) * 1e6) as u64;
-            ModelSlot::new(clock, engine, delay, specs[k].unit, period_ns)
-        })
-        .collect();
-    let mut units: Vec<_> = Unit::ALL
-        .into_iter()
-        .map(|u| {
-            let (f, l) = unit_hal(&board, u);
-            UnitIo::new(u, Some(f), Some(l))
-        })
-        .collect();
+    let (mut slots, mut units) = runtime_io(&board, &specs);
     let mut rt = Runtime::new(&profiled, &mut slots, &mut units, &mut *policy)?;
 
     let end_ns = (scenario.duration_s * 1e9) as u64;
@@ -188,7 +176,7 @@ pub fn simulate(scenario: &Scenario, kind: PolicyKind, lut: &SimLut) -> Result<R
                     settle(&mut since_change, &specs, *unit);
                 }
                 EventKind::Target(t) => {
-                    // Checked when the scenario was loaded.
+                    // Checked on entry.
                     let k = scenario.model(&t.model).expect("scenario events name its models");
                     let g = &mut goals[k];
                     g.target_ms = t.target_ms.unwrap_or(g.target_ms);

@@ -239,7 +239,7 @@ fn parse<'a>(bytes: &'a [u8], path: &Path) -> Result<SafeTensors<'a>, WeightsErr
                 // torch.save writes a zip (PK) or a bare pickle (0x80).
                 let hint = if bytes.starts_with(b"PK") || bytes.first() == Some(&0x80) {
                     "; this looks like a torch checkpoint: convert it with \
-                     safetensors.torch.save_file(torch.load(path)[\"state_dict\"], out)"
+                     `dynofa import-ofa CHECKPOINT OUT.safetensors` (see dynofa import-ofa --help)"
                 } else {
                     ""
                 };

@@ -76,6 +76,7 @@ fn not_safetensors() {
     let (e, msg) = load_err(b"PK\x03\x04 a torch zip checkpoint, not safetensors at all");
     assert!(matches!(e, WeightsError::NotSafetensors { .. }));
     assert!(msg.contains("not a safetensors file") && msg.contains("torch checkpoint"), "{msg}");
+    assert!(msg.contains("dynofa import-ofa CHECKPOINT OUT.safetensors"), "{msg}");
     let (_, msg) = load_err(b"hello");
     assert!(msg.contains("not a safetensors file"), "{msg}");
 }

@@ -56,12 +56,16 @@ fn both_torch_formats_convert_to_the_expected_tensors() {
     }
 }
 
-/// A zip laid out as torch's, holding `pickle` as its `data.pkl`.
-fn torch_zip(pickle: &[u8]) -> Vec<u8> {
+/// A zip laid out as torch's, holding `pickle` as its `data.pkl` and `storages` (key, bytes) under `data/`.
+fn torch_zip(pickle: &[u8], storages: &[(&str, &[u8])]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", stored).unwrap();
     zip.write_all(pickle).unwrap();
+    for (key, bytes) in storages {
+        zip.start_file(format!("archive/data/{key}"), stored).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
     zip.start_file("archive/version", stored).unwrap();
     zip.write_all(b"3\n").unwrap();
     zip.finish().unwrap().into_inner()
@@ -72,7 +76,7 @@ fn code_in_a_checkpoint_is_refused_by_name() {
     // {"state_dict": os.system("ls")}
     let pickle =
         b"\x80\x02}q\x00X\n\x00\x00\x00state_dictq\x01cos\nsystem\nq\x02X\x02\x00\x00\x00lsq\x03\x85q\x04Rq\x05s.";
-    let err = Checkpoint::from_bytes(&torch_zip(pickle), Path::new("evil.pt")).unwrap_err();
+    let err = Checkpoint::from_bytes(&torch_zip(pickle, &[]), Path::new("evil.pt")).unwrap_err();
     assert!(
         matches!(&err, ImportError::Pickle { source: PickleError::Global { module, name, .. }, .. }
             if module == "os" && name == "system"),
@@ -95,21 +99,40 @@ fn broken_files_say_what_is_wrong() {
     assert!(matches!(err, ImportError::NotTorch { .. }), "{err:?}");
     // A dict without state_dict and with a non-tensor value.
     let err =
-        Checkpoint::from_bytes(&torch_zip(b"\x80\x02}q\x00X\x05\x00\x00\x00epochq\x01K\x03s."), path).unwrap_err();
+        Checkpoint::from_bytes(&torch_zip(b"\x80\x02}q\x00X\x05\x00\x00\x00epochq\x01K\x03s.", &[]), path).unwrap_err();
     assert!(err.to_string().contains("no `state_dict` entry"), "{err}");
     // A view that reaches past its storage: storage of 2 floats, tensor of shape (3,).
-    let pickle = b"\x80\x02}X\n\x00\x00\x00state_dict}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(\
-        (X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQK\x00K\x03\x85K\x01\x85\x89\
-        ccollections\nOrderedDict\n)RtRss.";
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let stored = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    zip.start_file("a/data.pkl", stored).unwrap();
-    zip.write_all(pickle).unwrap();
-    zip.start_file("a/data/0", stored).unwrap();
-    zip.write_all(&[0; 8]).unwrap();
-    let bytes = zip.finish().unwrap().into_inner();
-    let err = Checkpoint::from_bytes(&bytes, path).unwrap_err();
+    let err = Checkpoint::from_bytes(&one_view(b"K\x03\x85K\x01\x85"), path).unwrap_err();
     assert!(err.to_string().contains("`w`: the view (offset 0, shape [3], stride [1]) reaches past"), "{err}");
+}
+
+/// A zip checkpoint of one float tensor `w` over a storage of 2 floats, viewed with `shape_stride`:
+/// the pickle opcodes of the size tuple then the stride tuple.
+fn one_view(shape_stride: &[u8]) -> Vec<u8> {
+    let mut pickle = b"\x80\x02}X\n\x00\x00\x00state_dict}X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(\
+        (X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x02tQK\x00"
+        .to_vec();
+    pickle.extend_from_slice(shape_stride);
+    pickle.extend_from_slice(b"\x89ccollections\nOrderedDict\n)RtRss.");
+    torch_zip(&pickle, &[("0", &[0; 8])])
+}
+
+#[test]
+fn a_view_that_reads_more_than_its_storage_is_refused_before_allocating() {
+    let path = Path::new("x.pt");
+    // Shape (2,), stride (1,): the whole storage, as a state dict holds it.
+    let ckpt = Checkpoint::from_bytes(&one_view(b"K\x02\x85K\x01\x85"), path).unwrap();
+    assert_eq!(ckpt.tensors[0].data.len(), 8);
+    // Shape (2^40,), stride (0,): one element broadcast to 4 TiB, from a file of a few hundred bytes.
+    let err = Checkpoint::from_bytes(&one_view(b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85K\x00\x85"), path).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`w`: the view (offset 0, shape [1099511627776], stride [0]) reads more elements than"),
+        "{err}"
+    );
+    // Shape (2^40,), stride (1,): past the storage, refused the same way before anything is allocated.
+    let err = Checkpoint::from_bytes(&one_view(b"\x8a\x06\x00\x00\x00\x00\x00\x01\x85K\x01\x85"), path).unwrap_err();
+    assert!(err.to_string().contains("reaches past its storage of 2 elements"), "{err}");
 }
 
 /// The reference environment's Python, when it is set up.

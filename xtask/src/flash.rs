@@ -1,11 +1,12 @@
 //! `cargo xtask flash --host USER@BOARD`: install the runtime on a board over ssh (not the board's OS
-//! image): the binary `build-jetson` made, the LUTs and any weights; with `--udev` the rule that lets group
-//! `dynofa` set clocks without root, with `--service` also a systemd unit that starts dynofa at boot.
+//! image): the binary `build-jetson` made, the LUTs (not the `host-*` ones measured on this machine) and any
+//! weights; with `--udev` the rule that lets group `dynofa` set clocks without root, with `--service` also a
+//! systemd unit that starts dynofa at boot.
 //!
 //! Everything goes through the user's own `ssh`/`scp`/`rsync`, so their `~/.ssh/config`, keys and agent
 //! apply and nothing secret is in this repository. `--dry-run` prints the exact commands instead.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
@@ -28,7 +29,7 @@ pub struct Args {
     /// Install this binary instead of build-jetson's (it is checked the same way).
     #[arg(long)]
     pub binary: Option<PathBuf>,
-    /// A LUT to copy (repeatable; default: luts/*.json).
+    /// A LUT to copy (repeatable; default: luts/*.json but the host-*.json measured on this machine).
     #[arg(long = "lut")]
     pub luts: Vec<PathBuf>,
     /// A weights file to copy (repeatable).
@@ -270,13 +271,13 @@ fn installed(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The LUTs to copy: those given, else the repository's `luts/*.json`.
-fn lut_files(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// The LUTs to copy: those given, else the `*.json` of `dir` but for the `host-*` ones (measured on the
+/// development machine, they would mislead the board's runtime); also the ones left out, to say so.
+fn lut_files(given: &[PathBuf], dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
     if !given.is_empty() {
-        return Ok(given.to_vec());
+        return (given.to_vec(), Vec::new());
     }
-    let dir = root().join("luts");
-    let mut found: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+    let mut found: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -285,7 +286,7 @@ fn lut_files(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
         Err(_) => Vec::new(),
     };
     found.sort();
-    Ok(found)
+    found.into_iter().partition(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("host-")))
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -308,9 +309,16 @@ pub fn run(args: Args) -> Result<()> {
             args.jetpack.number()
         );
     }
+    let (luts, skipped) = lut_files(&args.luts, &root().join("luts"));
+    for lut in &skipped {
+        eprintln!(
+            "note: not copying {}: measured on this development machine, not the board (--lut copies it)",
+            lut.display()
+        );
+    }
     let files = Files {
         binary,
-        luts: lut_files(&args.luts)?,
+        luts,
         weights: args.weights.clone(),
         deploy: [UDEV_RULE, UNIT].iter().map(|f| root().join("deploy").join(f)).collect(),
     };
@@ -443,6 +451,21 @@ mod tests {
         let mut a = args(&[]);
         a.host = "-oProxyCommand=x".into();
         assert!(plan(&a, &files(), &tools(false)).is_err());
+    }
+
+    #[test]
+    fn default_luts_leave_out_the_host_ones() {
+        let dir = std::env::temp_dir().join(format!("dynofa-flash-luts-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("host-cpu-ops")).unwrap();
+        for f in ["xavier-nx.json", "host-cpu.json", "dynamic-ofa-nx.json", "README.md"] {
+            std::fs::write(dir.join(f), "{}").unwrap();
+        }
+        let (copied, skipped) = lut_files(&[], &dir);
+        let given = lut_files(&[dir.join("host-cpu.json")], &dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(copied, [dir.join("dynamic-ofa-nx.json"), dir.join("xavier-nx.json")]);
+        assert_eq!(skipped, [dir.join("host-cpu.json")]);
+        assert_eq!(given, (vec![dir.join("host-cpu.json")], Vec::new()));
     }
 
     #[test]

@@ -173,6 +173,21 @@ impl Pinning {
         self.pinned = Some(khz);
         Ok(())
     }
+
+    /// Pin `khz` by setting both limits of every `(min, max)` file pair of `limits` to it, each pair in an
+    /// order the kernel accepts; then every file of `curs` must read back as `khz`. The pairs are saved
+    /// before the first pin.
+    pub(crate) fn pin_limits(
+        &mut self,
+        khz: u32,
+        limits: &[(PathBuf, PathBuf)],
+        curs: &[PathBuf],
+    ) -> Result<(), SysfsError> {
+        let knobs = || limits.iter().map(|(min, max)| Knob::Range { min: min.clone(), max: max.clone() }).collect();
+        self.pin(khz, knobs, curs, |registry, id, raw| {
+            (0..limits.len()).try_for_each(|i| registry.set_range(id, i, raw, raw))
+        })
+    }
 }
 
 #[cfg(test)]

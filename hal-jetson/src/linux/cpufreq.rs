@@ -196,33 +196,27 @@ impl FrequencyControl for CpuFreq {
     }
 
     fn set_khz(&mut self, khz: u32) -> Result<(), SysfsError> {
-        let (policies, mode) = (&self.policies, self.mode);
-        let knobs = || {
-            policies
-                .iter()
-                .map(|p| match mode {
-                    CpuPinMode::Userspace => Knob::File(p.file("scaling_governor")),
-                    CpuPinMode::Limits => {
-                        Knob::Range { min: p.file("scaling_min_freq"), max: p.file("scaling_max_freq") }
-                    }
-                })
-                .collect()
-        };
+        let policies = &self.policies;
         let curs: Vec<PathBuf> = policies.iter().map(|p| p.file("scaling_cur_freq")).collect();
-        self.pinning.pin(khz, knobs, &curs, |registry, id, value| {
-            for (i, p) in policies.iter().enumerate() {
-                match mode {
-                    CpuPinMode::Userspace => {
+        match self.mode {
+            CpuPinMode::Limits => {
+                let limits: Vec<_> =
+                    policies.iter().map(|p| (p.file("scaling_min_freq"), p.file("scaling_max_freq"))).collect();
+                self.pinning.pin_limits(khz, &limits, &curs)
+            }
+            CpuPinMode::Userspace => {
+                let knobs = || policies.iter().map(|p| Knob::File(p.file("scaling_governor"))).collect();
+                self.pinning.pin(khz, knobs, &curs, |registry, id, value| {
+                    for (i, p) in policies.iter().enumerate() {
                         if p.governor()? != "userspace" {
                             registry.set_file(id, i, "userspace")?;
                         }
                         // Not a saved knob: the kernel drops the set speed with the governor.
                         fs::write(&p.file("scaling_setspeed"), &value.to_string())?;
                     }
-                    CpuPinMode::Limits => registry.set_range(id, i, value, value)?,
-                }
+                    Ok(())
+                })
             }
-            Ok(())
-        })
+        }
     }
 }

@@ -6,7 +6,7 @@ use dynofa_core::hal::{ErrorType, FrequencyControl};
 use dynofa_core::lut::Unit;
 
 use super::clock::{Access, Pinning, Points};
-use super::restore::{ClockOverride, Knob};
+use super::restore::ClockOverride;
 use super::{SysfsError, fs};
 
 /// Names of Tegra GPUs as their devfreq nodes end (`17000000.gv11b` on Xavier, `17000000.ga10b` on Orin
@@ -105,8 +105,7 @@ impl FrequencyControl for GpuDevfreq {
 
     fn set_khz(&mut self, khz: u32) -> Result<(), SysfsError> {
         let dir = &self.dir;
-        let knobs = || vec![Knob::Range { min: dir.join("min_freq"), max: dir.join("max_freq") }];
-        self.pinning.pin(khz, knobs, &[dir.join("cur_freq")], |registry, id, hz| registry.set_range(id, 0, hz, hz))
+        self.pinning.pin_limits(khz, &[(dir.join("min_freq"), dir.join("max_freq"))], &[dir.join("cur_freq")])
     }
 }
 

@@ -67,7 +67,8 @@ fn cpu_times(path: &Path) -> Result<(u64, u64), SysfsError> {
         return Err(parse_err());
     }
     // user nice system idle iowait irq softirq steal; guest time is already counted in user and nice.
-    let total: u64 = fields.iter().take(8).sum();
+    // Checked: counters that add past u64 are not a kernel's.
+    let total = fields.iter().take(8).try_fold(0u64, |a, &f| a.checked_add(f)).ok_or_else(parse_err)?;
     let idle = fields[3] + fields.get(4).copied().unwrap_or(0);
     Ok((total - idle, total))
 }
@@ -103,7 +104,8 @@ impl LoadSensor for CpuLoad {
         let now = cpu_times(&self.path)?;
         let busy = now.0.saturating_sub(self.last.0);
         let total = now.1.saturating_sub(self.last.1);
-        if let Some(permille) = (busy.min(total) * 1000).checked_div(total) {
+        // In u128: the product of counters that jumped (a rewritten or fake file) must not overflow.
+        if let Some(permille) = (u128::from(busy.min(total)) * 1000).checked_div(u128::from(total)) {
             self.last_permille = permille as u16;
             self.last = now;
         }
@@ -123,5 +125,12 @@ mod tests {
         assert_eq!(cpu_times(&stat).unwrap(), (160, 1000));
         std::fs::write(&stat, "intr 1 2 3\n").unwrap();
         assert!(matches!(cpu_times(&stat), Err(SysfsError::Parse { .. })));
+        std::fs::write(&stat, format!("cpu  {} 1 1 {}\n", u64::MAX, u64::MAX)).unwrap();
+        assert!(matches!(cpu_times(&stat), Err(SysfsError::Parse { .. })));
+        // Counters that jump by more than u64::MAX / 1000 between readings still give a load.
+        std::fs::write(&stat, "cpu  1 0 0 1\n").unwrap();
+        let mut load = CpuLoad { path: stat.clone(), last: cpu_times(&stat).unwrap(), last_permille: 0 };
+        std::fs::write(&stat, format!("cpu  {} 0 0 {}\n", u64::MAX / 4, u64::MAX / 4)).unwrap();
+        assert_eq!(load.load_permille().unwrap(), 500);
     }
 }

@@ -1,5 +1,7 @@
 //! What the platform changed and how to put it back, exactly once: when the control is dropped, or when
 //! the process gets SIGINT, SIGTERM or SIGHUP (Ctrl-C, `systemctl stop`, a closed ssh session).
+//! A program that winds down by itself (`dynofa run`, which still writes its trace) asks for the first
+//! SIGINT or SIGTERM as a flag instead ([`stop_on_signal`]); its controls then restore when dropped.
 //!
 //! Every control that writes a clock file first saves the file's original content here. A setting that
 //! another tool (nvpmodel, jetson_clocks) rewrote since dynofa's last write belongs to that tool: restoring
@@ -9,7 +11,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
 
 use dynofa_core::lut::Unit;
@@ -81,11 +84,13 @@ struct Entry {
 pub(crate) struct Registry {
     next_id: u64,
     handler_installed: bool,
+    /// Set by the first SIGINT or SIGTERM instead of restoring and exiting ([`stop_on_signal`]).
+    stop: Option<Arc<AtomicBool>>,
     entries: BTreeMap<u64, Entry>,
 }
 
 static REGISTRY: Mutex<Registry> =
-    Mutex::new(Registry { next_id: 0, handler_installed: false, entries: BTreeMap::new() });
+    Mutex::new(Registry { next_id: 0, handler_installed: false, stop: None, entries: BTreeMap::new() });
 
 /// The registry. Controls write clock files only while holding it, so a restore on a signal never
 /// interleaves with a half-done write.
@@ -135,12 +140,17 @@ fn write_range(
 }
 
 impl Registry {
-    /// Save the current content of `knobs` for `unit` and return the entry's id.
-    fn save(&mut self, unit: Unit, knobs: Vec<Knob>) -> Result<u64, SysfsError> {
+    fn install_handler(&mut self) -> Result<(), SysfsError> {
         if !self.handler_installed {
             install_handler()?;
             self.handler_installed = true;
         }
+        Ok(())
+    }
+
+    /// Save the current content of `knobs` for `unit` and return the entry's id.
+    fn save(&mut self, unit: Unit, knobs: Vec<Knob>) -> Result<u64, SysfsError> {
+        self.install_handler()?;
         let slots = knobs
             .into_iter()
             .map(|knob| {
@@ -270,15 +280,23 @@ fn report(result: Result<Vec<ClockOverride>, SysfsError>) {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: restore every saved setting, then end the process as the signal would.
+/// On SIGINT, SIGTERM or SIGHUP: restore every saved setting, then end the process as the signal would;
+/// under [`stop_on_signal`] the first SIGINT or SIGTERM only sets the program's flag.
 fn install_handler() -> Result<(), SysfsError> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|source| SysfsError::Signals { source })?;
     thread::Builder::new()
         .name("dynofa-restore".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                // The guard is held until the process ends so that no control writes after the restore.
+            let mut asked = false;
+            for signal in signals.forever() {
                 let mut registry = lock();
+                // A closed terminal (SIGHUP) leaves nowhere to report to: that one ends the process at once.
+                if let Some(stop) = registry.stop.as_ref().filter(|_| !asked && signal != SIGHUP) {
+                    stop.store(true, Ordering::SeqCst);
+                    asked = true;
+                    continue;
+                }
+                // The guard is held until the process ends so that no control writes after the restore.
                 registry.restore_all().into_iter().for_each(report);
                 // Ends the process with the signal's own status (130 for SIGINT in a shell).
                 let _ = signal_hook::low_level::emulate_default_handler(signal);
@@ -293,6 +311,16 @@ fn install_handler() -> Result<(), SysfsError> {
 /// signals themselves). Each control also restores its own settings when dropped; both are idempotent.
 pub fn restore_all() -> Vec<Result<Vec<ClockOverride>, SysfsError>> {
     lock().restore_all()
+}
+
+/// Let the program wind down by itself on Ctrl-C: from now on the first SIGINT or SIGTERM sets `stop`
+/// (which the program polls, then drops or restores its controls) instead of restoring and exiting;
+/// a second signal, and SIGHUP, still restore every saved setting and end the process at once.
+pub fn stop_on_signal(stop: Arc<AtomicBool>) -> Result<(), SysfsError> {
+    let mut registry = lock();
+    registry.install_handler()?;
+    registry.stop = Some(stop);
+    Ok(())
 }
 
 /// A control's claim on saved settings: saved on the first pin, restored once (explicitly or on drop).

@@ -3,11 +3,11 @@
 #![allow(dead_code, reason = "every sysfs test binary includes this module and uses part of it")]
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Lines};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use dynofa_hal_jetson::linux::fake::{self, FakeBoard};
@@ -63,32 +63,61 @@ pub fn child(name: &str, root: &Path, creds: Option<(u32, u32)>) -> Command {
     cmd
 }
 
+/// A child process whose output lines are read as it runs.
+pub struct Running {
+    proc: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    /// Start `cmd` with its output piped.
+    pub fn start(mut cmd: Command) -> Self {
+        let mut proc = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the child");
+        let lines = BufReader::new(proc.stdout.take().expect("piped stdout")).lines();
+        Self { proc, lines, seen: Vec::new() }
+    }
+
+    /// Read its lines until one contains `marker`; fails the test if it ends first.
+    pub fn wait_for(&mut self, marker: &str) {
+        // libtest may put its own words before the marker on a line.
+        for line in self.lines.by_ref().map_while(Result::ok) {
+            let ready = line.contains(marker);
+            self.seen.push(line);
+            if ready {
+                return;
+            }
+        }
+        panic!("the child never printed {marker:?}; it printed {:?}", self.seen);
+    }
+
+    /// Send it `signal` (a `kill -s` name).
+    pub fn signal(&self, signal: &str) {
+        let killed = Command::new("kill").args(["-s", signal, &self.proc.id().to_string()]).status().expect("run kill");
+        assert!(killed.success());
+    }
+
+    /// How it ended, within 10 s of the last signal (else it is killed and the test fails).
+    pub fn wait(mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.proc.try_wait().expect("wait for the child") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                self.proc.kill().expect("kill the child");
+                panic!("the child did not end within 10 s of the signal");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Start `cmd`, wait until it prints a line containing `marker`, send it `signal` (a `kill -s` name), and
 /// return how it ended (within 10 s, else it is killed and the test fails).
-pub fn signal_once_ready(mut cmd: Command, marker: &str, signal: &str) -> ExitStatus {
-    let mut proc = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start the child");
-    let stdout = BufReader::new(proc.stdout.take().expect("piped stdout"));
-    // The lines end when the child does; libtest may put its own words before the marker on a line.
-    let mut seen = Vec::new();
-    for line in stdout.lines().map_while(Result::ok) {
-        let ready = line.contains(marker);
-        seen.push(line);
-        if ready {
-            break;
-        }
-    }
-    assert!(seen.last().is_some_and(|l| l.contains(marker)), "the child never got ready; it printed {seen:?}");
-    let killed = Command::new("kill").args(["-s", signal, &proc.id().to_string()]).status().expect("run kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = proc.try_wait().expect("wait for the child") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            proc.kill().expect("kill the child");
-            panic!("the child did not end within 10 s of SIG{signal}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn signal_once_ready(cmd: Command, marker: &str, signal: &str) -> ExitStatus {
+    let mut child = Running::start(cmd);
+    child.wait_for(marker);
+    child.signal(signal);
+    child.wait()
 }

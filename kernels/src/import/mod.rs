@@ -291,46 +291,49 @@ fn materialise(t: &TensorRef, storages: &Storages<'_>, format: Format) -> Result
     }
     let elements = data.len() / size;
     let count = t.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("its shape overflows")?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    // The last element the view reaches must lie in the storage.
+    let last =
+        t.shape.iter().zip(&t.stride).try_fold(t.offset as usize, |a, (&d, &s)| a.checked_add((d - 1).checked_mul(s)?));
+    let past = last.is_none_or(|l| l >= elements);
+    // A view reads each element of its storage once at most; one that reads more overlaps itself
+    // (expand's 0 strides), which no state dict holds and which would let a small hostile file ask
+    // for any amount of memory.
+    if past || count > elements {
+        let what = if past { "reaches past" } else { "reads more elements than" };
+        return Err(format!(
+            "the view (offset {}, shape {:?}, stride {:?}) {what} its storage of {elements} elements",
+            t.offset, t.shape, t.stride
+        ));
+    }
+    let push = |out: &mut Vec<u8>, bytes: &[u8]| {
+        if storages.big_endian {
+            bytes.chunks_exact(size).for_each(|e| out.extend(e.iter().rev()));
+        } else {
+            out.extend_from_slice(bytes);
+        }
+    };
     let mut out = Vec::with_capacity(count * size);
-    if count > 0 {
-        // The last element the view reaches must lie in the storage.
-        let last = t
-            .shape
-            .iter()
-            .zip(&t.stride)
-            .try_fold(t.offset as usize, |a, (&d, &s)| a.checked_add((d - 1).checked_mul(s)?));
-        if last.is_none_or(|l| l >= elements) {
-            return Err(format!(
-                "the view (offset {}, shape {:?}, stride {:?}) reaches past its storage of {elements} elements",
-                t.offset, t.shape, t.stride
-            ));
-        }
-        let push = |out: &mut Vec<u8>, bytes: &[u8]| {
-            if storages.big_endian {
-                bytes.chunks_exact(size).for_each(|e| out.extend(e.iter().rev()));
-            } else {
-                out.extend_from_slice(bytes);
+    // Row-major views (every state-dict tensor in practice) are one slice of the storage.
+    let contiguous =
+        (0..t.shape.len()).all(|i| t.shape[i] == 1 || t.stride[i] == t.shape[i + 1..].iter().product::<usize>());
+    if contiguous {
+        push(&mut out, &data[t.offset as usize * size..(t.offset as usize + count) * size]);
+        return Ok(out);
+    }
+    let mut index = vec![0usize; t.shape.len()];
+    for _ in 0..count {
+        let at = t.offset as usize + index.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
+        push(&mut out, &data[at * size..(at + 1) * size]);
+        // Row-major increment of the multi-index.
+        for (i, &d) in index.iter_mut().zip(&t.shape).rev() {
+            *i += 1;
+            if *i < d {
+                break;
             }
-        };
-        // Row-major views (every state-dict tensor in practice) are one slice of the storage.
-        let contiguous =
-            (0..t.shape.len()).all(|i| t.shape[i] == 1 || t.stride[i] == t.shape[i + 1..].iter().product::<usize>());
-        if contiguous {
-            push(&mut out, &data[t.offset as usize * size..(t.offset as usize + count) * size]);
-            return Ok(out);
-        }
-        let mut index = vec![0usize; t.shape.len()];
-        for _ in 0..count {
-            let at = t.offset as usize + index.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
-            push(&mut out, &data[at * size..(at + 1) * size]);
-            // Row-major increment of the multi-index.
-            for (i, &d) in index.iter_mut().zip(&t.shape).rev() {
-                *i += 1;
-                if *i < d {
-                    break;
-                }
-                *i = 0;
-            }
+            *i = 0;
         }
     }
     Ok(out)

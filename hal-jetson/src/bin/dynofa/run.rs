@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
+use dynofa_hal_jetson::linux::restore;
 use dynofa_hal_jetson::run::console::Console;
 use dynofa_hal_jetson::run::schedule::{Ask, DEMO_SECONDS, ModelDef, ScheduleFile};
 use dynofa_hal_jetson::run::{Options, run as run_job};
-use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Options of `dynofa run`.
 #[derive(clap::Args)]
@@ -77,14 +77,10 @@ pub fn run(args: Args) -> Result<()> {
         contend: args.contend.unwrap_or(cores),
     };
     // Ctrl-C (or SIGTERM) ends the run after the frames in flight, still writing the summary, the
-    // trace and the plot; a second one ends the process at once. Once a clock is pinned, the Linux
-    // platform's own handler restores the clocks and ends the process on the first signal instead.
+    // trace and the plot, and restoring any clock a schedule pinned; a second one restores the clocks
+    // and ends the process at once.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, Arc::clone(&stop))
-            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
-            .context("cannot install the Ctrl-C handler")?;
-    }
+    restore::stop_on_signal(Arc::clone(&stop)).context("cannot install the Ctrl-C handler")?;
     let opts = Options {
         ask,
         lut: args.lut,
