@@ -200,24 +200,44 @@ impl Tile<'_> {
                 }
             }
         }
-        for (i, acc) in acc.iter_mut().enumerate() {
-            *acc = fma::<S, NR>(*acc, *self.scale, *self.shift);
-            self.act.apply_all::<NR>(acc);
+        // Row by row with constant indices: a loop over the tile here is left rolled, and LLVM
+        // then moves the tile through the stack in pieces.
+        unroll_rows!(i < R, {
+            let mut v = fma::<S, NR>(acc[i], *self.scale, *self.shift);
+            self.act.apply_all::<NR>(&mut v);
             let at = self.at + (row + i) * self.lo.pixel;
             // OFA's widths are multiples of 8, so a panel is either full or half full.
             // SAFETY: row + i < m and the panel's columns < n, inside the caller's exclusive region.
             unsafe {
                 if self.width == NR {
-                    store::<NR>(acc, residual.map(|r| &r[at..at + NR]), out.add(at));
+                    store::<NR>(&mut v, residual.map(|r| &r[at..at + NR]), out.add(at));
                 } else {
                     debug_assert_eq!(self.width, NR / 2);
-                    let half: &mut [f32; NR / 2] = (&mut acc[..NR / 2]).try_into().expect("half a panel");
+                    let half: &mut [f32; NR / 2] = (&mut v[..NR / 2]).try_into().expect("half a panel");
                     store::<{ NR / 2 }>(half, residual.map(|r| &r[at..at + NR / 2]), out.add(at));
                 }
             }
-        }
+        });
     }
 }
+
+/// `for i in 0..n { body }` for a constant `n <= 8`, written out so that `i` is a constant in
+/// each copy of `body`.
+macro_rules! unroll_rows {
+    ($i:ident < $n:expr, $body:block) => {
+        unroll_rows!(@ $i, $n, $body, 0 1 2 3 4 5 6 7)
+    };
+    (@ $i:ident, $n:expr, $body:block, $($k:literal)*) => {
+        const { assert!($n <= 8) };
+        $(
+            if $k < $n {
+                let $i: usize = $k;
+                $body
+            }
+        )*
+    };
+}
+use unroll_rows;
 
 /// Add the residual (if any) to `v` and write it to `out`.
 ///
