@@ -108,9 +108,19 @@ pub fn stem_im2col(input: &[f32], r: usize, pixels: core::ops::Range<usize>, out
     let o = dynofa_core::arch::conv_out(r, 3, 2);
     for (row, p) in out.chunks_exact_mut(27).zip(pixels) {
         let (oy, ox) = (p / o, p % o);
+        // Top-left tap; the patch is inside the image unless it touches the padding.
+        let (iy, ix) = ((2 * oy).wrapping_sub(1), (2 * ox).wrapping_sub(1));
+        if oy > 0 && ox > 0 && iy + 2 < r && ix + 2 < r {
+            // Three runs of three per channel: no per-tap index arithmetic or bounds test.
+            for (t, taps) in row.chunks_exact_mut(3).enumerate() {
+                let (ci, dy) = (t / 3, t % 3);
+                taps.copy_from_slice(&input[(ci * r + iy + dy) * r + ix..][..3]);
+            }
+            continue;
+        }
         for (t, v) in row.iter_mut().enumerate() {
             let (ci, dy, dx) = (t / 9, t / 3 % 3, t % 3);
-            let (iy, ix) = ((2 * oy + dy).wrapping_sub(1), (2 * ox + dx).wrapping_sub(1));
+            let (iy, ix) = (iy.wrapping_add(dy), ix.wrapping_add(dx));
             *v = if iy < r && ix < r { input[(ci * r + iy) * r + ix] } else { 0.0 };
         }
     }
