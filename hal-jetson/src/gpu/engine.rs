@@ -86,6 +86,23 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// The kernels ([`source`]) compiled by NVRTC to PTX for `arch` (`compute_87`, ...); needs no GPU.
+pub fn compile_ptx(arch: &str) -> Result<String, GpuError> {
+    // SAFETY: only tries to dlopen the NVRTC library.
+    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+        return Err(GpuError::NoNvrtc);
+    }
+    let options = CompileOptions { options: vec![format!("--gpu-architecture={arch}")], ..Default::default() };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(source(), options).map_err(|e| GpuError::Compile {
+        arch: arch.into(),
+        log: match e {
+            CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+            e => format!("{e:?}"),
+        },
+    })?;
+    Ok(ptx.to_src())
+}
+
 impl GpuEngine {
     /// Start on GPU 0: load the driver, compile (or load cached) kernels, upload `weights`.
     pub fn new(weights: SupernetWeights) -> Result<Self, GpuError> {
@@ -158,21 +175,9 @@ impl GpuEngine {
                 return Ok((module, CompileReport { device, arch, compile_s: 0.0, cache, cached: true }));
             }
         }
-        // SAFETY: only tries to dlopen the NVRTC library.
-        if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-            return Err(GpuError::NoNvrtc);
-        }
         let start = Instant::now();
-        let options = CompileOptions { options: vec![format!("--gpu-architecture={arch}")], ..Default::default() };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, options).map_err(|e| GpuError::Compile {
-            arch: arch.clone(),
-            log: match e {
-                CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
-                e => format!("{e:?}"),
-            },
-        })?;
+        let text = compile_ptx(&arch)?;
         let compile_s = start.elapsed().as_secs_f64();
-        let text = ptx.to_src();
         // The cache only saves time: a folder that cannot be written is not an error.
         let cache = cache.filter(|p| {
             p.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok()) && std::fs::write(p, &text).is_ok()
@@ -261,8 +266,16 @@ impl GpuEngine {
             let [bx, by, bz] = l.block;
             // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies in a
             // buffer that this engine keeps alive as long as the graph (gpu::tests checks the plans).
-            launched =
-                unsafe { cudarc::driver::result::launch_kernel(f.cu_function(), (gx, gy, gz), (bx, by, bz), 0, s.cu_stream(), &mut params) };
+            launched = unsafe {
+                cudarc::driver::result::launch_kernel(
+                    f.cu_function(),
+                    (gx, gy, gz),
+                    (bx, by, bz),
+                    0,
+                    s.cu_stream(),
+                    &mut params,
+                )
+            };
             if launched.is_err() {
                 break;
             }
@@ -270,10 +283,9 @@ impl GpuEngine {
         // End the capture even after a failed launch, so that the stream is usable again.
         let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
         launched.map_err(driver("kernel launch during capture"))?;
-        let graph = graph.map_err(driver("graph capture"))?.ok_or(GpuError::Driver {
-            what: "graph capture",
-            error: "the capture recorded nothing".into(),
-        })?;
+        let graph = graph
+            .map_err(driver("graph capture"))?
+            .ok_or(GpuError::Driver { what: "graph capture", error: "the capture recorded nothing".into() })?;
         graph.upload().map_err(driver("graph upload"))?;
         let captured = Captured { id, r: cfg.r as usize, graph };
         match self.find(id) {
@@ -326,7 +338,9 @@ impl InferenceEngine for GpuEngine {
         let mut dst = self.buffer(Buffer::Input).slice_mut(0..expected);
         stream.memcpy_htod(input, &mut dst).map_err(driver("input copy"))?;
         self.graphs[active].graph.launch().map_err(driver("graph launch"))?;
-        stream.memcpy_dtoh(&self.buffer(Buffer::Logits).slice(0..NUM_CLASSES), output).map_err(driver("logits copy"))?;
+        stream
+            .memcpy_dtoh(&self.buffer(Buffer::Logits).slice(0..NUM_CLASSES), output)
+            .map_err(driver("logits copy"))?;
         stream.synchronize().map_err(driver("inference"))
     }
 }

@@ -10,7 +10,7 @@
 mod engine;
 
 #[cfg(feature = "cuda")]
-pub use engine::{CompileReport, GpuEngine};
+pub use engine::{CompileReport, GpuEngine, compile_ptx};
 
 use dynofa_core::SubnetId;
 use dynofa_core::hal::ErrorKind;
