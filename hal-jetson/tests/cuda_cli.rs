@@ -12,8 +12,7 @@ fn cuda_backend_runs_or_refuses_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let bytes: Vec<u8> = (0..3 * 160 * 160).flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes()).collect();
     let view = TensorView::new(Dtype::F32, vec![1, 3, 160, 160], &bytes).unwrap();
-    std::fs::write(dir.path().join("x.safetensors"), safetensors::serialize([("input", view)], None).unwrap())
-        .unwrap();
+    std::fs::write(dir.path().join("x.safetensors"), safetensors::serialize([("input", view)], None).unwrap()).unwrap();
     std::fs::write(dir.path().join("c.json"), MIN).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_dynofa"))
         .args(["infer", "--backend", "cuda", "--config"])
