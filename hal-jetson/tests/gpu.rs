@@ -7,30 +7,7 @@
 //! and libtest's own threads allocate. Run from a staged folder (`cargo xtask gpu-check`) with
 //! `DYNOFA_GOLDENS=<repo>/kernels/goldens`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use dynofa_kernels::counting::{Counting, allocations};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -88,16 +65,16 @@ fn main() {
         }
 
         // Switching and inference after start-up allocate nothing on the host.
-        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let before = allocations();
         for i in 0..1000 {
             let g = mine[i % mine.len()];
             gpu.activate(&g.config).unwrap();
             gpu.infer(&g.input, &mut y_gpu).unwrap();
         }
-        let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-        println!("gpu: w{}: 1000 switches and inferences, {allocations} allocations", net.width_mult);
-        if allocations != 0 {
-            failures.push(format!("w{}: {allocations} allocations in activate/infer", net.width_mult));
+        let count = allocations() - before;
+        println!("gpu: w{}: 1000 switches and inferences, {count} allocations", net.width_mult);
+        if count != 0 {
+            failures.push(format!("w{}: {count} allocations in activate/infer", net.width_mult));
         }
     }
     assert!(failures.is_empty(), "the CUDA engine failed:\n{}", failures.join("\n"));

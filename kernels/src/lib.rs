@@ -16,6 +16,7 @@
 //!   `set_running_statistics`).
 
 pub mod calib;
+pub mod counting;
 pub mod cpu;
 pub mod dataset;
 pub mod goldens;

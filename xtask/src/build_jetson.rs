@@ -197,8 +197,9 @@ fn succeeds(cmd: &mut Command) -> bool {
 }
 
 /// Install cargo-zigbuild and zig when missing (both from their registries: crates.io and PyPI).
-fn ensure_tools() -> Result<()> {
-    if !succeeds(cargo().args(["zigbuild", "--version"])) {
+pub fn ensure_tools() -> Result<()> {
+    // `cargo zigbuild --version` is refused (exit 2) even when it is installed.
+    if !succeeds(Command::new("cargo-zigbuild").arg("--version")) {
         eprintln!(
             "cargo-zigbuild is missing: installing it with `cargo install --locked cargo-zigbuild` (once, a few minutes)"
         );

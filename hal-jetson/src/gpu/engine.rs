@@ -25,7 +25,8 @@ fn driver(what: &'static str) -> impl FnOnce(DriverError) -> GpuError {
 pub struct CompileReport {
     /// The GPU's name.
     pub device: String,
-    /// NVRTC's target, `compute_<major><minor>`.
+    /// The GPU's architecture, `compute_<major><minor>` (the PTX may target an older one, see
+    /// [`GpuEngine::new`]).
     pub arch: String,
     /// Seconds spent compiling (0 when the cache had them).
     pub compile_s: f64,
@@ -86,12 +87,39 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// Fail with [`GpuError::NoNvrtc`] before cudarc would panic on a missing libnvrtc.
+fn nvrtc_present() -> Result<(), GpuError> {
+    // SAFETY: only tries to dlopen the NVRTC library.
+    if unsafe { cudarc::nvrtc::sys::is_culib_present() } { Ok(()) } else { Err(GpuError::NoNvrtc) }
+}
+
+/// The compute capabilities (`major * 10 + minor`) that the NVRTC found here compiles for,
+/// ascending (CUDA 13's dropped Volta, so Xavier's 72 needs an older one); needs no GPU.
+pub fn nvrtc_archs() -> Result<Vec<u32>, GpuError> {
+    use cudarc::nvrtc::sys::{nvrtcGetNumSupportedArchs, nvrtcGetSupportedArchs, nvrtcResult};
+    nvrtc_present()?;
+    let failed =
+        |r: nvrtcResult| GpuError::Compile { arch: "any".into(), log: format!("listing NVRTC's targets: {r:?}") };
+    let mut n = 0;
+    // SAFETY: NVRTC writes one int.
+    let r = unsafe { nvrtcGetNumSupportedArchs(&mut n) };
+    if r != nvrtcResult::NVRTC_SUCCESS {
+        return Err(failed(r));
+    }
+    let mut archs = vec![0; n.max(0) as usize];
+    // SAFETY: NVRTC writes `n` ints, the length it just reported.
+    let r = unsafe { nvrtcGetSupportedArchs(archs.as_mut_ptr()) };
+    if r != nvrtcResult::NVRTC_SUCCESS {
+        return Err(failed(r));
+    }
+    let mut archs: Vec<u32> = archs.into_iter().map(|a| a as u32).collect();
+    archs.sort_unstable();
+    Ok(archs)
+}
+
 /// The kernels ([`source`]) compiled by NVRTC to PTX for `arch` (`compute_87`, ...); needs no GPU.
 pub fn compile_ptx(arch: &str) -> Result<String, GpuError> {
-    // SAFETY: only tries to dlopen the NVRTC library.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(GpuError::NoNvrtc);
-    }
+    nvrtc_present()?;
     let options = CompileOptions { options: vec![format!("--gpu-architecture={arch}")], ..Default::default() };
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(source(), options).map_err(|e| GpuError::Compile {
         arch: arch.into(),
@@ -123,8 +151,7 @@ impl GpuEngine {
         unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx.compute_capability().map_err(driver("compute capability query"))?;
         let device = ctx.name().map_err(driver("device name query"))?;
-        let arch = format!("compute_{major}{minor}");
-        let (module, report) = Self::load_kernels(&ctx, device, arch)?;
+        let (module, report) = Self::load_kernels(&ctx, device, (major * 10 + minor) as u32)?;
         let functions = Kernel::ALL
             .iter()
             .map(|&k| module.load_function(k.name()).map(|f| (k, f)))
@@ -165,8 +192,9 @@ impl GpuEngine {
     fn load_kernels(
         ctx: &Arc<CudaContext>,
         device: String,
-        arch: String,
+        cc: u32,
     ) -> Result<(Arc<CudaModule>, CompileReport), GpuError> {
+        let arch = format!("compute_{cc}");
         let src = source();
         let cache = cache_dir().map(|d| d.join(format!("kernels-{:016x}-{arch}.ptx", fnv1a(src.as_bytes()))));
         if let Some(text) = cache.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
@@ -175,8 +203,21 @@ impl GpuEngine {
                 return Ok((module, CompileReport { device, arch, compile_s: 0.0, cache, cached: true }));
             }
         }
+        // PTX runs on the GPU it was made for and newer ones: target the newest that this NVRTC
+        // knows up to the GPU's own (a GPU newer than the NVRTC still gets kernels).
+        let archs = nvrtc_archs()?;
+        let Some(target) = archs.iter().rev().find(|&&a| a <= cc) else {
+            return Err(GpuError::Compile {
+                arch,
+                log: format!(
+                    "this NVRTC compiles for compute_{} to compute_{} only; use the CUDA of the GPU's JetPack or driver",
+                    archs.first().unwrap_or(&0),
+                    archs.last().unwrap_or(&0)
+                ),
+            });
+        };
         let start = Instant::now();
-        let text = compile_ptx(&arch)?;
+        let text = compile_ptx(&format!("compute_{target}"))?;
         let compile_s = start.elapsed().as_secs_f64();
         // The cache only saves time: a folder that cannot be written is not an error.
         let cache = cache.filter(|p| {
