@@ -124,7 +124,8 @@ pub fn compile_ptx(arch: &str) -> Result<String, GpuError> {
     let ptx = cudarc::nvrtc::compile_ptx_with_opts(source(), options).map_err(|e| GpuError::Compile {
         arch: arch.into(),
         log: match e {
-            CompileError::CompileError { log, .. } => log.to_string_lossy().into_owned(),
+            // One line, as every error of the program.
+            CompileError::CompileError { log, .. } => log.to_string_lossy().trim().replace('\n', " | "),
             e => format!("{e:?}"),
         },
     })?;
