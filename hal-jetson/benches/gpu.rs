@@ -2,7 +2,8 @@
 //! r192) and min (k3 e3 d2 r160), seeded weights, and the host cost of switching between captured
 //! sub-networks. Says that it skipped where no NVIDIA GPU is present.
 //!
-//! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>` and
+//! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>`, then
+//! `kernels <name>: ...` (GPU time per kernel kind, launched without a graph: where to tune), and
 //! `switch median_us=<v> p99_us=<v> max_us=<v>`. `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N]`.
 
 #[cfg(not(feature = "cuda"))]
@@ -17,6 +18,7 @@ fn main() {
     use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
     use dynofa_core::{SubnetConfig, Supernet};
     use dynofa_hal_jetson::gpu::GpuEngine;
+    use dynofa_kernels::gpu::Kernel;
     use dynofa_kernels::rng::golden_input;
     use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
 
@@ -62,6 +64,17 @@ fn main() {
             })
             .collect();
         println!("dynofa-cuda {name} median_ms={:.4}", median(times));
+        // Where the time goes: GPU time per kernel kind, launched one by one (no graph).
+        let times = engine.kernel_times(cfg).expect("kernel timing");
+        let total: f32 = times.iter().map(|(_, ms)| ms).sum();
+        let mut line =
+            format!("kernels {name}: {} launches, {:.1} us GPU time without a graph;", times.len(), total * 1e3);
+        for k in Kernel::ALL {
+            let mine: Vec<f32> = times.iter().filter(|(kk, _)| *kk == k).map(|(_, ms)| ms * 1e3).collect();
+            let max = mine.iter().copied().fold(0.0, f32::max);
+            line += &format!(" {} {}x {:.1} us (max {max:.1})", k.name(), mine.len(), mine.iter().sum::<f32>());
+        }
+        println!("{line}");
     }
 
     // Host cost of a switch: activate() alone, cycling through the captured sub-networks.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use cudarc::driver::result::DriverError;
-use cudarc::driver::{CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, sys};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, sys,
+};
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::NUM_CLASSES;
 use dynofa_core::hal::{ErrorType, InferenceEngine};
@@ -285,43 +287,10 @@ impl GpuEngine {
 
     /// Record `cfg`'s launch plan into a graph (replacing an earlier one of the same sub-network).
     fn capture(&mut self, cfg: &SubnetConfig) -> Result<(), GpuError> {
-        let id = cfg.id();
-        let bn = match self.bn_sets.binary_search_by_key(&id, |(k, _)| *k) {
-            Ok(i) => &self.bn_sets[i].1,
-            Err(_) => &self.bn_default,
-        };
         let s = &self.stream;
-        let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
-        let bases: Vec<(Buffer, u64)> = [(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))]
-            .into_iter()
-            .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
-            .collect();
-        let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
         s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(driver("graph capture start"))?;
-        let mut launched = Ok(());
-        for l in self.image.plan(cfg) {
-            let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
-            let mut slots = l.slots(base);
-            let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
-            let [gx, gy, gz] = l.grid;
-            let [bx, by, bz] = l.block;
-            // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies in a
-            // buffer that this engine keeps alive as long as the graph (gpu::tests checks the plans).
-            launched = unsafe {
-                cudarc::driver::result::launch_kernel(
-                    f.cu_function(),
-                    (gx, gy, gz),
-                    (bx, by, bz),
-                    0,
-                    s.cu_stream(),
-                    &mut params,
-                )
-            };
-            if launched.is_err() {
-                break;
-            }
-        }
+        let launched = self.enqueue(cfg, None);
         // End the capture even after a failed launch, so that the stream is usable again.
         let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
         launched.map_err(driver("kernel launch during capture"))?;
@@ -329,6 +298,7 @@ impl GpuEngine {
             .map_err(driver("graph capture"))?
             .ok_or(GpuError::Driver { what: "graph capture", error: "the capture recorded nothing".into() })?;
         graph.upload().map_err(driver("graph upload"))?;
+        let id = cfg.id();
         let captured = Captured { id, r: cfg.r as usize, graph };
         match self.find(id) {
             Ok(i) => self.graphs[i] = captured,
@@ -341,6 +311,70 @@ impl GpuEngine {
             }
         }
         Ok(())
+    }
+
+    /// Launch `cfg`'s plan on the stream (with its BN set); with `events` (one more than the
+    /// launches), record event `i` before launch `i` and the last one after all.
+    fn enqueue(&self, cfg: &SubnetConfig, events: Option<&[CudaEvent]>) -> Result<(), DriverError> {
+        let bn = match self.bn_sets.binary_search_by_key(&cfg.id(), |(k, _)| *k) {
+            Ok(i) => &self.bn_sets[i].1,
+            Err(_) => &self.bn_default,
+        };
+        let s = &self.stream;
+        let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
+        let bases: Vec<(Buffer, u64)> = [(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))]
+            .into_iter()
+            .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
+            .collect();
+        let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
+        for (i, l) in self.image.plan(cfg).into_iter().enumerate() {
+            if let Some(e) = events {
+                e[i].record(s)?;
+            }
+            let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
+            let mut slots = l.slots(base);
+            let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
+            let [gx, gy, gz] = l.grid;
+            let [bx, by, bz] = l.block;
+            // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies in a
+            // buffer that this engine keeps alive as long as any graph (gpu::tests checks the plans).
+            unsafe {
+                cudarc::driver::result::launch_kernel(
+                    f.cu_function(),
+                    (gx, gy, gz),
+                    (bx, by, bz),
+                    0,
+                    s.cu_stream(),
+                    &mut params,
+                )
+            }?;
+        }
+        if let Some(e) = events {
+            e[e.len() - 1].record(s)?;
+        }
+        Ok(())
+    }
+
+    /// GPU time of each launch of `cfg`'s plan, in ms, run without a graph (after a warm-up), for
+    /// finding where a frame's time goes. Leaves the active sub-network's buffers overwritten.
+    pub fn kernel_times(&mut self, cfg: &SubnetConfig) -> Result<Vec<(Kernel, f32)>, GpuError> {
+        cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
+        let plan = self.image.plan(cfg);
+        let ctx = self.stream.context();
+        let events = (0..=plan.len())
+            .map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(driver("event creation"))?;
+        for _ in 0..3 {
+            self.enqueue(cfg, None).map_err(driver("kernel launch"))?;
+        }
+        self.enqueue(cfg, Some(&events)).map_err(driver("kernel launch"))?;
+        self.stream.synchronize().map_err(driver("kernel timing"))?;
+        plan.iter()
+            .zip(events.windows(2))
+            .map(|(l, e)| e[0].elapsed_ms(&e[1]).map(|ms| (l.kernel, ms)))
+            .collect::<Result<_, _>>()
+            .map_err(driver("event timing"))
     }
 
     fn buffer(&mut self, b: Buffer) -> &mut CudaSlice<f32> {
