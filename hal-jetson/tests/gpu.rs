@@ -7,7 +7,7 @@
 //! and libtest's own threads allocate. Run from a staged folder (`cargo xtask gpu-check`) with
 //! `DYNOFA_GOLDENS=<repo>/kernels/goldens`.
 
-use dynofa_kernels::counting::{Counting, allocations};
+use dynofa_kernels::counting::Counting;
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -22,6 +22,7 @@ fn main() {
     use dynofa_core::Supernet;
     use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
     use dynofa_hal_jetson::gpu::GpuEngine;
+    use dynofa_kernels::counting::allocations;
     use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights, goldens};
 
     let cases = goldens::load().unwrap();
