@@ -200,7 +200,8 @@ impl GpuEngine {
         let arch = format!("compute_{cc}");
         let src = source();
         let cache = cache_dir().map(|d| d.join(format!("kernels-{:016x}-{arch}.ptx", fnv1a(src.as_bytes()))));
-        if let Some(text) = cache.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
+        // A NUL would make cudarc panic when it passes the text on as a C string.
+        if let Some(text) = cache.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).filter(|t| !t.contains('\0')) {
             // A PTX from a newer NVRTC than this driver supports fails to load: compile again then.
             if let Ok(module) = ctx.load_module(Ptx::from_src(text)) {
                 return Ok((module, CompileReport { device, arch, compile_s: 0.0, cache, cached: true }));
