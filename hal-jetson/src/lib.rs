@@ -2,5 +2,6 @@
 
 pub mod design;
 pub mod figures;
+pub mod gpu;
 pub mod linux;
 pub mod run;

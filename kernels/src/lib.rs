@@ -8,14 +8,19 @@
 //!   on the shared weights and switches without allocating or copying.
 //! - [`import`]: torch checkpoints (OFA's released supernets) to safetensors, through a pickle
 //!   reader that runs no code.
+//! - [`gpu`]: the CUDA C kernels (`kernels/cuda/`), the weights as one device image and each
+//!   sub-network's launch plan, for the GPU engine of `dynofa-hal-jetson` and the host emulation.
 //! - [`preprocess`], [`dataset`]: OFA's evaluation preprocessing (torchvision's, bit for bit on
 //!   decoded pixels) and ImageNet-style folders as torchvision's `ImageFolder` reads them.
 //! - [`calib`]: a sub-network's BN statistics re-estimated on images (OFA's
 //!   `set_running_statistics`).
 
 pub mod calib;
+pub mod counting;
 pub mod cpu;
 pub mod dataset;
+pub mod goldens;
+pub mod gpu;
 pub mod import;
 pub mod preprocess;
 pub mod rng;

@@ -4,34 +4,10 @@
 //! Without libtest (`harness = false`): the allocator counts every thread of the process, and
 //! libtest's own threads allocate (its "running for over 60 seconds" note on a busy machine).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use dynofa_core::hal::InferenceEngine;
 use dynofa_core::{SubnetConfig, Supernet};
+use dynofa_kernels::counting::{Counting, allocations};
 use dynofa_kernels::{CpuEngine, SupernetWeights};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only counting.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -54,7 +30,7 @@ fn main() {
     }
     // Natively 1,000 rounds take about a second; under qemu (CI's aarch64 run) minutes.
     let rounds = if cfg!(target_arch = "x86_64") { 1000 } else { 30 };
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     for i in 0..rounds {
         if i % (rounds / 4) == 0 {
             // Idle long enough for the worker threads to park; the next inference wakes them.
@@ -64,7 +40,7 @@ fn main() {
         engine.activate(&configs[k]).unwrap();
         engine.infer(&inputs[k], &mut out).unwrap();
     }
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
+    let after = allocations();
     assert!(out.iter().all(|v| v.is_finite()));
     assert_eq!(after - before, 0, "allocations during {rounds} activate() + infer()");
     println!("alloc: 0 allocations in {rounds} activate() + infer() after start-up");

@@ -8,8 +8,8 @@
 //!
 //! CUDA: the cudarc feature follows the JetPack (5: CUDA 11.4, `cuda-11040`; 6: CUDA 12.6, `cuda-12060`,
 //! or `--cuda-feature cuda-12020` for JetPack 6.0's CUDA 12.2). It is passed as
-//! `--features dynofa-hal-jetson/<name>` only when `dynofa-hal-jetson` declares a feature of that name;
-//! until the CUDA backend adds those features the build says so and builds the CPU-only program.
+//! `--no-default-features --features dynofa-hal-jetson/<name>` (the default feature is `cuda-12060`)
+//! and must be one that `dynofa-hal-jetson` declares.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -197,8 +197,9 @@ fn succeeds(cmd: &mut Command) -> bool {
 }
 
 /// Install cargo-zigbuild and zig when missing (both from their registries: crates.io and PyPI).
-fn ensure_tools() -> Result<()> {
-    if !succeeds(cargo().args(["zigbuild", "--version"])) {
+pub fn ensure_tools() -> Result<()> {
+    // `cargo zigbuild --version` is refused (exit 2) even when it is installed.
+    if !succeeds(Command::new("cargo-zigbuild").arg("--version")) {
         eprintln!(
             "cargo-zigbuild is missing: installing it with `cargo install --locked cargo-zigbuild` (once, a few minutes)"
         );
@@ -228,11 +229,11 @@ pub fn run(args: Args) -> Result<()> {
     build.arg(format!("{TARGET}.{}.{}", glibc.0, glibc.1));
     let cuda = args.cuda_feature.as_deref().unwrap_or(args.jetpack.cuda_feature());
     if features.iter().any(|f| f == cuda) {
-        build.args(["--features", &format!("dynofa-hal-jetson/{cuda}")]);
+        // cudarc takes exactly one CUDA-version feature: drop the default (JetPack 6's) one first.
+        build.args(["--no-default-features", "--features", &format!("dynofa-hal-jetson/{cuda}")]);
     } else {
-        eprintln!(
-            "note: dynofa-hal-jetson has no `{cuda}` feature (no CUDA backend yet): building the CPU-only program"
-        );
+        let known: Vec<&str> = features.iter().filter(|f| f.starts_with("cuda-")).map(String::as_str).collect();
+        bail!("dynofa-hal-jetson has no `{cuda}` feature; pass --cuda-feature with one of {}", known.join(", "));
     }
     sh(&mut build)?;
 

@@ -6,6 +6,7 @@ mod ci;
 mod figures;
 mod flash;
 mod fuzz;
+mod gpu_check;
 mod profile;
 mod search;
 mod sim;
@@ -43,6 +44,8 @@ enum Task {
     Figures(figures::Args),
     /// Benchmarks: `cpu` = the CPU engine next to ONNX Runtime and PyTorch (scripts/ref), and activate().
     Bench(bench::Args),
+    /// Stage the GPU check (x86_64 release binaries + the `ofa` wheel) for scripts/gpu/check.py.
+    GpuCheck(gpu_check::Args),
 }
 
 fn main() -> Result<()> {
@@ -57,5 +60,6 @@ fn main() -> Result<()> {
         Task::Figures(args) => figures::run_task(args),
         Task::Bench(args) => bench::run_task(args),
         Task::Fuzz(args) => fuzz::run_task(args),
+        Task::GpuCheck(args) => gpu_check::run_task(args),
     }
 }

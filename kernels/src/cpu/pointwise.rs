@@ -53,6 +53,11 @@ impl PackedB {
         n.div_ceil(NR)
     }
 
+    /// `W[o][i]` (the GPU image lays the weights out again from here).
+    pub(crate) fn get(&self, o: usize, i: usize) -> f32 {
+        self.panels[(o / NR) * self.k * NR + i * NR + o % NR]
+    }
+
     /// The first `k` input channels of panel `p`.
     fn panel(&self, p: usize, k: usize) -> &[f32] {
         &self.panels[p * self.k * NR..][..k * NR]

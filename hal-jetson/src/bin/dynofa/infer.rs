@@ -1,4 +1,4 @@
-//! `dynofa infer`: run one sub-network on an input with the CPU engine.
+//! `dynofa infer`: run one sub-network on an input with the CPU or the CUDA engine.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -14,6 +14,8 @@ use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights, load_tensor, save
 enum Backend {
     /// The CPU engine (dynofa-kernels).
     Cpu,
+    /// The CUDA engine (NVRTC kernels, one CUDA graph); needs an NVIDIA driver and libnvrtc.
+    Cuda,
 }
 
 /// Options of `dynofa infer`.
@@ -48,7 +50,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let Backend::Cpu = args.backend;
     let weights = match &args.weights {
         Some(path) => SupernetWeights::load(path)?,
         None => SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED),
@@ -63,28 +64,72 @@ pub fn run(args: Args) -> Result<()> {
     let input = load_tensor(&args.input, "input", &[1, 3, r, r]).map_err(|e| anyhow!("{e} (the config's r = {r})"))?;
     let bn = args.bn.as_ref().map(|path| weights.load_bn_statistics(path, &cfg)).transpose()?;
 
-    let mut engine = match args.threads {
-        Some(t) => CpuEngine::with_threads(weights, t),
-        None => CpuEngine::new(weights),
-    };
-    if let Some(table) = bn {
-        engine.register_bn(&cfg, table)?;
+    match args.backend {
+        Backend::Cpu => {
+            let mut engine = match args.threads {
+                Some(t) => CpuEngine::with_threads(weights, t),
+                None => CpuEngine::new(weights),
+            };
+            if let Some(table) = bn {
+                engine.register_bn(&cfg, table)?;
+            }
+            let desc = format!("threads={} isa={:?}", engine.threads(), engine.isa());
+            infer(engine, &cfg, &input, &args, &desc)
+        }
+        Backend::Cuda => cuda(weights, bn, &cfg, &input, &args),
     }
-    engine.activate(&cfg)?;
+}
+
+#[cfg(feature = "cuda")]
+fn cuda(
+    weights: SupernetWeights,
+    bn: Option<dynofa_kernels::BnTable>,
+    cfg: &SubnetConfig,
+    input: &[f32],
+    args: &Args,
+) -> Result<()> {
+    let mut engine = dynofa_hal_jetson::gpu::GpuEngine::new(weights)?;
+    let report = engine.compile_report().clone();
+    let cache = report.cache.as_ref().map_or("not cached".into(), |p| p.display().to_string());
+    if report.cached {
+        eprintln!("{}: kernels for {} from {cache}", report.device, report.arch);
+    } else {
+        eprintln!("{}: kernels compiled for {} in {:.2} s ({cache})", report.device, report.arch, report.compile_s);
+    }
+    if let Some(table) = &bn {
+        engine.register_bn(cfg, table)?;
+    }
+    engine.prepare(std::slice::from_ref(cfg))?;
+    let desc = format!("device={:?} arch={}", report.device, report.arch);
+    infer(engine, cfg, input, args, &desc)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda(_: SupernetWeights, _: Option<dynofa_kernels::BnTable>, _: &SubnetConfig, _: &[f32], _: &Args) -> Result<()> {
+    Err(dynofa_hal_jetson::gpu::GpuError::NotBuilt.into())
+}
+
+/// Activate `cfg`, infer once into `--output`, then time `--repeat` more runs.
+fn infer<E>(mut engine: E, cfg: &SubnetConfig, input: &[f32], args: &Args, desc: &str) -> Result<()>
+where
+    E: InferenceEngine,
+    E::Error: std::error::Error + Send + Sync + 'static,
+{
+    engine.activate(cfg)?;
     let mut logits = vec![0.0; NUM_CLASSES];
-    engine.infer(&input, &mut logits)?;
+    engine.infer(input, &mut logits)?;
     save_tensor(&args.output, "logits", &[1, NUM_CLASSES], &logits)?;
 
     if let Some(n) = args.repeat.filter(|&n| n > 0) {
         let mut times: Vec<f64> = (0..n)
             .map(|_| {
                 let start = Instant::now();
-                engine.infer(&input, &mut logits).map(|()| start.elapsed().as_secs_f64() * 1e3)
+                engine.infer(input, &mut logits).map(|()| start.elapsed().as_secs_f64() * 1e3)
             })
             .collect::<Result<_, _>>()?;
         times.sort_by(f64::total_cmp);
         let median = if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2.0 };
-        println!("threads={} isa={:?} runs={n}", engine.threads(), engine.isa());
+        println!("{desc} runs={n}");
         println!("median_ms={median:.3}");
     }
     Ok(())

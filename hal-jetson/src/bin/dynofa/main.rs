@@ -30,7 +30,7 @@ enum Command {
     Run(run::Args),
     /// Predict a sub-network's ImageNet top-1 with OFA's accuracy predictor.
     Predict(predict::Args),
-    /// Run one sub-network on an input with the CPU engine (logits to a safetensors file).
+    /// Run one sub-network on an input with the CPU or CUDA engine (logits to a safetensors file).
     Infer(infer::Args),
     /// Write the seeded default supernet weights as an OFA state dict (safetensors).
     GenWeights(gen_weights::Args),

@@ -1,0 +1,90 @@
+//! The CUDA engine's batch-1 latency on the w1.2 sub-networks max (k7 e6 d4 r224), mid (k5 e4 d3
+//! r192) and min (k3 e3 d2 r160), seeded weights, and the host cost of switching between captured
+//! sub-networks. Says that it skipped where no NVIDIA GPU is present.
+//!
+//! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>`, then
+//! `kernels <name>: ...` (GPU time per kernel kind, launched without a graph: where to tune), and
+//! `switch median_us=<v> p99_us=<v> max_us=<v>`. `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N]`.
+
+#[cfg(not(feature = "cuda"))]
+fn main() {
+    println!("gpu bench: skipped: built without a CUDA feature of dynofa-hal-jetson");
+}
+
+#[cfg(feature = "cuda")]
+fn main() {
+    use std::time::Instant;
+
+    use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
+    use dynofa_core::{SubnetConfig, Supernet};
+    use dynofa_hal_jetson::gpu::GpuEngine;
+    use dynofa_kernels::gpu::Kernel;
+    use dynofa_kernels::rng::golden_input;
+    use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
+
+    let args: Vec<String> = std::env::args().collect();
+    let runs: usize = args.iter().position(|a| a == "--runs").map_or(1000, |i| args[i + 1].parse().expect("--runs N"));
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+
+    let mut engine = match GpuEngine::new(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED)) {
+        Ok(engine) => engine,
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            println!("gpu bench: skipped: {e}");
+            return;
+        }
+        Err(e) => panic!("the CUDA engine did not start: {e}"),
+    };
+    let r = engine.compile_report();
+    println!("device {:?} arch {} compile_s={:.3} cached={}", r.device, r.arch, r.compile_s, r.cached);
+    let named = [
+        ("max", SubnetConfig::uniform(7, 6, 4, 224)),
+        ("mid", SubnetConfig::uniform(5, 4, 3, 192)),
+        ("min", SubnetConfig::uniform(3, 3, 2, 160)),
+    ];
+    let configs: Vec<_> = named.iter().map(|(_, c)| *c).collect();
+    let start = Instant::now();
+    engine.prepare(&configs).expect("capture");
+    println!("captured {} graphs in {:.1} ms", configs.len(), start.elapsed().as_secs_f64() * 1e3);
+
+    let mut y = vec![0.0; 1000];
+    for (name, cfg) in &named {
+        let x = golden_input(0, cfg.r as usize);
+        engine.activate(cfg).expect("prepared");
+        for _ in 0..runs / 10 + 10 {
+            engine.infer(&x, &mut y).expect("inference");
+        }
+        let times: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                engine.infer(&x, &mut y).expect("inference");
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        println!("dynofa-cuda {name} median_ms={:.4}", median(times));
+        // Where the time goes: GPU time per kernel kind, launched one by one (no graph).
+        let times = engine.kernel_times(cfg).expect("kernel timing");
+        let total: f32 = times.iter().map(|(_, ms)| ms).sum();
+        let mut line =
+            format!("kernels {name}: {} launches, {:.1} us GPU time without a graph;", times.len(), total * 1e3);
+        for k in Kernel::ALL {
+            let mine: Vec<f32> = times.iter().filter(|(kk, _)| *kk == k).map(|(_, ms)| ms * 1e3).collect();
+            let max = mine.iter().copied().fold(0.0, f32::max);
+            line += &format!(" {} {}x {:.1} us (max {max:.1})", k.name(), mine.len(), mine.iter().sum::<f32>());
+        }
+        println!("{line}");
+    }
+
+    // Host cost of a switch: activate() alone, cycling through the captured sub-networks.
+    let mut times = Vec::with_capacity(100 * runs);
+    for i in 0..100 * runs {
+        let t = Instant::now();
+        engine.activate(&configs[i % configs.len()]).expect("prepared");
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+    println!("switch median_us={:.3} p99_us={:.3} max_us={:.3}", at(0.5), at(0.99), at(1.0));
+}

@@ -1,0 +1,423 @@
+//! [`GpuEngine`] on cudarc: NVRTC compile (cached on disk), one upload, one CUDA graph per sub-network.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cudarc::driver::result::DriverError;
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, sys,
+};
+use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
+use dynofa_core::arch::NUM_CLASSES;
+use dynofa_core::hal::{ErrorType, InferenceEngine};
+use dynofa_core::{SubnetConfig, SubnetId};
+use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, bn_image, source};
+use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
+
+use super::GpuError;
+
+/// A driver error as a [`GpuError`].
+fn driver(what: &'static str) -> impl FnOnce(DriverError) -> GpuError {
+    move |e| GpuError::Driver { what, error: format!("{e:?}") }
+}
+
+/// How the kernels were obtained at start.
+#[derive(Debug, Clone)]
+pub struct CompileReport {
+    /// The GPU's name.
+    pub device: String,
+    /// The GPU's architecture, `compute_<major><minor>` (the PTX may target an older one, see
+    /// [`GpuEngine::new`]).
+    pub arch: String,
+    /// Seconds spent compiling (0 when the cache had them).
+    pub compile_s: f64,
+    /// The cached PTX (written after a compile, read otherwise); `None` when no cache folder exists.
+    pub cache: Option<PathBuf>,
+    /// Whether the PTX came from the cache.
+    pub cached: bool,
+}
+
+/// A captured sub-network.
+struct Captured {
+    id: SubnetId,
+    r: usize,
+    graph: CudaGraph,
+}
+
+/// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
+/// [`InferenceEngine::activate`] then only selects it (no upload, no allocation) and
+/// [`InferenceEngine::infer`] copies the input in, replays the graph and copies the logits out.
+pub struct GpuEngine {
+    // Graphs first: they are dropped before the buffers and the module they use.
+    graphs: Vec<Captured>,
+    active: Option<usize>,
+    bn_sets: Vec<(SubnetId, CudaSlice<f32>)>,
+    bn_default: CudaSlice<f32>,
+    work: Vec<(Buffer, CudaSlice<f32>)>,
+    weights_dev: CudaSlice<f32>,
+    functions: Vec<(Kernel, CudaFunction)>,
+    _module: Arc<CudaModule>,
+    stream: Arc<CudaStream>,
+    _ctx: Arc<CudaContext>,
+    image: GpuImage,
+    weights: SupernetWeights,
+    report: CompileReport,
+}
+
+impl std::fmt::Debug for GpuEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuEngine")
+            .field("report", &self.report)
+            .field("graphs", &self.graphs.len())
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where compiled kernels are kept: `$XDG_CACHE_HOME/dynofa` or `~/.cache/dynofa`.
+fn cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("dynofa"))
+}
+
+/// FNV-1a, 64 bits: a stable key for the source (std's hasher may change between releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Fail with [`GpuError::NoNvrtc`] before cudarc would panic on a missing libnvrtc.
+fn nvrtc_present() -> Result<(), GpuError> {
+    // SAFETY: only tries to dlopen the NVRTC library.
+    if unsafe { cudarc::nvrtc::sys::is_culib_present() } { Ok(()) } else { Err(GpuError::NoNvrtc) }
+}
+
+/// The compute capabilities (`major * 10 + minor`) that the NVRTC found here compiles for,
+/// ascending (CUDA 13's dropped Volta, so Xavier's 72 needs an older one); needs no GPU.
+pub fn nvrtc_archs() -> Result<Vec<u32>, GpuError> {
+    use cudarc::nvrtc::sys::{nvrtcGetNumSupportedArchs, nvrtcGetSupportedArchs, nvrtcResult};
+    nvrtc_present()?;
+    let failed =
+        |r: nvrtcResult| GpuError::Compile { arch: "any".into(), log: format!("listing NVRTC's targets: {r:?}") };
+    let mut n = 0;
+    // SAFETY: NVRTC writes one int.
+    let r = unsafe { nvrtcGetNumSupportedArchs(&mut n) };
+    if r != nvrtcResult::NVRTC_SUCCESS {
+        return Err(failed(r));
+    }
+    let mut archs = vec![0; n.max(0) as usize];
+    // SAFETY: NVRTC writes `n` ints, the length it just reported.
+    let r = unsafe { nvrtcGetSupportedArchs(archs.as_mut_ptr()) };
+    if r != nvrtcResult::NVRTC_SUCCESS {
+        return Err(failed(r));
+    }
+    let mut archs: Vec<u32> = archs.into_iter().map(|a| a as u32).collect();
+    archs.sort_unstable();
+    Ok(archs)
+}
+
+/// The kernels ([`source`]) compiled by NVRTC to PTX for `arch` (`compute_87`, ...); needs no GPU.
+pub fn compile_ptx(arch: &str) -> Result<String, GpuError> {
+    nvrtc_present()?;
+    let options = CompileOptions { options: vec![format!("--gpu-architecture={arch}")], ..Default::default() };
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(source(), options).map_err(|e| GpuError::Compile {
+        arch: arch.into(),
+        log: match e {
+            // One line, as every error of the program.
+            CompileError::CompileError { log, .. } => log.to_string_lossy().trim().replace('\n', " | "),
+            e => format!("{e:?}"),
+        },
+    })?;
+    Ok(ptx.to_src())
+}
+
+impl GpuEngine {
+    /// Start on GPU 0: load the driver, compile (or load cached) kernels, upload `weights`.
+    pub fn new(weights: SupernetWeights) -> Result<Self, GpuError> {
+        // cudarc panics on a missing library: check first.
+        // SAFETY: only tries to dlopen the driver library.
+        if !unsafe { sys::is_culib_present() } {
+            return Err(GpuError::NoDriver);
+        }
+        let ctx = CudaContext::new(0).map_err(|e| match e.0 {
+            sys::CUresult::CUDA_ERROR_NO_DEVICE | sys::CUresult::CUDA_ERROR_INVALID_DEVICE => {
+                GpuError::NoDevice(format!("{e:?}"))
+            }
+            _ => GpuError::Driver { what: "context creation", error: format!("{e:?}") },
+        })?;
+        // Stream capture fails with cudarc's per-buffer events (measured with 0.19.10); the engine
+        // orders all work on its one stream itself.
+        // SAFETY: every buffer is used on `stream` only, and the engine synchronises it.
+        unsafe { ctx.disable_event_tracking() };
+        let (major, minor) = ctx.compute_capability().map_err(driver("compute capability query"))?;
+        let device = ctx.name().map_err(driver("device name query"))?;
+        let (module, report) = Self::load_kernels(&ctx, device, (major * 10 + minor) as u32)?;
+        let functions = Kernel::ALL
+            .iter()
+            .map(|&k| module.load_function(k.name()).map(|f| (k, f)))
+            .collect::<Result<_, _>>()
+            .map_err(driver("kernel lookup"))?;
+
+        let stream = ctx.new_stream().map_err(driver("stream creation"))?;
+        let image = GpuImage::new(&weights);
+        let net = *weights.supernet();
+        let upload = driver("weight upload");
+        let weights_dev = stream.clone_htod(&image.data).map_err(upload)?;
+        let bn_default = stream.clone_htod(&bn_image(&weights, None)).map_err(driver("BN upload"))?;
+        let work = Buffer::WORK
+            .iter()
+            .map(|&b| stream.alloc_zeros::<f32>(b.len(&net).max(1)).map(|s| (b, s)))
+            .collect::<Result<_, _>>()
+            .map_err(driver("work buffer allocation"))?;
+        stream.synchronize().map_err(driver("upload"))?;
+        Ok(GpuEngine {
+            graphs: Vec::new(),
+            active: None,
+            bn_sets: Vec::new(),
+            bn_default,
+            work,
+            weights_dev,
+            functions,
+            _module: module,
+            stream,
+            _ctx: ctx,
+            image,
+            weights,
+            report,
+        })
+    }
+
+    /// The kernels' module: the cached PTX for this source and `arch` if the driver accepts it, else
+    /// a fresh NVRTC compile (then cached).
+    fn load_kernels(
+        ctx: &Arc<CudaContext>,
+        device: String,
+        cc: u32,
+    ) -> Result<(Arc<CudaModule>, CompileReport), GpuError> {
+        let arch = format!("compute_{cc}");
+        let src = source();
+        let cache = cache_dir().map(|d| d.join(format!("kernels-{:016x}-{arch}.ptx", fnv1a(src.as_bytes()))));
+        // A NUL would make cudarc panic when it passes the text on as a C string.
+        if let Some(text) = cache.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).filter(|t| !t.contains('\0')) {
+            // A PTX from a newer NVRTC than this driver supports fails to load: compile again then.
+            if let Ok(module) = ctx.load_module(Ptx::from_src(text)) {
+                return Ok((module, CompileReport { device, arch, compile_s: 0.0, cache, cached: true }));
+            }
+        }
+        // PTX runs on the GPU it was made for and newer ones: target the newest that this NVRTC
+        // knows up to the GPU's own (a GPU newer than the NVRTC still gets kernels).
+        let archs = nvrtc_archs()?;
+        let Some(target) = archs.iter().rev().find(|&&a| a <= cc) else {
+            return Err(GpuError::Compile {
+                arch,
+                log: format!(
+                    "this NVRTC compiles for compute_{} to compute_{} only; use the CUDA of the GPU's JetPack or driver",
+                    archs.first().unwrap_or(&0),
+                    archs.last().unwrap_or(&0)
+                ),
+            });
+        };
+        let start = Instant::now();
+        let text = compile_ptx(&format!("compute_{target}"))?;
+        let compile_s = start.elapsed().as_secs_f64();
+        // The cache only saves time: a folder that cannot be written is not an error.
+        let cache = cache.filter(|p| {
+            p.parent().is_some_and(|d| std::fs::create_dir_all(d).is_ok()) && std::fs::write(p, &text).is_ok()
+        });
+        let module = ctx.load_module(Ptx::from_src(text)).map_err(driver("module load"))?;
+        Ok((module, CompileReport { device, arch, compile_s, cache, cached: false }))
+    }
+
+    /// How the kernels were compiled or loaded.
+    pub fn compile_report(&self) -> &CompileReport {
+        &self.report
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &SupernetWeights {
+        &self.weights
+    }
+
+    /// Capture a CUDA graph for each of `configs` not captured yet (allocates: call at start-up).
+    pub fn prepare(&mut self, configs: &[SubnetConfig]) -> Result<(), GpuError> {
+        for cfg in configs {
+            cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
+            if self.find(cfg.id()).is_err() {
+                self.capture(cfg)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Use `table` (from [`SupernetWeights::load_bn_statistics`]) whenever `config` is active; a
+    /// captured graph of `config` is captured again. Allocates: call it at start-up.
+    pub fn register_bn(&mut self, config: &SubnetConfig, table: &BnTable) -> Result<(), GpuError> {
+        config.validate(self.weights.supernet()).map_err(EngineError::from)?;
+        let id = config.id();
+        let set = self.stream.clone_htod(&bn_image(&self.weights, Some(table))).map_err(driver("BN upload"))?;
+        match self.bn_sets.binary_search_by_key(&id, |(k, _)| *k) {
+            Ok(i) => {
+                // The old set stays alive until no graph reads it any more.
+                let old = std::mem::replace(&mut self.bn_sets[i].1, set);
+                if self.find(id).is_ok() {
+                    self.capture(config)?;
+                }
+                drop(old);
+            }
+            Err(i) => {
+                self.bn_sets.insert(i, (id, set));
+                if self.find(id).is_ok() {
+                    self.capture(config)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sub-networks with a captured graph.
+    pub fn prepared(&self) -> usize {
+        self.graphs.len()
+    }
+
+    fn find(&self, id: SubnetId) -> Result<usize, usize> {
+        self.graphs.binary_search_by_key(&id, |c| c.id)
+    }
+
+    /// Record `cfg`'s launch plan into a graph (replacing an earlier one of the same sub-network).
+    fn capture(&mut self, cfg: &SubnetConfig) -> Result<(), GpuError> {
+        let s = &self.stream;
+        s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(driver("graph capture start"))?;
+        let launched = self.enqueue(cfg, None);
+        // End the capture even after a failed launch, so that the stream is usable again.
+        let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
+        launched.map_err(driver("kernel launch during capture"))?;
+        let graph = graph
+            .map_err(driver("graph capture"))?
+            .ok_or(GpuError::Driver { what: "graph capture", error: "the capture recorded nothing".into() })?;
+        graph.upload().map_err(driver("graph upload"))?;
+        let id = cfg.id();
+        let captured = Captured { id, r: cfg.r as usize, graph };
+        match self.find(id) {
+            Ok(i) => self.graphs[i] = captured,
+            Err(i) => {
+                self.graphs.insert(i, captured);
+                // Indices moved: find the active one again.
+                if let Some(a) = self.active.as_mut().filter(|a| **a >= i) {
+                    *a += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Launch `cfg`'s plan on the stream (with its BN set); with `events` (one more than the
+    /// launches), record event `i` before launch `i` and the last one after all.
+    fn enqueue(&self, cfg: &SubnetConfig, events: Option<&[CudaEvent]>) -> Result<(), DriverError> {
+        let bn = match self.bn_sets.binary_search_by_key(&cfg.id(), |(k, _)| *k) {
+            Ok(i) => &self.bn_sets[i].1,
+            Err(_) => &self.bn_default,
+        };
+        let s = &self.stream;
+        let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
+        let bases: Vec<(Buffer, u64)> = [(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))]
+            .into_iter()
+            .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
+            .collect();
+        let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
+        for (i, l) in self.image.plan(cfg).into_iter().enumerate() {
+            if let Some(e) = events {
+                e[i].record(s)?;
+            }
+            let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
+            let mut slots = l.slots(base);
+            let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
+            let [gx, gy, gz] = l.grid;
+            let [bx, by, bz] = l.block;
+            // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies in a
+            // buffer that this engine keeps alive as long as any graph (gpu::tests checks the plans).
+            unsafe {
+                cudarc::driver::result::launch_kernel(
+                    f.cu_function(),
+                    (gx, gy, gz),
+                    (bx, by, bz),
+                    0,
+                    s.cu_stream(),
+                    &mut params,
+                )
+            }?;
+        }
+        if let Some(e) = events {
+            e[e.len() - 1].record(s)?;
+        }
+        Ok(())
+    }
+
+    /// GPU time of each launch of `cfg`'s plan, in ms, run without a graph (after a warm-up), for
+    /// finding where a frame's time goes. Leaves the active sub-network's buffers overwritten.
+    pub fn kernel_times(&mut self, cfg: &SubnetConfig) -> Result<Vec<(Kernel, f32)>, GpuError> {
+        cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
+        let plan = self.image.plan(cfg);
+        let ctx = self.stream.context();
+        let events = (0..=plan.len())
+            .map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(driver("event creation"))?;
+        for _ in 0..3 {
+            self.enqueue(cfg, None).map_err(driver("kernel launch"))?;
+        }
+        self.enqueue(cfg, Some(&events)).map_err(driver("kernel launch"))?;
+        self.stream.synchronize().map_err(driver("kernel timing"))?;
+        plan.iter()
+            .zip(events.windows(2))
+            .map(|(l, e)| e[0].elapsed_ms(&e[1]).map(|ms| (l.kernel, ms)))
+            .collect::<Result<_, _>>()
+            .map_err(driver("event timing"))
+    }
+
+    fn buffer(&mut self, b: Buffer) -> &mut CudaSlice<f32> {
+        &mut self.work.iter_mut().find(|(k, _)| *k == b).expect("every work buffer exists").1
+    }
+}
+
+impl ErrorType for GpuEngine {
+    type Error = GpuError;
+}
+
+impl InferenceEngine for GpuEngine {
+    fn activate(&mut self, config: &SubnetConfig) -> Result<(), GpuError> {
+        match self.find(config.id()) {
+            Ok(i) => {
+                self.active = Some(i);
+                Ok(())
+            }
+            Err(_) => {
+                config.validate(self.weights.supernet()).map_err(EngineError::from)?;
+                Err(GpuError::NotPrepared(config.id()))
+            }
+        }
+    }
+
+    fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), GpuError> {
+        let active = self.active.ok_or(EngineError::NotActive)?;
+        let r = self.graphs[active].r;
+        let expected = 3 * r * r;
+        if input.len() != expected {
+            return Err(EngineError::InputSize { found: input.len(), expected, r }.into());
+        }
+        if output.len() != NUM_CLASSES {
+            return Err(EngineError::OutputSize { found: output.len() }.into());
+        }
+        let stream = self.stream.clone();
+        let mut dst = self.buffer(Buffer::Input).slice_mut(0..expected);
+        stream.memcpy_htod(input, &mut dst).map_err(driver("input copy"))?;
+        self.graphs[active].graph.launch().map_err(driver("graph launch"))?;
+        stream
+            .memcpy_dtoh(&self.buffer(Buffer::Logits).slice(0..NUM_CLASSES), output)
+            .map_err(driver("logits copy"))?;
+        stream.synchronize().map_err(driver("inference"))
+    }
+}

@@ -1,0 +1,131 @@
+// Host emulation of the subset of CUDA that dynofa.cu uses, so that g++ compiles the very kernels that
+// NVRTC compiles and the launch plan can be checked on a machine without a GPU (kernels/tests/
+// gpu_emulated.rs). Slow, single-threaded and exact about what matters for correctness:
+//
+// - every thread of a block runs as a fiber (ucontext) with its own stack and registers;
+// - __syncthreads switches to the next fiber of the block; a block resumes its fibers only after all
+//   of them reached the barrier, so a read after a barrier sees every write before it;
+// - __shared__ is a static array (one block runs at a time), blockIdx/threadIdx/... are globals set by
+//   the scheduler before a fiber resumes;
+// - a barrier that only some threads reach (undefined on a GPU) fails the launch.
+//
+// A translation unit includes this header, then the kernel source (dynofa_kernels::gpu::source()),
+// then writes DYNOFA_EMU_ENTRY, which defines the C entry point dynofa_emu_launch.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <functional>
+#include <utility>
+#include <vector>
+
+#include <ucontext.h>
+
+struct dim3 {
+    unsigned x, y, z;
+};
+
+static dim3 blockIdx, threadIdx, blockDim, gridDim;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+
+namespace dynofa_emu {
+
+// Enough for the kernels' register tiles; the scheduler's frames are on the caller's stack.
+constexpr std::size_t STACK = 64 * 1024;
+
+struct Fiber {
+    ucontext_t ctx;
+    std::vector<char> stack;
+    dim3 tid;
+    bool done;
+};
+
+static std::vector<Fiber> fibers;
+static ucontext_t scheduler;
+static std::size_t current;
+static std::function<void()> body;
+
+static void trampoline() {
+    body();
+    fibers[current].done = true;
+    // Returning resumes `scheduler` through uc_link.
+}
+
+// Runs one block; false when a barrier was reached by only some of its threads.
+static bool run_block(std::size_t threads) {
+    for (std::size_t t = 0; t < threads; ++t) {
+        Fiber& f = fibers[t];
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack.data();
+        f.ctx.uc_stack.ss_size = f.stack.size();
+        f.ctx.uc_link = &scheduler;
+        f.done = false;
+        makecontext(&f.ctx, trampoline, 0);
+    }
+    for (;;) {
+        std::size_t waiting = 0, finished = 0;
+        for (std::size_t t = 0; t < threads; ++t) {
+            if (fibers[t].done) {
+                ++finished;
+                continue;
+            }
+            current = t;
+            threadIdx = fibers[t].tid;
+            swapcontext(&scheduler, &fibers[t].ctx);
+            if (fibers[t].done) ++finished;
+            else ++waiting;
+        }
+        if (waiting == 0) return true;
+        if (finished != 0) return false;
+    }
+}
+
+template <class... A, std::size_t... I>
+static void call(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
+    kernel(*static_cast<A*>(args[I])...);
+}
+
+// Launches `kernel` with cuLaunchKernel's argument convention (an array of pointers to the values).
+template <class... A>
+static int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
+    std::size_t threads = std::size_t(block.x) * block.y * block.z;
+    if (threads == 0 || threads > 1024) return -3;
+    if (fibers.size() < threads) fibers.resize(threads);
+    for (std::size_t t = 0; t < threads; ++t) {
+        if (fibers[t].stack.size() != STACK) fibers[t].stack.resize(STACK);
+        fibers[t].tid = dim3{unsigned(t % block.x), unsigned(t / block.x % block.y), unsigned(t / (block.x * block.y))};
+    }
+    gridDim = grid;
+    blockDim = block;
+    body = [&] { call(kernel, args, std::index_sequence_for<A...>{}); };
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                blockIdx = dim3{x, y, z};
+                if (!run_block(threads)) return -2;
+            }
+    return 0;
+}
+
+}  // namespace dynofa_emu
+
+static inline void __syncthreads() {
+    swapcontext(&dynofa_emu::fibers[dynofa_emu::current].ctx, &dynofa_emu::scheduler);
+}
+
+// The C entry point: 0 on success, -1 for an unknown kernel, -2 for a divergent barrier, -3 for a
+// block size a GPU refuses. DYNOFA_KERNELS(X) (defined by gpu::source()) lists the kernels.
+#define DYNOFA_EMU_DISPATCH(k) \
+    if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, args);
+#define DYNOFA_EMU_ENTRY                                                                               \
+    extern "C" int dynofa_emu_launch(const char* name, const unsigned* grid_dim, const unsigned* block_dim, \
+                                     void** args) {                                                    \
+        dim3 grid{grid_dim[0], grid_dim[1], grid_dim[2]}, block{block_dim[0], block_dim[1], block_dim[2]}; \
+        DYNOFA_KERNELS(DYNOFA_EMU_DISPATCH)                                                            \
+        return -1;                                                                                     \
+    }

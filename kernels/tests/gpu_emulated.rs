@@ -1,0 +1,85 @@
+//! The CUDA kernels and launch plans on the host: `kernels/cuda/dynofa.cu` compiled by the system's
+//! C++ compiler through `kernels/cuda/emulate.h` (threads as fibers, `__syncthreads` as a real
+//! barrier), each plan run launch by launch on host buffers, against the golden logits (the same
+//! bar as every engine: max |y - ref| / max |ref| <= 1e-4). This is what the GPU engine runs, less
+//! NVRTC and the driver. Without a C++ compiler the test says it skipped.
+
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::path::Path;
+use std::process::Command;
+
+use dynofa_kernels::gpu::{Buffer, EMULATE_H, GpuImage, bn_image, source};
+use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
+
+type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const *mut c_void) -> c_int;
+
+/// Compile the emulator into `dir` and load it; `None` (after saying so) without a C++ compiler.
+fn emulator(dir: &Path) -> Option<LaunchFn> {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    if Command::new(&cxx).arg("--version").output().is_err() {
+        println!("skipped: no C++ compiler (`{cxx}`; set CXX) to build the kernels' host emulation");
+        return None;
+    }
+    std::fs::write(dir.join("emulate.h"), EMULATE_H).unwrap();
+    let tu = format!("#include \"emulate.h\"\n{}\nDYNOFA_EMU_ENTRY\n", source());
+    std::fs::write(dir.join("emulated.cpp"), tu).unwrap();
+    let lib = dir.join("libdynofa_emulated.so");
+    let out = Command::new(&cxx)
+        .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-function", "-o"])
+        .arg(&lib)
+        .arg(dir.join("emulated.cpp"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{cxx} failed on the kernels:\n{}", String::from_utf8_lossy(&out.stderr));
+    let path = CString::new(lib.to_str().unwrap()).unwrap();
+    // SAFETY: a library this test just built; its symbol has the LaunchFn signature (emulate.h).
+    unsafe {
+        let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW);
+        assert!(!handle.is_null(), "dlopen {}", lib.display());
+        let sym = libc::dlsym(handle, c"dynofa_emu_launch".as_ptr());
+        assert!(!sym.is_null(), "dynofa_emu_launch not exported");
+        Some(std::mem::transmute::<*mut c_void, LaunchFn>(sym))
+    }
+}
+
+#[test]
+fn emulated_kernels_match_the_goldens() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(launch) = emulator(dir.path()) else { return };
+    // The smallest cases of each width (emulation runs a few million fibers per large frame), one
+    // with a sub-network's own BN statistics, kernels 3, 5 and 7 and SE with several tiles.
+    let wanted = ["w12_min", "w10_min", "w10_mid_bn", "w10_random3", "w12_max_r160"];
+    let cases: Vec<_> = goldens::load().unwrap().into_iter().filter(|g| wanted.contains(&g.name.as_str())).collect();
+    assert_eq!(cases.len(), wanted.len(), "golden cases missing");
+    let mut failures = Vec::new();
+    for g in &cases {
+        let weights = SupernetWeights::seeded(g.net, DEFAULT_SEED);
+        let image = GpuImage::new(&weights);
+        let table = g.bn.as_ref().map(|p| weights.load_bn_statistics(p, &g.config).unwrap());
+        let mut bn = bn_image(&weights, table.as_ref());
+        let mut data = image.data.clone();
+        let mut work: Vec<(Buffer, Vec<f32>)> = Buffer::WORK.iter().map(|&b| (b, vec![0.0; b.len(&g.net)])).collect();
+        work.iter_mut().find(|(b, _)| *b == Buffer::Input).unwrap().1[..g.input.len()].copy_from_slice(&g.input);
+        let bases: Vec<(Buffer, u64)> =
+            [(Buffer::Weights, data.as_mut_ptr() as u64), (Buffer::Bn, bn.as_mut_ptr() as u64)]
+                .into_iter()
+                .chain(work.iter_mut().map(|(b, v)| (*b, v.as_mut_ptr() as u64)))
+                .collect();
+        for l in image.plan(&g.config) {
+            let mut slots = l.slots(|b| bases.iter().find(|(k, _)| *k == b).unwrap().1);
+            let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+            let name = CString::new(l.kernel.name()).unwrap();
+            // SAFETY: the plan's pointers lie inside the buffers above (gpu::tests checks every
+            // plan), which outlive the call; the slots follow the kernel's signature.
+            let rc = unsafe { launch(name.as_ptr(), l.grid.as_ptr(), l.block.as_ptr(), params.as_ptr()) };
+            assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
+        }
+        let logits = &work.iter().find(|(b, _)| *b == Buffer::Logits).unwrap().1;
+        let err = g.error(logits);
+        println!("{}: relative error {err:.2e}", g.name);
+        if err.is_nan() || err > goldens::TOLERANCE {
+            failures.push(format!("{}: relative error {err:.3e}", g.name));
+        }
+    }
+    assert!(failures.is_empty(), "emulated GPU kernels differ from ofa:\n{}", failures.join("\n"));
+}

@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""dynofa's GPU check, on a machine with an NVIDIA GPU and torch but no Rust or network.
+
+Stage the folder first where Rust is (`cargo xtask gpu-check`, see docs/gpu.md), then from the
+repository root:
+
+    python3 scripts/gpu/check.py gpu-check
+
+1. correctness: the CUDA engine on every golden case against the CPU engine and `ofa`'s logits
+   (rel. error <= 1e-4), and zero host allocations over 1,000 switches + inferences (gpu-test);
+2. dynofa's batch-1 latency of the w1.2 sub-networks max/mid/min and the host cost of a switch
+   between captured sub-networks (gpu-bench);
+3. PyTorch on the same sub-networks and weights (`dynofa gen-weights`, loaded into the `ofa`
+   package from the staged wheel): eager, CUDA graph, torch.compile(mode="reduce-overhead"), each
+   mode in its own process. Every timed call does what dynofa's infer does: input from host
+   memory, logits back to host memory, synchronised;
+4. the table of ratios, last. Exit status 1 unless the correctness check ran and passed.
+
+`python3 scripts/gpu/check.py peer ...` is one PyTorch process (used by step 3).
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+NAMED = {
+    "max": {"ks": 7, "e": 6, "d": 4, "r": 224},
+    "mid": {"ks": 5, "e": 4, "d": 3, "r": 192},
+    "min": {"ks": 3, "e": 3, "d": 2, "r": 160},
+}
+MODES = ["eager", "graph", "compile"]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# one PyTorch peer (its own process)
+
+
+def read_safetensors(path):
+    """A safetensors file as {name: torch tensor}, without the safetensors package."""
+    import torch
+
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    body = memoryview(data)[8 + n :]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = {"F32": torch.float32, "I64": torch.int64}.get(t["dtype"])
+        if dtype is None:
+            raise SystemExit(f"{path}: {name} is {t['dtype']}, expected F32 (or I64 for BN counters)")
+        a, b = t["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(body[a:b]), dtype=dtype).reshape(t["shape"])
+    return out
+
+
+def import_ofa(wheel):
+    """`ofa`'s OFAMobileNetV3 from the staged wheel (a pure-Python wheel imports as a zip)."""
+    if wheel:
+        sys.path.insert(0, wheel)
+    try:
+        from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+    except ModuleNotFoundError as e:
+        # ofa imports torchvision and PIL for its data loaders only; stand in for them if absent.
+        if e.name and e.name.split(".")[0] in ("torchvision", "PIL"):
+            import types
+
+            class Stub(types.ModuleType):
+                def __getattr__(self, attr):
+                    return Stub(f"{self.__name__}.{attr}")
+
+                def __call__(self, *a, **k):
+                    return self
+
+                def __mro_entries__(self, bases):
+                    return (object,)
+
+            class Finder:
+                def find_spec(self, name, path, target=None):
+                    if name.split(".")[0] in ("torchvision", "PIL"):
+                        import importlib.machinery
+
+                        return importlib.machinery.ModuleSpec(name, self)
+
+                def create_module(self, spec):
+                    return Stub(spec.name)
+
+                def exec_module(self, module):
+                    pass
+
+            log(f"note: {e.name} is missing; stubbed (ofa needs it only to load datasets)")
+            sys.meta_path.append(Finder())
+            for k in [k for k in sys.modules if k.startswith("ofa")]:
+                del sys.modules[k]
+            from ofa.imagenet_classification.elastic_nn.networks import OFAMobileNetV3
+        else:
+            raise
+    return OFAMobileNetV3
+
+
+def cmd_peer(args):
+    import torch
+
+    OFAMobileNetV3 = import_ofa(args.wheel)
+    net = OFAMobileNetV3(
+        n_classes=1000,
+        bn_param=(0.1, 1e-5),
+        dropout_rate=0.0,
+        width_mult=1.2,
+        ks_list=[3, 5, 7],
+        expand_ratio_list=[3, 4, 6],
+        depth_list=[2, 3, 4],
+    )
+    # nn.Module's strict load (OFAMobileNetV3's override silently keeps missing keys), as
+    # scripts/ref/ofa_ref.py's load_supernet does.
+    torch.nn.Module.load_state_dict(net, read_safetensors(args.weights), strict=True)
+    net.eval()
+    device = torch.device(args.device)
+    log(f"peer torch {torch.__version__} mode={args.mode} device={device}")
+    for which in args.which.split(","):
+        c = NAMED[which]
+        net.set_active_subnet(ks=c["ks"], e=c["e"], d=c["d"])
+        model = net.get_active_subnet(preserve_weight=True).eval().to(device)
+        r = c["r"]
+        x_host = torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0))
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        with torch.inference_mode():
+            if args.mode == "eager":
+                step = lambda: model(x_host.to(device)).cpu()  # noqa: E731
+            elif args.mode == "compile":
+                compiled = torch.compile(model, mode="reduce-overhead")
+                step = lambda: compiled(x_host.to(device)).cpu()  # noqa: E731
+            elif args.mode == "graph":
+                static_x = x_host.to(device)
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(3):
+                        model(static_x)
+                torch.cuda.current_stream().wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    static_y = model(static_x)
+
+                def step():
+                    static_x.copy_(x_host)
+                    graph.replay()
+                    return static_y.cpu()
+
+            else:
+                raise SystemExit(f"unknown mode {args.mode}")
+            t0 = time.perf_counter()
+            for _ in range(args.warmup):
+                step()
+            sync()
+            log(f"{which}: warm-up {time.perf_counter() - t0:.1f} s")
+            ts = []
+            for _ in range(args.reps):
+                t = time.perf_counter_ns()
+                step()
+                sync()
+                ts.append(time.perf_counter_ns() - t)
+        print(f"torch-{args.mode} {which} median_ms={statistics.median(ts) / 1e6:.4f}", flush=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# the check
+
+
+def nvrtc_env():
+    """The environment with a libnvrtc on the loader path: cudarc (built for CUDA 12) looks for
+    libnvrtc.so and libnvrtc.so.12/.11, so a CUDA 13 libnvrtc.so.13 (e.g. torch's pip wheels) is
+    offered as libnvrtc.so through a symlink."""
+    env = dict(os.environ)
+    dirs = [d for d in env.get("LD_LIBRARY_PATH", "").split(":") if d]
+    dirs += sorted(glob.glob("/usr/local/cuda*/lib64")) + sorted(glob.glob("/usr/local/cuda*/targets/*/lib"))
+    try:
+        import torch
+
+        site = os.path.dirname(os.path.dirname(torch.__file__))
+        dirs += sorted(glob.glob(os.path.join(site, "nvidia", "*", "lib")))
+        dirs += sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "lib")))
+    except ImportError:
+        pass
+    for d in dirs:
+        libs = sorted(glob.glob(os.path.join(d, "libnvrtc.so*")))
+        libs = [lib for lib in libs if "builtins" not in lib and "alt" not in lib]
+        if not libs:
+            continue
+        link_dir = tempfile.mkdtemp(prefix="dynofa-nvrtc-")
+        os.symlink(libs[-1], os.path.join(link_dir, "libnvrtc.so"))
+        env["LD_LIBRARY_PATH"] = ":".join([link_dir, d] + [x for x in env.get("LD_LIBRARY_PATH", "").split(":") if x])
+        log(f"libnvrtc: {libs[-1]}")
+        return env
+    log("note: no libnvrtc found; the CUDA engine will say so unless its kernels are cached")
+    return env
+
+
+def run(cmd, env=None, timeout=600):
+    log("$ " + " ".join(cmd))
+    t0 = time.time()
+    try:
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        log(f"timed out after {timeout} s")
+        out = e.stdout or ""
+        return 124, out.decode() if isinstance(out, bytes) else out
+    except OSError as e:
+        log(f"cannot run {cmd[0]}: {e}")
+        return 127, ""
+    sys.stderr.write(p.stderr[-4000:])
+    sys.stdout.write(p.stdout)
+    sys.stdout.flush()
+    log(f"({time.time() - t0:.1f} s, exit {p.returncode})")
+    return p.returncode, p.stdout
+
+
+def cmd_check(args):
+    staged = os.path.abspath(args.staged)
+    for f in ["dynofa", "gpu-test", "gpu-bench"]:
+        if not os.path.exists(os.path.join(staged, f)):
+            raise SystemExit(f"{staged}/{f} is missing: stage the folder with `cargo xtask gpu-check`")
+    wheels = glob.glob(os.path.join(staged, "ofa-*.whl"))
+    _, smi = run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], timeout=60)
+    gpu = smi.strip().splitlines()[0].split(",")[0] if smi.strip() else "no GPU found by nvidia-smi"
+    env = nvrtc_env()
+    env["DYNOFA_GOLDENS"] = os.path.join(REPO, "kernels", "goldens")
+    env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dynofa-cache-")
+
+    rc_test, test_out = run([os.path.join(staged, "gpu-test")], env=env, timeout=300)
+    # The test passes by skipping where the engine cannot start: require its final "gpu: ok".
+    skipped = re.search(r"gpu: skipped: (.*)", test_out)
+    if rc_test != 0:
+        verdict = f"FAILED (exit {rc_test})"
+    elif skipped:
+        verdict = f"NOT RUN: {skipped.group(1)}"
+    else:
+        verdict = "ok" if "gpu: ok" in test_out else "FAILED (no verdict)"
+    _, bench = run([os.path.join(staged, "gpu-bench"), "--runs", str(args.runs)], env=env, timeout=300)
+    dynofa = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda (\w+) median_ms=([\d.]+)", bench)}
+    switch = re.search(r"switch median_us=([\d.]+) p99_us=([\d.]+) max_us=([\d.]+)", bench)
+
+    tmp = tempfile.mkdtemp(prefix="dynofa-gpu-check-")
+    weights = os.path.join(tmp, "w12.safetensors")
+    run([os.path.join(staged, "dynofa"), "gen-weights", "--width", "1.2", "--out", weights], timeout=120)
+    torch_ms = {}
+    for mode in args.modes.split(","):
+        cmd = [sys.executable, os.path.abspath(__file__), "peer", "--mode", mode, "--weights", weights]
+        cmd += ["--reps", str(args.reps), "--warmup", str(args.warmup)]
+        if wheels:
+            cmd += ["--wheel", wheels[0]]
+        _, out = run(cmd, timeout=args.peer_timeout)
+        for m in re.finditer(r"torch-(\w+) (\w+) median_ms=([\d.]+)", out):
+            torch_ms[(m.group(1), m.group(2))] = float(m.group(3))
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    print()
+    if switch:
+        bar = "yes" if float(switch.group(1)) <= 5.0 else "NO"
+        print(f"switch (activate between captured graphs, host): median {switch.group(1)} us, "
+              f"p99 {switch.group(2)} us, max {switch.group(3)} us; median <= 5 us: {bar}")
+    print(f"correctness + allocation-free (gpu-test): {verdict}")
+    print()
+    print(f"## dynofa CUDA vs PyTorch, batch 1, fp32, w1.2, seeded weights ({gpu})")
+    print()
+    print("| sub-network | dynofa cuda ms | " + " | ".join(f"torch {m} ms" for m in MODES) + " | best torch / dynofa | >= 5x |")
+    print("|---|---|" + "---|" * len(MODES) + "---|---|")
+    for which in NAMED:
+        d = dynofa.get(which)
+        t = [torch_ms.get((m, which)) for m in MODES]
+        best = min([v for v in t if v is not None], default=None)
+        ratio = f"{best / d:.2f}x" if best and d else "n/a"
+        bar = ("yes" if best / d >= 5.0 else "NO") if best and d else "n/a"
+        cells = " | ".join(f"{v:.3f}" if v is not None else "n/a" for v in t)
+        print(f"| {which} | {f'{d:.3f}' if d else 'n/a'} | {cells} | {ratio} | {bar} |")
+    return 0 if verdict == "ok" else 1
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd")
+    c = sub.add_parser("check", help="the whole check (default when the first argument is a folder)")
+    c.add_argument("staged", help="the folder staged by `cargo xtask gpu-check`")
+    c.add_argument("--runs", type=int, default=1000, help="timed dynofa inferences per sub-network")
+    c.add_argument("--reps", type=int, default=300, help="timed PyTorch calls per sub-network")
+    c.add_argument("--warmup", type=int, default=30)
+    c.add_argument("--modes", default=",".join(MODES))
+    c.add_argument("--peer-timeout", type=int, default=300)
+    q = sub.add_parser("peer", help="one PyTorch process")
+    q.add_argument("--mode", choices=MODES, required=True)
+    q.add_argument("--weights", required=True)
+    q.add_argument("--wheel")
+    q.add_argument("--which", default="max,mid,min")
+    q.add_argument("--device", default="cuda")
+    q.add_argument("--reps", type=int, default=300)
+    q.add_argument("--warmup", type=int, default=30)
+    argv = sys.argv[1:]
+    if argv and argv[0] not in ("check", "peer", "-h", "--help"):
+        argv = ["check"] + argv
+    args = p.parse_args(argv)
+    if args.cmd == "peer":
+        return cmd_peer(args)
+    if args.cmd == "check":
+        return cmd_check(args)
+    p.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main() or 0)
