@@ -17,6 +17,10 @@ pub struct Args {
 /// Crates whose tests also run on aarch64 under qemu (pure logic; heavy engine tests run natively).
 const QEMU_TEST_CRATES: &[&str] = &["dynofa-core", "dynofa-hal-sim"];
 
+/// The CPU engine's tests that also run under qemu: kernels against references and the goldens
+/// (about 40 s there); the 1,000-switch allocation test stays native.
+const QEMU_KERNEL_TESTS: &[&str] = &["--lib", "--test", "goldens"];
+
 /// Seconds each fuzz target runs in CI: five targets, about five minutes in all.
 const FUZZ_SECONDS: u64 = 60;
 
@@ -93,7 +97,11 @@ pub fn run(args: Args) -> Result<()> {
                 for c in QEMU_TEST_CRATES {
                     cmd.args(["-p", c]);
                 }
-                sh(&mut cmd)
+                sh(&mut cmd)?;
+                // The NEON kernels against their references, and the engine on every golden.
+                sh(cargo()
+                    .args(["test", "--target", "aarch64-unknown-linux-gnu", "-p", "dynofa-kernels"])
+                    .args(QEMU_KERNEL_TESTS))
             }),
         ));
     }
