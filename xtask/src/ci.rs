@@ -69,6 +69,19 @@ pub fn run(args: Args) -> Result<()> {
         ("tests", Box::new(|| sh(cargo().args(["test", "--workspace"])))),
         ("tests (core, defmt)", Box::new(|| sh(cargo().args(["test", "-p", "dynofa-core", "--features", "defmt"])))),
         (
+            // The committed figures follow the code that draws them (policies, search, sim).
+            "figures up to date",
+            Box::new(|| {
+                crate::figures::run_task(crate::figures::Args {
+                    lut: None,
+                    out: crate::figures::FIGURES.into(),
+                    platform: "sim".into(),
+                    check: true,
+                    args: Vec::new(),
+                })
+            }),
+        ),
+        (
             "fuzz (every parser, 60 s each)",
             Box::new(|| crate::fuzz::run_task(crate::fuzz::Args { seconds: FUZZ_SECONDS, target: None })),
         ),

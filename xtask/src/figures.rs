@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::util::{cargo, root, run};
 
 /// Where the committed figures live.
-const FIGURES: &str = "docs/figures";
+pub const FIGURES: &str = "docs/figures";
 
 /// Options of the figures task.
 #[derive(clap::Args)]
