@@ -590,7 +590,7 @@ impl CpuEngine {
         let model = Model { weights, bn_sets, isa: *isa };
         let bufs = Ptrs::new(bufs);
         let out = Buf::new(output);
-        team.run(&|ctx| model.forward(ctx, &plan, input, &bufs, out, mark));
+        team.run_adaptive(&|ctx| model.forward(ctx, &plan, input, &bufs, out, mark));
         mark(Layer::Classifier);
         Ok(())
     }
