@@ -42,14 +42,12 @@ pub struct DepthwiseLayer<'a> {
 
 multiversion! {
     /// Output rows `rows` and channels `chans` (whole chunks of 16, the last one may be 8) of a
-    /// depthwise layer into `out`
-    /// ([`Layout::blocked`] over `out_size²` pixels). With `pool`, the stored values are also added to
-    /// `pool[ch]` (the SE average pool's sums).
+    /// depthwise layer into `out` ([`Layout::blocked`] over `out_size²` pixels). With `pool`, the
+    /// stored values are also added to `pool[ch]` (the SE average pool's sums).
     ///
     /// # Safety
-    /// `out` must be valid for writes of `Layout::blocked(out_size²).len(out_size², c)` floats and no other
-    /// thread may access
-    /// rows `rows` x channels `chans` of it during the call.
+    /// `out` must be valid for writes of `Layout::blocked(out_size²).len(out_size², c)` floats and
+    /// no other thread may access rows `rows` x channels `chans` of it during the call.
     pub unsafe fn depthwise(
         layer: &DepthwiseLayer<'_>,
         rows: Range<usize>,
@@ -243,7 +241,7 @@ impl Row<'_, '_> {
     /// tap is inside the input.
     ///
     /// # Safety
-    /// As [`Row::block`].
+    /// As [`Row::chunk`].
     #[inline(always)]
     unsafe fn pixels<S: Madd, const K: usize, const ST: usize, const X: usize, const W: usize, const INTERIOR: bool>(
         &self,

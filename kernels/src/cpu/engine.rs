@@ -170,7 +170,8 @@ impl Buffers {
         let s0 = Supernet::stem_out(max.r as usize).pow(2);
         let fs = Supernet::final_size(max.r as usize).pow(2);
         let blocks = || net.blocks(&max);
-        // A blocked map of `c` channels takes whole chunks.
+        // A blocked map of `c` channels takes whole chunks: the SE gating addresses a last half
+        // chunk by its full stride.
         let map = |pixels: usize, c: usize| pixels * c.next_multiple_of(CHUNK);
         let io = blocks()
             .map(|b| map(b.in_size.pow(2), b.in_ch).max(map(b.out_size.pow(2), b.out_ch)))

@@ -1,14 +1,14 @@
 //! A persistent team of threads for fork-join regions with spin barriers inside.
 //!
 //! One inference is one region: every thread walks the same layer list, takes its share of each
-//! layer and meets the others at a barrier between layers.
+//! layer and meets the others at a barrier between layers. Workers spin briefly for the next region
+//! and then park, so an idle engine costs no CPU (spinning peers slow down other processes).
 //!
 //! With more runnable threads than cores (another application busy on every core), a region with
 //! tens of barriers waits at each one for a partner that the OS has descheduled, up to a time slice
 //! each: frames slowed 30x in `dynofa run`'s contention phase. [`Team::run_adaptive`] notices the
 //! barrier waits, runs such frames on the calling thread alone and returns to the whole team once
-//! a cheap probe finds the workers answering promptly again. Workers spin briefly for the next region
-//! and then park, so an idle engine costs no CPU (spinning peers slow down other processes).
+//! a cheap probe finds the workers answering promptly again.
 
 use std::cell::{Cell, UnsafeCell};
 use std::ops::Range;
@@ -210,19 +210,20 @@ impl Team {
             self.run(job);
             return;
         }
-        let now = Instant::now();
-        if self.adapt.probe_due(now) {
-            let start = Instant::now();
+        let mut start = Instant::now();
+        if self.adapt.probe_due(start) {
             self.run(&|ctx| ctx.sync());
-            self.adapt = Adapt::after_probe(start.elapsed(), Instant::now());
+            let end = Instant::now();
+            self.adapt = Adapt::after_probe(end - start, end);
+            start = end;
         }
         if self.is_solo() {
             run_or_abort(job, &Ctx::new(0, 1, &self.shared.barrier));
             return;
         }
-        let start = Instant::now();
         let waited = self.run(job);
-        self.adapt = self.adapt.after_team_frame(start.elapsed(), waited, Instant::now());
+        let end = Instant::now();
+        self.adapt = self.adapt.after_team_frame(end - start, waited, end);
     }
 
     /// Run `job` on every thread of the team and return when all have finished it, with the time
