@@ -4,7 +4,10 @@
 //!
 //! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>`, then
 //! `kernels <name>: ...` (GPU time per kernel kind, launched without a graph: where to tune), and
-//! `switch median_us=<v> p99_us=<v> max_us=<v>`. `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N]`.
+//! `switch median_us=<v> p99_us=<v> max_us=<v>`. With `--launches FILE`, every launch of the three
+//! plans goes to FILE as CSV: its kernel, grid, block, integer arguments, the plan's estimate and the
+//! measured GPU time (what calibrates the pointwise model in `dynofa_kernels::gpu`).
+//! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
 
 #[cfg(not(feature = "cuda"))]
 fn main() {
@@ -18,12 +21,14 @@ fn main() {
     use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
     use dynofa_core::{SubnetConfig, Supernet};
     use dynofa_hal_jetson::gpu::GpuEngine;
-    use dynofa_kernels::gpu::Kernel;
+    use dynofa_kernels::gpu::{Arg, Kernel};
     use dynofa_kernels::rng::golden_input;
     use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
 
     let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args.iter().position(|a| a == "--runs").map_or(1000, |i| args[i + 1].parse().expect("--runs N"));
+    let value = |flag: &str| args.iter().position(|a| a == flag).map(|i| args.get(i + 1).expect(flag).as_str());
+    let runs: usize = value("--runs").map_or(1000, |v| v.parse().expect("--runs N"));
+    let mut csv = String::from("subnet,index,kernel,grid,block,ints,model_us,gpu_us\n");
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -38,7 +43,14 @@ fn main() {
         Err(e) => panic!("the CUDA engine did not start: {e}"),
     };
     let r = engine.compile_report();
-    println!("device {:?} arch {} compile_s={:.3} cached={}", r.device, r.arch, r.compile_s, r.cached);
+    println!(
+        "device {:?} arch {} multiprocessors {} compile_s={:.3} cached={}",
+        r.device,
+        r.arch,
+        engine.multiprocessors(),
+        r.compile_s,
+        r.cached
+    );
     let named = [
         ("max", SubnetConfig::uniform(7, 6, 4, 224)),
         ("mid", SubnetConfig::uniform(5, 4, 3, 192)),
@@ -67,14 +79,25 @@ fn main() {
         // Where the time goes: GPU time per kernel kind, launched one by one (no graph).
         let times = engine.kernel_times(cfg).expect("kernel timing");
         let total: f32 = times.iter().map(|(_, ms)| ms).sum();
+        for (i, (l, ms)) in times.iter().enumerate() {
+            let ints: Vec<String> =
+                l.args.iter().filter_map(|a| if let Arg::Int(v) = a { Some(v.to_string()) } else { None }).collect();
+            let model = l.model_us.map_or(String::new(), |us| format!("{us:.2}"));
+            let [g, b] = [l.grid, l.block].map(|d| format!("{}x{}x{}", d[0], d[1], d[2]));
+            csv += &format!("{name},{i},{},{g},{b},{},{model},{:.2}\n", l.kernel.name(), ints.join(" "), ms * 1e3);
+        }
         let mut line =
             format!("kernels {name}: {} launches, {:.1} us GPU time without a graph;", times.len(), total * 1e3);
         for k in Kernel::ALL {
-            let mine: Vec<f32> = times.iter().filter(|(kk, _)| *kk == k).map(|(_, ms)| ms * 1e3).collect();
+            let mine: Vec<f32> = times.iter().filter(|(l, _)| l.kernel == k).map(|(_, ms)| ms * 1e3).collect();
             let max = mine.iter().copied().fold(0.0, f32::max);
             line += &format!(" {} {}x {:.1} us (max {max:.1})", k.name(), mine.len(), mine.iter().sum::<f32>());
         }
         println!("{line}");
+    }
+    if let Some(path) = value("--launches") {
+        std::fs::write(path, csv).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+        println!("launches: {path}");
     }
 
     // Host cost of a switch: activate() alone, cycling through the captured sub-networks.

@@ -1,6 +1,7 @@
 //! NVRTC accepts the kernels for every GPU dynofa targets that it supports (Xavier sm_72 needs
 //! CUDA 12 or older, Orin sm_87, H100/H200 sm_90) and the PTX has every kernel of the launch plans.
-//! Needs libnvrtc but no GPU; says that it skipped where libnvrtc is not found.
+//! ptxas (through NVRTC) finds no register spill in any kernel. Needs libnvrtc but no GPU; says that
+//! it skipped where libnvrtc is not found.
 
 #[cfg(feature = "cuda")]
 #[test]
@@ -26,4 +27,54 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
         compiled += 1;
     }
     assert!(compiled >= 2, "this NVRTC supports too few of dynofa's targets: {archs:?}");
+}
+
+/// Register spills would put the GEMM tiles in local memory: ptxas (run by NVRTC for a real GPU
+/// target) reports none for any kernel on Orin (sm_87) and H100/H200 (sm_90).
+#[cfg(feature = "cuda")]
+#[test]
+fn no_kernel_spills_registers() {
+    use std::ffi::CString;
+
+    use cudarc::nvrtc::result::{compile_program, create_program, destroy_program, get_program_log};
+    use dynofa_hal_jetson::gpu::{GpuError, nvrtc_archs};
+    use dynofa_kernels::gpu::{Kernel, source};
+
+    let archs = match nvrtc_archs() {
+        Err(e @ GpuError::NoNvrtc) => return println!("skipped: {e}"),
+        r => r.unwrap(),
+    };
+    let src = CString::new(source()).unwrap();
+    for cc in [87, 90].into_iter().filter(|cc| archs.contains(cc)) {
+        let prog = create_program(&src, None).unwrap();
+        let options = [format!("--gpu-architecture=sm_{cc}"), "--ptxas-options=-v".into()];
+        // SAFETY: `prog` was just created and is destroyed once, after its log is read.
+        let log = unsafe {
+            let compiled = compile_program(prog, &options);
+            let log = get_program_log(prog).unwrap();
+            destroy_program(prog).unwrap();
+            compiled.unwrap();
+            log
+        };
+        let log: String = log.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
+        for k in Kernel::ALL {
+            let at = log
+                .find(&format!("Function properties for {}\n", k.name()))
+                .unwrap_or_else(|| panic!("sm_{cc}: ptxas said nothing about {}:\n{log}", k.name()));
+            // "ptxas         .     0 bytes stack frame, ..." then "ptxas info    : Used 78 registers, ...".
+            let facts: Vec<&str> = log[at..]
+                .lines()
+                .skip(1)
+                .take(2)
+                .map(|l| l.trim_start_matches("ptxas").trim_start_matches(" info").trim_start_matches([' ', '.', ':']))
+                .collect();
+            println!("sm_{cc} {}: {}", k.name(), facts.join("; "));
+            assert!(
+                facts[0].contains(" 0 bytes spill stores, 0 bytes spill loads"),
+                "sm_{cc} {}: {}",
+                k.name(),
+                facts[0]
+            );
+        }
+    }
 }

@@ -8,10 +8,12 @@
 // connected layers (SE, feature mix, classifier) in OFA's `[out][in]`.
 //
 // The same source compiles under NVRTC and, through emulate.h, as host C++ (the emulated tests), so
-// it uses only: blockIdx/threadIdx/blockDim, __shared__ arrays, __syncthreads (reached by every
-// thread of a block), fminf/fmaxf. No warp shuffles, no atomics: results are deterministic.
+// it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
+// every thread of a block), fminf/fmaxf, and for split GEMMs atomicAdd on a ticket counter,
+// __threadfence and __ldcg. No warp shuffles, and no sum depends on the order in which blocks run:
+// results are deterministic.
 
-// The tile sizes (PW_*, DW_*, MV_*) are defined by the launch plan (dynofa-kernels' gpu module), which
+// The tile sizes (PW_*, PWS_*, DW_*, MV_*) are defined by the launch plan (dynofa-kernels' gpu module), which
 // prepends them to this source, so the plan and the kernels cannot disagree.
 #if !defined(PW_BM) || !defined(DW_PIX) || !defined(MV_ROWS)
 #error "compile this source through dynofa_kernels::gpu::source(), which defines the tile sizes"
@@ -58,57 +60,96 @@ extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int 
 
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
 // for p < m, o < n, i < k; `a`, `out` and `res` are dense ([m][k], [m][n]), `w` is `[k][ldw]`.
-// `gate` (the SE excitation of the projection's input) and `res` may be null. Tiles of
-// PW_BM pixels x PW_BN channels, PW_BK input channels at a time, PW_TM x PW_TN per thread.
-extern "C" __global__ void dynofa_pointwise(const float* __restrict__ a, int m, int k, const float* __restrict__ w,
-                                            int ldw, int n, const float* __restrict__ scale,
-                                            const float* __restrict__ shift, int act,
-                                            const float* __restrict__ gate, const float* __restrict__ res,
-                                            float* __restrict__ out) {
-    __shared__ float as[PW_BK][PW_BM];
-    __shared__ float bs[PW_BK][PW_BN];
+// `gate` (the SE excitation of the projection's input) and `res` may be null. Tiles of BM pixels x
+// BN channels, PW_BK input channels at a time, TM x TN per thread.
+//
+// Late layers have few pixels and long k (7x7 pixels, k = 1152): their few output tiles would leave
+// most of the GPU idle, so the plan may split k over gridDim.z slices of `kc` channels. A block then
+// writes its partial tile to `split` ([z][m][n]) and takes a ticket; the tile's last block (every
+// slice's writes fenced before its ticket) sums the slices in the order z = 0, 1, ... (the result
+// does not depend on which block came last), applies the epilogue and returns the ticket counter
+// to 0 for the next launch. `tickets` holds one counter per output tile, zeroed at allocation.
+template <int BM, int BN, int TM, int TN>
+__device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int m, int k,
+                                               const float* __restrict__ w, int ldw, int n,
+                                               const float* __restrict__ scale, const float* __restrict__ shift,
+                                               int act, const float* __restrict__ gate,
+                                               const float* __restrict__ res, float* __restrict__ out, int kc,
+                                               float* __restrict__ split, unsigned* __restrict__ tickets) {
+    constexpr int COLS = BN / TN, THREADS = (BM / TM) * COLS;
+    __shared__ float as[PW_BK][BM];
+    __shared__ float bs[PW_BK][BN];
+    __shared__ int last;
     int tid = threadIdx.x;
-    int tx = tid % (PW_BN / PW_TN), ty = tid / (PW_BN / PW_TN);
-    int m0 = blockIdx.y * PW_BM, n0 = blockIdx.x * PW_BN;
-    float acc[PW_TM][PW_TN];
-    for (int i = 0; i < PW_TM; ++i)
-        for (int j = 0; j < PW_TN; ++j) acc[i][j] = 0.0f;
+    int tx = tid % COLS, ty = tid / COLS;
+    int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
+    int kbeg = blockIdx.z * kc, kend = kbeg + kc < k ? kbeg + kc : k;
+    float acc[TM][TN];
+    for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-    for (int k0 = 0; k0 < k; k0 += PW_BK) {
+    for (int k0 = kbeg; k0 < kend; k0 += PW_BK) {
         // Consecutive threads read consecutive input channels of a pixel (a) or output channels (w).
-        for (int e = tid; e < PW_BM * PW_BK; e += PW_THREADS) {
+        for (int e = tid; e < BM * PW_BK; e += THREADS) {
             int row = e / PW_BK, kk = e % PW_BK;
             int p = m0 + row, i = k0 + kk;
             float v = 0.0f;
-            if (p < m && i < k) {
+            if (p < m && i < kend) {
                 v = a[(long)p * k + i];
                 if (gate) v *= gate[i];
             }
             as[kk][row] = v;
         }
-        for (int e = tid; e < PW_BK * PW_BN; e += PW_THREADS) {
-            int kk = e / PW_BN, col = e % PW_BN;
+        for (int e = tid; e < PW_BK * BN; e += THREADS) {
+            int kk = e / BN, col = e % BN;
             int i = k0 + kk, o = n0 + col;
-            bs[kk][col] = (i < k && o < n) ? w[(long)i * ldw + o] : 0.0f;
+            bs[kk][col] = (i < kend && o < n) ? w[(long)i * ldw + o] : 0.0f;
         }
         __syncthreads();
         for (int kk = 0; kk < PW_BK; ++kk) {
-            float av[PW_TM], bv[PW_TN];
-            for (int i = 0; i < PW_TM; ++i) av[i] = as[kk][ty * PW_TM + i];
-            for (int j = 0; j < PW_TN; ++j) bv[j] = bs[kk][tx + j * (PW_BN / PW_TN)];
-            for (int i = 0; i < PW_TM; ++i)
-                for (int j = 0; j < PW_TN; ++j) acc[i][j] += av[i] * bv[j];
+            float av[TM], bv[TN];
+            for (int i = 0; i < TM; ++i) av[i] = as[kk][ty * TM + i];
+            for (int j = 0; j < TN; ++j) bv[j] = bs[kk][tx + j * COLS];
+            for (int i = 0; i < TM; ++i)
+                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
         }
         __syncthreads();
     }
 
+    if (gridDim.z > 1) {
+        long slice = (long)m * n;
+        for (int j = 0; j < TN; ++j)
+            for (int i = 0; i < TM; ++i) {
+                int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
+                if (o < n && p < m) split[blockIdx.z * slice + (long)p * n + o] = acc[i][j];
+            }
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) {
+            unsigned* ticket = &tickets[blockIdx.y * gridDim.x + blockIdx.x];
+            last = atomicAdd(ticket, 1u) == gridDim.z - 1;
+            if (last) *ticket = 0;
+        }
+        __syncthreads();
+        if (!last) return;
+        for (int j = 0; j < TN; ++j)
+            for (int i = 0; i < TM; ++i) {
+                int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
+                float v = 0.0f;
+                // Through L2: the other slices were written by other multiprocessors.
+                if (o < n && p < m)
+                    for (unsigned z = 0; z < gridDim.z; ++z) v += __ldcg(&split[z * slice + (long)p * n + o]);
+                acc[i][j] = v;
+            }
+    }
+
     // Columns are strided by the thread count along n so that a warp stores contiguous channels.
-    for (int j = 0; j < PW_TN; ++j) {
-        int o = n0 + tx + j * (PW_BN / PW_TN);
+    for (int j = 0; j < TN; ++j) {
+        int o = n0 + tx + j * COLS;
         if (o >= n) continue;
         float s = scale[o], t = shift[o];
-        for (int i = 0; i < PW_TM; ++i) {
-            int p = m0 + ty * PW_TM + i;
+        for (int i = 0; i < TM; ++i) {
+            int p = m0 + ty * TM + i;
             if (p >= m) continue;
             float v = dynofa_act(acc[i][j] * s + t, act);
             if (res) v += res[(long)p * n + o];
@@ -116,6 +157,19 @@ extern "C" __global__ void dynofa_pointwise(const float* __restrict__ a, int m, 
         }
     }
 }
+
+#define DYNOFA_POINTWISE(name, BM, BN, TM, TN)                                                              \
+    extern "C" __global__ void name(const float* __restrict__ a, int m, int k, const float* __restrict__ w,  \
+                                    int ldw, int n, const float* __restrict__ scale,                        \
+                                    const float* __restrict__ shift, int act, const float* __restrict__ gate, \
+                                    const float* __restrict__ res, float* __restrict__ out, int kc,         \
+                                    float* __restrict__ split, unsigned* __restrict__ tickets) {            \
+        pointwise_tile<BM, BN, TM, TN>(a, m, k, w, ldw, n, scale, shift, act, gate, res, out, kc, split,    \
+                                       tickets);                                                            \
+    }
+// Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the rest.
+DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN)
+DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN)
 
 // Depthwise kxk convolution, stride `stride`, padding k/2, + BN + act, NHWC `in` ([size][size][c])
 // into `out` ([osize][osize][c]); taps `w` are `[k*k][ldw]`. Block (DW_CH, DW_ROWS): x walks channels,

@@ -7,10 +7,13 @@
 //   of them reached the barrier, so a read after a barrier sees every write before it;
 // - __shared__ is a static array (one block runs at a time), blockIdx/threadIdx/... are globals set by
 //   the scheduler before a fiber resumes;
-// - a barrier that only some threads reach (undefined on a GPU) fails the launch.
+// - a barrier that only some threads reach (undefined on a GPU) fails the launch;
+// - blocks run in grid order, or last block first after dynofa_emu_reverse(1): a test runs both to
+//   check that no result depends on the order.
 //
 // A translation unit includes this header, then the kernel source (dynofa_kernels::gpu::source()),
-// then writes DYNOFA_EMU_ENTRY, which defines the C entry point dynofa_emu_launch.
+// then writes DYNOFA_EMU_ENTRY, which defines the C entry points dynofa_emu_launch and
+// dynofa_emu_reverse.
 #pragma once
 
 #include <cmath>
@@ -49,6 +52,7 @@ static std::vector<Fiber> fibers;
 static ucontext_t scheduler;
 static std::size_t current;
 static std::function<void()> body;
+static bool reverse;
 
 static void trampoline() {
     body();
@@ -103,12 +107,12 @@ static int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
     gridDim = grid;
     blockDim = block;
     body = [&] { call(kernel, args, std::index_sequence_for<A...>{}); };
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                blockIdx = dim3{x, y, z};
-                if (!run_block(threads)) return -2;
-            }
+    std::size_t blocks = std::size_t(grid.x) * grid.y * grid.z;
+    for (std::size_t i = 0; i < blocks; ++i) {
+        std::size_t b = reverse ? blocks - 1 - i : i;
+        blockIdx = dim3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (std::size_t(grid.x) * grid.y))};
+        if (!run_block(threads)) return -2;
+    }
     return 0;
 }
 
@@ -118,11 +122,22 @@ static inline void __syncthreads() {
     swapcontext(&dynofa_emu::fibers[dynofa_emu::current].ctx, &dynofa_emu::scheduler);
 }
 
+// Blocks run one after another and a fiber switches only at a barrier, so these need no atomicity
+// or fences here; the kernels rely on what they mean on a GPU.
+static inline unsigned atomicAdd(unsigned* p, unsigned v) {
+    unsigned old = *p;
+    *p += v;
+    return old;
+}
+static inline void __threadfence() {}
+static inline float __ldcg(const float* p) { return *p; }
+
 // The C entry point: 0 on success, -1 for an unknown kernel, -2 for a divergent barrier, -3 for a
 // block size a GPU refuses. DYNOFA_KERNELS(X) (defined by gpu::source()) lists the kernels.
 #define DYNOFA_EMU_DISPATCH(k) \
     if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, args);
 #define DYNOFA_EMU_ENTRY                                                                               \
+    extern "C" void dynofa_emu_reverse(int on) { dynofa_emu::reverse = on != 0; }                         \
     extern "C" int dynofa_emu_launch(const char* name, const unsigned* grid_dim, const unsigned* block_dim, \
                                      void** args) {                                                    \
         dim3 grid{grid_dim[0], grid_dim[1], grid_dim[2]}, block{block_dim[0], block_dim[1], block_dim[2]}; \

@@ -7,14 +7,30 @@
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use dynofa_kernels::gpu::{Buffer, EMULATE_H, GpuImage, bn_image, source};
+use dynofa_kernels::gpu::{Buffer, EMULATE_H, GpuImage, Kernel, Launch, bn_image, source};
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
 type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const *mut c_void) -> c_int;
+type ReverseFn = unsafe extern "C" fn(c_int);
+
+/// The emulator's entry points.
+struct Emulator {
+    launch: LaunchFn,
+    reverse: ReverseFn,
+}
+
+/// The emulator, compiled once for all tests; a test holds it while it runs (its state is global).
+/// `None` (after saying so) without a C++ compiler.
+fn emulator() -> Option<MutexGuard<'static, Emulator>> {
+    static EMULATOR: OnceLock<Option<Mutex<Emulator>>> = OnceLock::new();
+    let emu = EMULATOR.get_or_init(|| compile(tempfile::tempdir().unwrap().path()).map(Mutex::new)).as_ref()?;
+    Some(emu.lock().unwrap_or_else(|e| e.into_inner()))
+}
 
 /// Compile the emulator into `dir` and load it; `None` (after saying so) without a C++ compiler.
-fn emulator(dir: &Path) -> Option<LaunchFn> {
+fn compile(dir: &Path) -> Option<Emulator> {
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     if Command::new(&cxx).arg("--version").output().is_err() {
         println!("skipped: no C++ compiler (`{cxx}`; set CXX) to build the kernels' host emulation");
@@ -36,50 +52,90 @@ fn emulator(dir: &Path) -> Option<LaunchFn> {
     unsafe {
         let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW);
         assert!(!handle.is_null(), "dlopen {}", lib.display());
-        let sym = libc::dlsym(handle, c"dynofa_emu_launch".as_ptr());
-        assert!(!sym.is_null(), "dynofa_emu_launch not exported");
-        Some(std::mem::transmute::<*mut c_void, LaunchFn>(sym))
+        let sym = |name: &std::ffi::CStr| {
+            let sym = libc::dlsym(handle, name.as_ptr());
+            assert!(!sym.is_null(), "{name:?} not exported");
+            sym
+        };
+        Some(Emulator {
+            launch: std::mem::transmute::<*mut c_void, LaunchFn>(sym(c"dynofa_emu_launch")),
+            reverse: std::mem::transmute::<*mut c_void, ReverseFn>(sym(c"dynofa_emu_reverse")),
+        })
     }
+}
+
+/// Run `cfg`'s plan for `sms` multiprocessors on `input`; the logits and the plan's launches.
+fn run(emu: &Emulator, g: &goldens::Golden, sms: usize) -> (Vec<f32>, Vec<Launch>) {
+    let weights = SupernetWeights::seeded(g.net, DEFAULT_SEED);
+    let image = GpuImage::new(&weights);
+    let table = g.bn.as_ref().map(|p| weights.load_bn_statistics(p, &g.config).unwrap());
+    let mut bn = bn_image(&weights, table.as_ref());
+    let mut data = image.data.clone();
+    let mut work: Vec<(Buffer, Vec<f32>)> = Buffer::WORK.iter().map(|&b| (b, vec![0.0; b.len(&g.net)])).collect();
+    work.iter_mut().find(|(b, _)| *b == Buffer::Input).unwrap().1[..g.input.len()].copy_from_slice(&g.input);
+    let bases: Vec<(Buffer, u64)> = [(Buffer::Weights, data.as_mut_ptr() as u64), (Buffer::Bn, bn.as_mut_ptr() as u64)]
+        .into_iter()
+        .chain(work.iter_mut().map(|(b, v)| (*b, v.as_mut_ptr() as u64)))
+        .collect();
+    let plan = image.plan(&g.config, sms);
+    for l in &plan {
+        let mut slots = l.slots(|b| bases.iter().find(|(k, _)| *k == b).unwrap().1);
+        let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+        let name = CString::new(l.kernel.name()).unwrap();
+        // SAFETY: the plan's pointers lie inside the buffers above (gpu::tests checks every plan),
+        // which outlive the call; the slots follow the kernel's signature.
+        let rc = unsafe { (emu.launch)(name.as_ptr(), l.grid.as_ptr(), l.block.as_ptr(), params.as_ptr()) };
+        assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
+    }
+    let tickets = &work.iter().find(|(b, _)| *b == Buffer::Tickets).unwrap().1;
+    assert!(tickets.iter().all(|&t| t.to_bits() == 0), "{}: a split launch left a ticket counter set", g.name);
+    (work.into_iter().find(|(b, _)| *b == Buffer::Logits).unwrap().1, plan)
 }
 
 #[test]
 fn emulated_kernels_match_the_goldens() {
-    let dir = tempfile::tempdir().unwrap();
-    let Some(launch) = emulator(dir.path()) else { return };
+    let Some(emu) = emulator() else { return };
     // The smallest cases of each width (emulation runs a few million fibers per large frame), one
-    // with a sub-network's own BN statistics, kernels 3, 5 and 7 and SE with several tiles.
+    // with a sub-network's own BN statistics, kernels 3, 5 and 7 and SE with several tiles. Plans
+    // for an H100's 132 multiprocessors (k split over blocks in the late layers) and, for the
+    // first case, a Xavier NX's 6.
     let wanted = ["w12_min", "w10_min", "w10_mid_bn", "w10_random3", "w12_max_r160"];
     let cases: Vec<_> = goldens::load().unwrap().into_iter().filter(|g| wanted.contains(&g.name.as_str())).collect();
     assert_eq!(cases.len(), wanted.len(), "golden cases missing");
+    let runs = cases.iter().map(|g| (g, 132)).chain([(&cases[0], 6)]);
     let mut failures = Vec::new();
-    for g in &cases {
-        let weights = SupernetWeights::seeded(g.net, DEFAULT_SEED);
-        let image = GpuImage::new(&weights);
-        let table = g.bn.as_ref().map(|p| weights.load_bn_statistics(p, &g.config).unwrap());
-        let mut bn = bn_image(&weights, table.as_ref());
-        let mut data = image.data.clone();
-        let mut work: Vec<(Buffer, Vec<f32>)> = Buffer::WORK.iter().map(|&b| (b, vec![0.0; b.len(&g.net)])).collect();
-        work.iter_mut().find(|(b, _)| *b == Buffer::Input).unwrap().1[..g.input.len()].copy_from_slice(&g.input);
-        let bases: Vec<(Buffer, u64)> =
-            [(Buffer::Weights, data.as_mut_ptr() as u64), (Buffer::Bn, bn.as_mut_ptr() as u64)]
-                .into_iter()
-                .chain(work.iter_mut().map(|(b, v)| (*b, v.as_mut_ptr() as u64)))
-                .collect();
-        for l in image.plan(&g.config) {
-            let mut slots = l.slots(|b| bases.iter().find(|(k, _)| *k == b).unwrap().1);
-            let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-            let name = CString::new(l.kernel.name()).unwrap();
-            // SAFETY: the plan's pointers lie inside the buffers above (gpu::tests checks every
-            // plan), which outlive the call; the slots follow the kernel's signature.
-            let rc = unsafe { launch(name.as_ptr(), l.grid.as_ptr(), l.block.as_ptr(), params.as_ptr()) };
-            assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
-        }
-        let logits = &work.iter().find(|(b, _)| *b == Buffer::Logits).unwrap().1;
-        let err = g.error(logits);
-        println!("{}: relative error {err:.2e}", g.name);
+    let mut launches = Vec::new();
+    for (g, sms) in runs {
+        let (logits, plan) = run(&emu, g, sms);
+        let err = g.error(&logits);
+        println!("{} ({sms} multiprocessors): relative error {err:.2e}", g.name);
         if err.is_nan() || err > goldens::TOLERANCE {
-            failures.push(format!("{}: relative error {err:.3e}", g.name));
+            failures.push(format!("{} ({sms} multiprocessors): relative error {err:.3e}", g.name));
         }
+        launches.extend(plan);
     }
     assert!(failures.is_empty(), "emulated GPU kernels differ from ofa:\n{}", failures.join("\n"));
+    // What the runs covered: both pointwise tilings, with and without k split.
+    for (kernel, split) in [(Kernel::Pointwise, false), (Kernel::PointwiseSmall, false), (Kernel::PointwiseSmall, true)]
+    {
+        assert!(
+            launches.iter().any(|l| l.kernel == kernel && (l.grid[2] > 1) == split),
+            "no {kernel:?} launch with split = {split} ran"
+        );
+    }
+}
+
+#[test]
+fn emulated_results_do_not_depend_on_the_order_of_blocks() {
+    let Some(emu) = emulator() else { return };
+    let g = goldens::load().unwrap().into_iter().find(|g| g.name == "w12_min").expect("golden w12_min");
+    let (forward, plan) = run(&emu, &g, 132);
+    assert!(plan.iter().any(|l| l.grid[2] > 1), "the plan splits no k");
+    // SAFETY: sets a flag of the emulator.
+    unsafe { (emu.reverse)(1) };
+    let (reverse, _) = run(&emu, &g, 132);
+    // SAFETY: as above.
+    unsafe { (emu.reverse)(0) };
+    let differ = forward.iter().zip(&reverse).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    assert_eq!(differ, 0, "{differ} logits differ when the blocks run last first");
 }

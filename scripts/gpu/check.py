@@ -252,7 +252,11 @@ def cmd_check(args):
         verdict = f"NOT RUN: {skipped.group(1)}"
     else:
         verdict = "ok" if "gpu: ok" in test_out else "FAILED (no verdict)"
-    _, bench = run([os.path.join(staged, "gpu-bench"), "--runs", str(args.runs)], env=env, timeout=300)
+    bench_cmd = [os.path.join(staged, "gpu-bench"), "--runs", str(args.runs)]
+    if args.save:
+        os.makedirs(args.save, exist_ok=True)
+        bench_cmd += ["--launches", os.path.join(args.save, "launches.csv")]
+    _, bench = run(bench_cmd, env=env, timeout=300)
     dynofa = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda (\w+) median_ms=([\d.]+)", bench)}
     switch = re.search(r"switch median_us=([\d.]+) p99_us=([\d.]+) max_us=([\d.]+)", bench)
 
@@ -270,17 +274,19 @@ def cmd_check(args):
             torch_ms[(m.group(1), m.group(2))] = float(m.group(3))
     shutil.rmtree(tmp, ignore_errors=True)
 
-    print()
+    lines = []
+    say = lines.append
+    say("")
     if switch:
         bar = "yes" if float(switch.group(1)) <= 5.0 else "NO"
-        print(f"switch (activate between captured graphs, host): median {switch.group(1)} us, "
-              f"p99 {switch.group(2)} us, max {switch.group(3)} us; median <= 5 us: {bar}")
-    print(f"correctness + allocation-free (gpu-test): {verdict}")
-    print()
-    print(f"## dynofa CUDA vs PyTorch, batch 1, fp32, w1.2, seeded weights ({gpu})")
-    print()
-    print("| sub-network | dynofa cuda ms | " + " | ".join(f"torch {m} ms" for m in MODES) + " | best torch / dynofa | >= 5x |")
-    print("|---|---|" + "---|" * len(MODES) + "---|---|")
+        say(f"switch (activate between captured graphs, host): median {switch.group(1)} us, "
+            f"p99 {switch.group(2)} us, max {switch.group(3)} us; median <= 5 us: {bar}")
+    say(f"correctness + allocation-free (gpu-test): {verdict}")
+    say("")
+    say(f"## dynofa CUDA vs PyTorch, batch 1, fp32, w1.2, seeded weights ({gpu})")
+    say("")
+    say("| sub-network | dynofa cuda ms | " + " | ".join(f"torch {m} ms" for m in MODES) + " | best torch / dynofa | >= 5x |")
+    say("|---|---|" + "---|" * len(MODES) + "---|---|")
     for which in NAMED:
         d = dynofa.get(which)
         t = [torch_ms.get((m, which)) for m in MODES]
@@ -288,7 +294,14 @@ def cmd_check(args):
         ratio = f"{best / d:.2f}x" if best and d else "n/a"
         bar = ("yes" if best / d >= 5.0 else "NO") if best and d else "n/a"
         cells = " | ".join(f"{v:.3f}" if v is not None else "n/a" for v in t)
-        print(f"| {which} | {f'{d:.3f}' if d else 'n/a'} | {cells} | {ratio} | {bar} |")
+        say(f"| {which} | {f'{d:.3f}' if d else 'n/a'} | {cells} | {ratio} | {bar} |")
+    print("\n".join(lines))
+    if args.save:
+        with open(os.path.join(args.save, "summary.md"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(os.path.join(args.save, "gpu-bench.txt"), "w") as f:
+            f.write(bench)
+        log(f"saved summary.md, gpu-bench.txt and launches.csv in {args.save}")
     return 0 if verdict == "ok" else 1
 
 
@@ -302,6 +315,8 @@ def main():
     c.add_argument("--warmup", type=int, default=30)
     c.add_argument("--modes", default=",".join(MODES))
     c.add_argument("--peer-timeout", type=int, default=300)
+    c.add_argument("--save", help="a folder for summary.md, gpu-bench.txt and launches.csv (each launch's "
+                   "plan estimate and measured GPU time), e.g. the device tool's $OUT")
     q = sub.add_parser("peer", help="one PyTorch process")
     q.add_argument("--mode", choices=MODES, required=True)
     q.add_argument("--weights", required=True)

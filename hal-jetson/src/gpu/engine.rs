@@ -12,7 +12,7 @@ use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::NUM_CLASSES;
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
-use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, bn_image, source};
+use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, Launch, bn_image, source};
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
 use super::GpuError;
@@ -61,6 +61,8 @@ pub struct GpuEngine {
     stream: Arc<CudaStream>,
     _ctx: Arc<CudaContext>,
     image: GpuImage,
+    /// The GPU's multiprocessors, for which the plans are tiled.
+    sms: usize,
     weights: SupernetWeights,
     report: CompileReport,
 }
@@ -154,6 +156,9 @@ impl GpuEngine {
         unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx.compute_capability().map_err(driver("compute capability query"))?;
         let device = ctx.name().map_err(driver("device name query"))?;
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver("multiprocessor count query"))?;
         let (module, report) = Self::load_kernels(&ctx, device, (major * 10 + minor) as u32)?;
         let functions = Kernel::ALL
             .iter()
@@ -185,6 +190,7 @@ impl GpuEngine {
             stream,
             _ctx: ctx,
             image,
+            sms: sms.max(1) as usize,
             weights,
             report,
         })
@@ -328,7 +334,7 @@ impl GpuEngine {
             .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
             .collect();
         let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
-        for (i, l) in self.image.plan(cfg).into_iter().enumerate() {
+        for (i, l) in self.image.plan(cfg, self.sms).into_iter().enumerate() {
             if let Some(e) = events {
                 e[i].record(s)?;
             }
@@ -356,11 +362,12 @@ impl GpuEngine {
         Ok(())
     }
 
-    /// GPU time of each launch of `cfg`'s plan, in ms, run without a graph (after a warm-up), for
-    /// finding where a frame's time goes. Leaves the active sub-network's buffers overwritten.
-    pub fn kernel_times(&mut self, cfg: &SubnetConfig) -> Result<Vec<(Kernel, f32)>, GpuError> {
+    /// Each launch of `cfg`'s plan with its GPU time in ms, run without a graph (after a warm-up),
+    /// for finding where a frame's time goes and checking the plan's model
+    /// ([`Launch::model_us`]). Leaves the active sub-network's buffers overwritten.
+    pub fn kernel_times(&mut self, cfg: &SubnetConfig) -> Result<Vec<(Launch, f32)>, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
-        let plan = self.image.plan(cfg);
+        let plan = self.image.plan(cfg, self.sms);
         let ctx = self.stream.context();
         let events = (0..=plan.len())
             .map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))
@@ -371,11 +378,16 @@ impl GpuEngine {
         }
         self.enqueue(cfg, Some(&events)).map_err(driver("kernel launch"))?;
         self.stream.synchronize().map_err(driver("kernel timing"))?;
-        plan.iter()
+        plan.into_iter()
             .zip(events.windows(2))
-            .map(|(l, e)| e[0].elapsed_ms(&e[1]).map(|ms| (l.kernel, ms)))
+            .map(|(l, e)| e[0].elapsed_ms(&e[1]).map(|ms| (l, ms)))
             .collect::<Result<_, _>>()
             .map_err(driver("event timing"))
+    }
+
+    /// The GPU's multiprocessors (the plans are tiled for them).
+    pub fn multiprocessors(&self) -> usize {
+        self.sms
     }
 
     fn buffer(&mut self, b: Buffer) -> &mut CudaSlice<f32> {
