@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use cudarc::driver::result::DriverError;
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, sys,
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, PinnedHostSlice, sys,
 };
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
-use dynofa_core::arch::NUM_CLASSES;
+use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
 use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, Launch, bn_image, source};
@@ -47,7 +47,9 @@ struct Captured {
 
 /// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
 /// [`InferenceEngine::activate`] then only selects it (no upload, no allocation) and
-/// [`InferenceEngine::infer`] copies the input in, replays the graph and copies the logits out.
+/// [`InferenceEngine::infer`] puts the input in a page-locked buffer, replays the graph (which
+/// copies the input to the GPU, runs the plan and copies the logits back) and waits for it: one
+/// launch and one synchronisation per frame.
 pub struct GpuEngine {
     // Graphs first: they are dropped before the buffers and the module they use.
     graphs: Vec<Captured>,
@@ -56,6 +58,9 @@ pub struct GpuEngine {
     bn_default: CudaSlice<f32>,
     work: Vec<(Buffer, CudaSlice<f32>)>,
     weights_dev: CudaSlice<f32>,
+    /// Page-locked input and logits, which the graphs copy from and to.
+    host_in: PinnedHostSlice<f32>,
+    host_out: PinnedHostSlice<f32>,
     functions: Vec<(Kernel, CudaFunction)>,
     _module: Arc<CudaModule>,
     stream: Arc<CudaStream>,
@@ -178,6 +183,17 @@ impl GpuEngine {
             .collect::<Result<_, _>>()
             .map_err(driver("work buffer allocation"))?;
         stream.synchronize().map_err(driver("upload"))?;
+        // SAFETY: both are written before they are read: the input by `infer` before the graph
+        // copies it, the logits by the graph before `infer` reads them.
+        let (host_in, host_out) = unsafe {
+            // Write-combined: the host only writes the input, which makes the copy faster.
+            let host_in = ctx
+                .alloc_pinned::<f32>(3 * (MAX_RESOLUTION as usize).pow(2))
+                .map_err(driver("page-locked input allocation"))?;
+            let host_out =
+                ctx.alloc_pinned_with_flags::<f32>(NUM_CLASSES, 0).map_err(driver("page-locked logits allocation"))?;
+            (host_in, host_out)
+        };
         Ok(GpuEngine {
             graphs: Vec::new(),
             active: None,
@@ -185,6 +201,8 @@ impl GpuEngine {
             bn_default,
             work,
             weights_dev,
+            host_in,
+            host_out,
             functions,
             _module: module,
             stream,
@@ -294,10 +312,15 @@ impl GpuEngine {
 
     /// Record `cfg`'s launch plan into a graph (replacing an earlier one of the same sub-network).
     fn capture(&mut self, cfg: &SubnetConfig) -> Result<(), GpuError> {
+        // Before the capture: these wait on the buffers' (never recorded) events.
+        let host = (
+            self.host_in.as_ptr().map_err(driver("page-locked input"))?,
+            self.host_out.as_mut_ptr().map_err(driver("page-locked logits"))?,
+        );
         let s = &self.stream;
         s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(driver("graph capture start"))?;
-        let launched = self.enqueue(cfg, None);
+        let launched = self.enqueue(cfg, None, Some(host));
         // End the capture even after a failed launch, so that the stream is usable again.
         let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
         launched.map_err(driver("kernel launch during capture"))?;
@@ -321,8 +344,14 @@ impl GpuEngine {
     }
 
     /// Launch `cfg`'s plan on the stream (with its BN set); with `events` (one more than the
-    /// launches), record event `i` before launch `i` and the last one after all.
-    fn enqueue(&self, cfg: &SubnetConfig, events: Option<&[CudaEvent]>) -> Result<(), DriverError> {
+    /// launches), record event `i` before launch `i` and the last one after all; with `host`
+    /// (page-locked input and logits), copy the input in first and the logits out last.
+    fn enqueue(
+        &self,
+        cfg: &SubnetConfig,
+        events: Option<&[CudaEvent]>,
+        host: Option<(*const f32, *mut f32)>,
+    ) -> Result<(), DriverError> {
         let bn = match self.bn_sets.binary_search_by_key(&cfg.id(), |(k, _)| *k) {
             Ok(i) => &self.bn_sets[i].1,
             Err(_) => &self.bn_default,
@@ -334,6 +363,15 @@ impl GpuEngine {
             .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
             .collect();
         let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
+        let input_len = 3 * (cfg.r as usize).pow(2);
+        if let Some((input, _)) = host {
+            // SAFETY: `input` is `host_in`, page-locked and at least `input_len` long (sized for
+            // the largest resolution); `Buffer::Input` is as large.
+            unsafe {
+                let src = std::slice::from_raw_parts(input, input_len);
+                cudarc::driver::result::memcpy_htod_async(base(Buffer::Input), src, s.cu_stream())?;
+            }
+        }
         for (i, l) in self.image.plan(cfg, self.sms).into_iter().enumerate() {
             if let Some(e) = events {
                 e[i].record(s)?;
@@ -359,6 +397,14 @@ impl GpuEngine {
         if let Some(e) = events {
             e[e.len() - 1].record(s)?;
         }
+        if let Some((_, logits)) = host {
+            // SAFETY: `logits` is `host_out`, page-locked, NUM_CLASSES long and read by the host
+            // only after the stream is synchronised.
+            unsafe {
+                let dst = std::slice::from_raw_parts_mut(logits, NUM_CLASSES);
+                cudarc::driver::result::memcpy_dtoh_async(dst, base(Buffer::Logits), s.cu_stream())?;
+            }
+        }
         Ok(())
     }
 
@@ -374,9 +420,9 @@ impl GpuEngine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(driver("event creation"))?;
         for _ in 0..3 {
-            self.enqueue(cfg, None).map_err(driver("kernel launch"))?;
+            self.enqueue(cfg, None, None).map_err(driver("kernel launch"))?;
         }
-        self.enqueue(cfg, Some(&events)).map_err(driver("kernel launch"))?;
+        self.enqueue(cfg, Some(&events), None).map_err(driver("kernel launch"))?;
         self.stream.synchronize().map_err(driver("kernel timing"))?;
         plan.into_iter()
             .zip(events.windows(2))
@@ -388,10 +434,6 @@ impl GpuEngine {
     /// The GPU's multiprocessors (the plans are tiled for them).
     pub fn multiprocessors(&self) -> usize {
         self.sms
-    }
-
-    fn buffer(&mut self, b: Buffer) -> &mut CudaSlice<f32> {
-        &mut self.work.iter_mut().find(|(k, _)| *k == b).expect("every work buffer exists").1
     }
 }
 
@@ -423,13 +465,11 @@ impl InferenceEngine for GpuEngine {
         if output.len() != NUM_CLASSES {
             return Err(EngineError::OutputSize { found: output.len() }.into());
         }
-        let stream = self.stream.clone();
-        let mut dst = self.buffer(Buffer::Input).slice_mut(0..expected);
-        stream.memcpy_htod(input, &mut dst).map_err(driver("input copy"))?;
+        // The stream is idle here (every call below ends synchronised), so the host buffers are free.
+        self.host_in.as_mut_slice().map_err(driver("page-locked input"))?[..expected].copy_from_slice(input);
         self.graphs[active].graph.launch().map_err(driver("graph launch"))?;
-        stream
-            .memcpy_dtoh(&self.buffer(Buffer::Logits).slice(0..NUM_CLASSES), output)
-            .map_err(driver("logits copy"))?;
-        stream.synchronize().map_err(driver("inference"))
+        self.stream.synchronize().map_err(driver("inference"))?;
+        output.copy_from_slice(&self.host_out.as_slice().map_err(driver("page-locked logits"))?[..NUM_CLASSES]);
+        Ok(())
     }
 }
