@@ -82,7 +82,14 @@ def import_ofa(wheel):
             import types
 
             class Stub(types.ModuleType):
+                # A package (so that submodules import) whose every public attribute is a stub too.
+                def __init__(self, name):
+                    super().__init__(name)
+                    self.__path__ = []
+
                 def __getattr__(self, attr):
+                    if attr.startswith("__"):
+                        raise AttributeError(attr)
                     return Stub(f"{self.__name__}.{attr}")
 
                 def __call__(self, *a, **k):
@@ -96,7 +103,7 @@ def import_ofa(wheel):
                     if name.split(".")[0] in ("torchvision", "PIL"):
                         import importlib.machinery
 
-                        return importlib.machinery.ModuleSpec(name, self)
+                        return importlib.machinery.ModuleSpec(name, self, is_package=True)
 
                 def create_module(self, spec):
                     return Stub(spec.name)
@@ -301,7 +308,8 @@ def cmd_check(args):
             f.write("\n".join(lines) + "\n")
         with open(os.path.join(args.save, "gpu-bench.txt"), "w") as f:
             f.write(bench)
-        log(f"saved summary.md, gpu-bench.txt and launches.csv in {args.save}")
+        saved = [f for f in ("summary.md", "gpu-bench.txt", "launches.csv") if os.path.exists(os.path.join(args.save, f))]
+        log(f"saved {', '.join(saved)} in {args.save}")
     return 0 if verdict == "ok" else 1
 
 

@@ -661,6 +661,11 @@ fn say_summary(console: &mut Console, outcome: &Outcome, plan: &[Model], opts: &
     for (k, (m, s)) in plan.iter().zip(&run.summary.models).enumerate() {
         let frames: Vec<&FrameRow> = run.frames.iter().filter(|f| f.model == k).collect();
         let counted = frames.iter().filter(|f| f.counted).count();
+        // By time as well: when contention makes frames slow, fewer of them run, so the per-frame
+        // share alone understates how long deadlines were missed.
+        let time =
+            |met: bool| frames.iter().filter(|f| f.counted && (!met || f.met())).map(|f| f.latency_ms).sum::<f64>();
+        let met_time = if time(false) > 0.0 { 100.0 * time(true) / time(false) } else { 100.0 };
         let mean_ms = frames.iter().map(|f| f.latency_ms).sum::<f64>() / frames.len().max(1) as f64;
         let costs = &outcome.switch_ns[k];
         let cost = if costs.is_empty() {
@@ -671,7 +676,7 @@ fn say_summary(console: &mut Console, outcome: &Outcome, plan: &[Model], opts: &
             format!("switch cost (activate) {:.1} us mean, {:.1} us max", mean * 1e-3, max as f64 * 1e-3)
         };
         console.line(&format!(
-            "  {}: {} frames, deadlines met {:.1}% (of {counted} counted: all but the {SETTLE_FRAMES} after each change), mean top-1 {:.2}%, {} switches, {cost}, mean latency {mean_ms:.1} ms",
+            "  {}: {} frames, deadlines met {:.1}% (of {counted} counted: all but the {SETTLE_FRAMES} after each change; {met_time:.1}% of their time), mean top-1 {:.2}%, {} switches, {cost}, mean latency {mean_ms:.1} ms",
             m.name,
             s.frames,
             100.0 * s.deadline_met_frac,
