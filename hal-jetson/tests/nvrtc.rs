@@ -1,7 +1,8 @@
 //! NVRTC accepts the kernels for every GPU dynofa targets that it supports (Xavier sm_72 needs
 //! CUDA 12 or older, Orin sm_87, H100/H200 sm_90) and the PTX has every kernel of the launch plans.
-//! ptxas (through NVRTC) finds no register spill in any kernel. Needs libnvrtc but no GPU; says that
-//! it skipped where libnvrtc is not found.
+//! ptxas (through NVRTC) finds no stack frame or register spill in any kernel. Needs libnvrtc but
+//! no GPU; says that it skipped where libnvrtc is not found, unless `DYNOFA_REQUIRE_NVRTC` is set
+//! (CI sets it once it has fetched libnvrtc, see `.ci/run`).
 
 #[cfg(feature = "cuda")]
 #[test]
@@ -10,7 +11,9 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
     use dynofa_kernels::gpu::Kernel;
 
     let archs = match nvrtc_archs() {
-        Err(e @ GpuError::NoNvrtc) => return println!("skipped: {e}"),
+        Err(e @ GpuError::NoNvrtc) if std::env::var_os("DYNOFA_REQUIRE_NVRTC").is_none() => {
+            return println!("skipped: {e}");
+        }
         r => r.unwrap(),
     };
     let mut compiled = 0;
@@ -29,11 +32,12 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
     assert!(compiled >= 2, "this NVRTC supports too few of dynofa's targets: {archs:?}");
 }
 
-/// Register spills would put the GEMM tiles in local memory: ptxas (run by NVRTC for a real GPU
-/// target) reports none for any kernel on Orin (sm_87) and H100/H200 (sm_90).
+/// A stack frame or register spills would put the GEMM tiles in local memory (a tile loop left
+/// rolled did that once): ptxas (run by NVRTC for a real GPU target) reports neither for any kernel
+/// on Orin (sm_87) and H100/H200 (sm_90).
 #[cfg(feature = "cuda")]
 #[test]
-fn no_kernel_spills_registers() {
+fn no_kernel_keeps_registers_in_local_memory() {
     use std::ffi::CString;
 
     use cudarc::nvrtc::result::{compile_program, create_program, destroy_program, get_program_log};
@@ -41,7 +45,9 @@ fn no_kernel_spills_registers() {
     use dynofa_kernels::gpu::{Kernel, source};
 
     let archs = match nvrtc_archs() {
-        Err(e @ GpuError::NoNvrtc) => return println!("skipped: {e}"),
+        Err(e @ GpuError::NoNvrtc) if std::env::var_os("DYNOFA_REQUIRE_NVRTC").is_none() => {
+            return println!("skipped: {e}");
+        }
         r => r.unwrap(),
     };
     let src = CString::new(source()).unwrap();
@@ -70,7 +76,7 @@ fn no_kernel_spills_registers() {
                 .collect();
             println!("sm_{cc} {}: {}", k.name(), facts.join("; "));
             assert!(
-                facts[0].contains(" 0 bytes spill stores, 0 bytes spill loads"),
+                facts[0].starts_with("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads"),
                 "sm_{cc} {}: {}",
                 k.name(),
                 facts[0]

@@ -9,14 +9,24 @@
 //
 // The same source compiles under NVRTC and, through emulate.h, as host C++ (the emulated tests), so
 // it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
-// every thread of a block), fminf/fmaxf, and for split GEMMs atomicAdd on a ticket counter,
-// __threadfence and __ldcg. No warp shuffles, and no sum depends on the order in which blocks run:
-// results are deterministic.
+// every thread of a block), fminf/fmaxf, for split GEMMs atomicAdd on a ticket counter,
+// __threadfence and __ldcg, and on sm_90 the griddepcontrol instructions (DYNOFA_AFTER_PREVIOUS).
+// No warp shuffles, and no sum depends on the order in which blocks run: results are deterministic.
 
 // The tile sizes (PW_*, PWS_*, DW_*, MV_*) are defined by the launch plan (dynofa-kernels' gpu module), which
 // prepends them to this source, so the plan and the kernels cannot disagree.
 #if !defined(PW_BM) || !defined(DW_PIX) || !defined(MV_ROWS)
 #error "compile this source through dynofa_kernels::gpu::source(), which defines the tile sizes"
+#endif
+
+// Programmatic dependent launch (sm_90 and newer, when the engine launches with it): a kernel's
+// blocks may be scheduled while the kernel before it finishes. Every kernel first waits for the
+// previous one's results (and memory), then lets the next one be scheduled. Without such a launch,
+// on older GPUs and in the host emulation this is nothing.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define DYNOFA_AFTER_PREVIOUS() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#else
+#define DYNOFA_AFTER_PREVIOUS()
 #endif
 
 // Activation codes, as the launch plan passes them.
@@ -45,6 +55,7 @@ __device__ __forceinline__ float dynofa_act(float v, int act) {
 extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int o, const float* __restrict__ w,
                                        int ldw, int c, const float* __restrict__ scale,
                                        const float* __restrict__ shift, float* __restrict__ out) {
+    DYNOFA_AFTER_PREVIOUS();
     int idx = blockIdx.x * blockDim.x + threadIdx.x;
     if (idx >= o * o * c) return;
     int ch = idx % c, p = idx / c;
@@ -85,7 +96,9 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
     int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
     int kbeg = blockIdx.z * kc, kend = kbeg + kc < k ? kbeg + kc : k;
     float acc[TM][TN];
+    #pragma unroll
     for (int i = 0; i < TM; ++i)
+        #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
     for (int k0 = kbeg; k0 < kend; k0 += PW_BK) {
@@ -108,9 +121,13 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
         __syncthreads();
         for (int kk = 0; kk < PW_BK; ++kk) {
             float av[TM], bv[TN];
+            #pragma unroll
             for (int i = 0; i < TM; ++i) av[i] = as[kk][ty * TM + i];
+            #pragma unroll
             for (int j = 0; j < TN; ++j) bv[j] = bs[kk][tx + j * COLS];
+            #pragma unroll
             for (int i = 0; i < TM; ++i)
+                #pragma unroll
                 for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
         }
         __syncthreads();
@@ -118,7 +135,9 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
 
     if (gridDim.z > 1) {
         long slice = (long)m * n;
+        #pragma unroll
         for (int j = 0; j < TN; ++j)
+            #pragma unroll
             for (int i = 0; i < TM; ++i) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
                 if (o < n && p < m) split[blockIdx.z * slice + (long)p * n + o] = acc[i][j];
@@ -132,7 +151,9 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
         }
         __syncthreads();
         if (!last) return;
+        #pragma unroll
         for (int j = 0; j < TN; ++j)
+            #pragma unroll
             for (int i = 0; i < TM; ++i) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
                 float v = 0.0f;
@@ -144,10 +165,12 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
     }
 
     // Columns are strided by the thread count along n so that a warp stores contiguous channels.
+    #pragma unroll
     for (int j = 0; j < TN; ++j) {
         int o = n0 + tx + j * COLS;
         if (o >= n) continue;
         float s = scale[o], t = shift[o];
+        #pragma unroll
         for (int i = 0; i < TM; ++i) {
             int p = m0 + ty * TM + i;
             if (p >= m) continue;
@@ -164,6 +187,7 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
                                     const float* __restrict__ shift, int act, const float* __restrict__ gate, \
                                     const float* __restrict__ res, float* __restrict__ out, int kc,         \
                                     float* __restrict__ split, unsigned* __restrict__ tickets) {            \
+        DYNOFA_AFTER_PREVIOUS();                                                                            \
         pointwise_tile<BM, BN, TM, TN>(a, m, k, w, ldw, n, scale, shift, act, gate, res, out, kc, split,    \
                                        tickets);                                                            \
     }
@@ -180,6 +204,7 @@ extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int si
                                             const float* __restrict__ w, int ldw, int k, int stride, int osize,
                                             const float* __restrict__ scale, const float* __restrict__ shift,
                                             int act, float* __restrict__ out, float* __restrict__ partial) {
+    DYNOFA_AFTER_PREVIOUS();
     __shared__ float sums[DW_ROWS][DW_CH];
     int ch = blockIdx.x * DW_CH + threadIdx.x;
     int pad = k / 2, pixels = osize * osize;
@@ -222,6 +247,7 @@ extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int si
 extern "C" __global__ void dynofa_matvec(const float* __restrict__ parts, int nparts, int ldp, float xscale,
                                          const float* __restrict__ w, int ldw, int rows, int cols,
                                          const float* __restrict__ bias, int act, float* __restrict__ out) {
+    DYNOFA_AFTER_PREVIOUS();
     __shared__ float x[MV_MAX_COLS];
     __shared__ float red[MV_THREADS];
     int tid = threadIdx.x;

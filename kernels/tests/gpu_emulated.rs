@@ -41,7 +41,7 @@ fn compile(dir: &Path) -> Option<Emulator> {
     std::fs::write(dir.join("emulated.cpp"), tu).unwrap();
     let lib = dir.join("libdynofa_emulated.so");
     let out = Command::new(&cxx)
-        .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-function", "-o"])
+        .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas", "-o"])
         .arg(&lib)
         .arg(dir.join("emulated.cpp"))
         .output()
