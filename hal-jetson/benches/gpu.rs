@@ -3,11 +3,12 @@
 //! sub-networks. Says that it skipped where no NVIDIA GPU is present.
 //!
 //! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>`, then
-//! `kernels <name>: ...` (GPU time per kernel kind, launched without a graph: where to tune), and
-//! `switch median_us=<v> p99_us=<v> max_us=<v>`. With `--launches FILE`, every launch of the three
-//! plans goes to FILE as CSV: its kernel, grid, block, integer arguments, the plan's estimate and the
-//! measured GPU time (what calibrates the pointwise model in `dynofa_kernels::gpu`).
-//! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
+//! `kernels <name>: ...` (GPU time per kernel kind, launched without a graph: where to tune),
+//! `switch median_us=<v> p99_us=<v> max_us=<v>` and, where graphs use programmatic dependent
+//! launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it. With `--launches FILE`,
+//! every launch of the three plans goes to FILE as CSV: its kernel, grid, block, integer
+//! arguments, the plan's estimate and the measured GPU time (what calibrates the pointwise model in
+//! `dynofa_kernels::gpu`). `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
 
 #[cfg(not(feature = "cuda"))]
 fn main() {
@@ -61,9 +62,9 @@ fn main() {
     engine.prepare(&configs).expect("capture");
     println!("captured {} graphs in {:.1} ms", configs.len(), start.elapsed().as_secs_f64() * 1e3);
 
-    let mut y = vec![0.0; 1000];
-    for (name, cfg) in &named {
-        let x = golden_input(0, cfg.r as usize);
+    // Median latency of `engine.infer` (input from and logits to host memory) on `cfg`.
+    let latency = |engine: &mut GpuEngine, cfg: &SubnetConfig| {
+        let (x, mut y) = (golden_input(0, cfg.r as usize), vec![0.0; 1000]);
         engine.activate(cfg).expect("prepared");
         for _ in 0..runs / 10 + 10 {
             engine.infer(&x, &mut y).expect("inference");
@@ -75,7 +76,15 @@ fn main() {
                 t.elapsed().as_secs_f64() * 1e3
             })
             .collect();
-        println!("dynofa-cuda {name} median_ms={:.4}", median(times));
+        median(times)
+    };
+    let (programmatic, refused) = engine.programmatic_launch();
+    println!(
+        "programmatic dependent launch: {programmatic}{}",
+        refused.map_or(String::new(), |e| format!(" (refused: {e})"))
+    );
+    for (name, cfg) in &named {
+        println!("dynofa-cuda {name} median_ms={:.4}", latency(&mut engine, cfg));
         // Where the time goes: GPU time per kernel kind, launched one by one (no graph).
         let times = engine.kernel_times(cfg).expect("kernel timing");
         let total: f32 = times.iter().map(|(_, ms)| ms).sum();
@@ -110,4 +119,16 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     println!("switch median_us={:.3} p99_us={:.3} max_us={:.3}", at(0.5), at(0.99), at(1.0));
+
+    // The same graphs without programmatic dependent launch, for comparison.
+    if programmatic {
+        drop(engine);
+        let mut plain =
+            GpuEngine::with_programmatic_launch(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED), false)
+                .expect("the CUDA engine started once");
+        plain.prepare(&configs).expect("capture");
+        for (name, cfg) in &named {
+            println!("dynofa-cuda-plain {name} median_ms={:.4}", latency(&mut plain, cfg));
+        }
+    }
 }

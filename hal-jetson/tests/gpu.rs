@@ -1,6 +1,7 @@
 //! The CUDA engine on every golden case (both widths, with and without a sub-network's own BN
 //! statistics): its logits against the CPU engine's and `ofa`'s (max |y - ref| / max |ref| <= 1e-4),
-//! then 1,000 switches and inferences between captured sub-networks with zero host allocations.
+//! then 1,000 switches and inferences between captured sub-networks with zero host allocations;
+//! where the graphs use programmatic dependent launch, all of it again with graphs that do not.
 //! Runs wherever an NVIDIA GPU is present and says that it skipped elsewhere.
 //!
 //! Without libtest (`harness = false`): the counting allocator sees every thread of the process,
@@ -28,54 +29,68 @@ fn main() {
     let cases = goldens::load().unwrap();
     let mut failures = Vec::new();
     for net in [Supernet::W1_2, Supernet::W1_0] {
-        let weights = SupernetWeights::seeded(net, DEFAULT_SEED);
-        let mut gpu = match GpuEngine::new(weights.clone()) {
-            Ok(engine) => engine,
-            Err(e) if e.kind() == ErrorKind::Unsupported => {
-                println!("gpu: skipped: {e}");
-                return;
+        // Graphs with programmatic dependent launch where the GPU has it (the default), then,
+        // if they had it, without.
+        let mut had_programmatic = false;
+        for wanted in [true, false] {
+            if !wanted && !had_programmatic {
+                continue;
             }
-            Err(e) => panic!("the CUDA engine did not start: {e}"),
-        };
-        let r = gpu.compile_report();
-        println!("gpu: {} {} compile {:.2} s (cached: {})", r.device, r.arch, r.compile_s, r.cached);
-        let mut cpu = CpuEngine::new(weights);
-        let mine: Vec<_> = cases.iter().filter(|g| g.net == net).collect();
-        for g in &mine {
-            if let Some(bn) = &g.bn {
-                let table = cpu.weights().load_bn_statistics(bn, &g.config).unwrap();
-                gpu.register_bn(&g.config, &table).unwrap();
-                cpu.register_bn(&g.config, table).unwrap();
+            let weights = SupernetWeights::seeded(net, DEFAULT_SEED);
+            let mut gpu = match GpuEngine::with_programmatic_launch(weights.clone(), wanted) {
+                Ok(engine) => engine,
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    println!("gpu: skipped: {e}");
+                    return;
+                }
+                Err(e) => panic!("the CUDA engine did not start: {e}"),
+            };
+            let r = gpu.compile_report();
+            println!("gpu: {} {} compile {:.2} s (cached: {})", r.device, r.arch, r.compile_s, r.cached);
+            let mut cpu = CpuEngine::new(weights);
+            let mine: Vec<_> = cases.iter().filter(|g| g.net == net).collect();
+            for g in &mine {
+                if let Some(bn) = &g.bn {
+                    let table = cpu.weights().load_bn_statistics(bn, &g.config).unwrap();
+                    gpu.register_bn(&g.config, &table).unwrap();
+                    cpu.register_bn(&g.config, table).unwrap();
+                }
             }
-        }
-        let configs: Vec<_> = mine.iter().map(|g| g.config).collect();
-        gpu.prepare(&configs).unwrap();
-        let (mut y_gpu, mut y_cpu) = (vec![0.0; 1000], vec![0.0; 1000]);
-        for g in &mine {
-            gpu.activate(&g.config).unwrap();
-            gpu.infer(&g.input, &mut y_gpu).unwrap();
-            cpu.activate(&g.config).unwrap();
-            cpu.infer(&g.input, &mut y_cpu).unwrap();
-            let scale = y_cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let vs_cpu = y_gpu.iter().zip(&y_cpu).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-            let vs_ofa = g.error(&y_gpu);
-            println!("gpu: {}: vs CPU {vs_cpu:.2e}, vs ofa {vs_ofa:.2e}", g.name);
-            if !(vs_cpu <= goldens::TOLERANCE && vs_ofa <= goldens::TOLERANCE) {
-                failures.push(format!("{}: vs CPU {vs_cpu:.3e}, vs ofa {vs_ofa:.3e}", g.name));
+            let configs: Vec<_> = mine.iter().map(|g| g.config).collect();
+            gpu.prepare(&configs).unwrap();
+            let (programmatic, refused) = gpu.programmatic_launch();
+            had_programmatic |= programmatic;
+            let mode = if programmatic { "programmatic launch" } else { "plain launch" };
+            if let Some(e) = refused {
+                println!("gpu: the driver refused programmatic dependent launch: {e}");
             }
-        }
+            let (mut y_gpu, mut y_cpu) = (vec![0.0; 1000], vec![0.0; 1000]);
+            for g in &mine {
+                gpu.activate(&g.config).unwrap();
+                gpu.infer(&g.input, &mut y_gpu).unwrap();
+                cpu.activate(&g.config).unwrap();
+                cpu.infer(&g.input, &mut y_cpu).unwrap();
+                let scale = y_cpu.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let vs_cpu = y_gpu.iter().zip(&y_cpu).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+                let vs_ofa = g.error(&y_gpu);
+                println!("gpu: {} ({mode}): vs CPU {vs_cpu:.2e}, vs ofa {vs_ofa:.2e}", g.name);
+                if !(vs_cpu <= goldens::TOLERANCE && vs_ofa <= goldens::TOLERANCE) {
+                    failures.push(format!("{} ({mode}): vs CPU {vs_cpu:.3e}, vs ofa {vs_ofa:.3e}", g.name));
+                }
+            }
 
-        // Switching and inference after start-up allocate nothing on the host.
-        let before = allocations();
-        for i in 0..1000 {
-            let g = mine[i % mine.len()];
-            gpu.activate(&g.config).unwrap();
-            gpu.infer(&g.input, &mut y_gpu).unwrap();
-        }
-        let count = allocations() - before;
-        println!("gpu: w{}: 1000 switches and inferences, {count} allocations", net.width_mult);
-        if count != 0 {
-            failures.push(format!("w{}: {count} allocations in activate/infer", net.width_mult));
+            // Switching and inference after start-up allocate nothing on the host.
+            let before = allocations();
+            for i in 0..1000 {
+                let g = mine[i % mine.len()];
+                gpu.activate(&g.config).unwrap();
+                gpu.infer(&g.input, &mut y_gpu).unwrap();
+            }
+            let count = allocations() - before;
+            println!("gpu: w{} ({mode}): 1000 switches and inferences, {count} allocations", net.width_mult);
+            if count != 0 {
+                failures.push(format!("w{} ({mode}): {count} allocations in activate/infer", net.width_mult));
+            }
         }
     }
     assert!(failures.is_empty(), "the CUDA engine failed:\n{}", failures.join("\n"));

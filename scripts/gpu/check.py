@@ -9,7 +9,8 @@ repository root:
 1. correctness: the CUDA engine on every golden case against the CPU engine and `ofa`'s logits
    (rel. error <= 1e-4), and zero host allocations over 1,000 switches + inferences (gpu-test);
 2. dynofa's batch-1 latency of the w1.2 sub-networks max/mid/min and the host cost of a switch
-   between captured sub-networks (gpu-bench);
+   between captured sub-networks (gpu-bench; where the GPU has programmatic dependent launch, also
+   the latency with graphs that do not use it);
 3. PyTorch on the same sub-networks and weights (`dynofa gen-weights`, loaded into the `ofa`
    package from the staged wheel): eager, CUDA graph, torch.compile(mode="reduce-overhead"), each
    mode in its own process. Every timed call does what dynofa's infer does: input from host
@@ -266,6 +267,8 @@ def cmd_check(args):
     _, bench = run(bench_cmd, env=env, timeout=300)
     dynofa = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda (\w+) median_ms=([\d.]+)", bench)}
     switch = re.search(r"switch median_us=([\d.]+) p99_us=([\d.]+) max_us=([\d.]+)", bench)
+    plain = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-plain (\w+) median_ms=([\d.]+)", bench)}
+    programmatic = re.search(r"programmatic dependent launch: (.*)", bench)
 
     tmp = tempfile.mkdtemp(prefix="dynofa-gpu-check-")
     weights = os.path.join(tmp, "w12.safetensors")
@@ -302,6 +305,11 @@ def cmd_check(args):
         bar = ("yes" if best / d >= 5.0 else "NO") if best and d else "n/a"
         cells = " | ".join(f"{v:.3f}" if v is not None else "n/a" for v in t)
         say(f"| {which} | {f'{d:.3f}' if d else 'n/a'} | {cells} | {ratio} | {bar} |")
+    if programmatic:
+        say("")
+        say(f"programmatic dependent launch in dynofa's graphs: {programmatic.group(1)}")
+    if plain:
+        say("without it (ms): " + ", ".join(f"{w} {plain[w]:.3f}" for w in NAMED if w in plain))
     print("\n".join(lines))
     if args.save:
         with open(os.path.join(args.save, "summary.md"), "w") as f:

@@ -68,6 +68,9 @@ pub struct GpuEngine {
     image: GpuImage,
     /// The GPU's multiprocessors, for which the plans are tiled.
     sms: usize,
+    /// Whether graphs are captured with programmatic dependent launch, and why not any more.
+    programmatic: bool,
+    programmatic_refused: Option<String>,
     weights: SupernetWeights,
     report: CompileReport,
 }
@@ -141,9 +144,21 @@ pub fn compile_ptx(arch: &str) -> Result<String, GpuError> {
     Ok(ptx.to_src())
 }
 
+/// Whether this build's CUDA version has `cuLaunchKernelEx` (CUDA 11.8 and newer).
+const PROGRAMMATIC_BUILT: bool = cfg!(not(feature = "cuda-11040"));
+
 impl GpuEngine {
-    /// Start on GPU 0: load the driver, compile (or load cached) kernels, upload `weights`.
+    /// Start on GPU 0: load the driver, compile (or load cached) kernels, upload `weights`. Graphs
+    /// use programmatic dependent launch where the GPU has it (sm_90 and newer).
     pub fn new(weights: SupernetWeights) -> Result<Self, GpuError> {
+        Self::with_programmatic_launch(weights, true)
+    }
+
+    /// [`GpuEngine::new`], with programmatic dependent launch only if `wanted` (and the GPU has
+    /// it): each kernel node may then be scheduled while the one before it finishes, and waits in
+    /// the kernel for that one's results. If the driver refuses such a capture, the engine captures
+    /// without it from then on ([`GpuEngine::programmatic_launch`] says which).
+    pub fn with_programmatic_launch(weights: SupernetWeights, wanted: bool) -> Result<Self, GpuError> {
         // cudarc panics on a missing library: check first.
         // SAFETY: only tries to dlopen the driver library.
         if !unsafe { sys::is_culib_present() } {
@@ -209,6 +224,8 @@ impl GpuEngine {
             _ctx: ctx,
             image,
             sms: sms.max(1) as usize,
+            programmatic: wanted && PROGRAMMATIC_BUILT && major >= 9,
+            programmatic_refused: None,
             weights,
             report,
         })
@@ -310,8 +327,26 @@ impl GpuEngine {
         self.graphs.binary_search_by_key(&id, |c| c.id)
     }
 
-    /// Record `cfg`'s launch plan into a graph (replacing an earlier one of the same sub-network).
+    /// Whether graphs captured from now on use programmatic dependent launch, and if the driver
+    /// refused it, its error.
+    pub fn programmatic_launch(&self) -> (bool, Option<&str>) {
+        (self.programmatic, self.programmatic_refused.as_deref())
+    }
+
+    /// Record `cfg`'s launch plan into a graph (replacing an earlier one of the same sub-network),
+    /// with programmatic dependent launch if that is on and the driver takes it.
     fn capture(&mut self, cfg: &SubnetConfig) -> Result<(), GpuError> {
+        match self.capture_with(cfg, self.programmatic) {
+            Err(e) if self.programmatic => {
+                self.programmatic = false;
+                self.programmatic_refused = Some(e.to_string());
+                self.capture_with(cfg, false)
+            }
+            done => done,
+        }
+    }
+
+    fn capture_with(&mut self, cfg: &SubnetConfig, programmatic: bool) -> Result<(), GpuError> {
         // Before the capture: these wait on the buffers' (never recorded) events.
         let host = (
             self.host_in.as_ptr().map_err(driver("page-locked input"))?,
@@ -320,7 +355,7 @@ impl GpuEngine {
         let s = &self.stream;
         s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(driver("graph capture start"))?;
-        let launched = self.enqueue(cfg, None, Some(host));
+        let launched = self.enqueue(cfg, None, Some(host), programmatic);
         // End the capture even after a failed launch, so that the stream is usable again.
         let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
         launched.map_err(driver("kernel launch during capture"))?;
@@ -345,12 +380,14 @@ impl GpuEngine {
 
     /// Launch `cfg`'s plan on the stream (with its BN set); with `events` (one more than the
     /// launches), record event `i` before launch `i` and the last one after all; with `host`
-    /// (page-locked input and logits), copy the input in first and the logits out last.
+    /// (page-locked input and logits), copy the input in first and the logits out last; with
+    /// `programmatic`, every kernel after the first with programmatic dependent launch.
     fn enqueue(
         &self,
         cfg: &SubnetConfig,
         events: Option<&[CudaEvent]>,
         host: Option<(*const f32, *mut f32)>,
+        programmatic: bool,
     ) -> Result<(), DriverError> {
         let bn = match self.bn_sets.binary_search_by_key(&cfg.id(), |(k, _)| *k) {
             Ok(i) => &self.bn_sets[i].1,
@@ -379,20 +416,9 @@ impl GpuEngine {
             let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
             let mut slots = l.slots(base);
             let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
-            let [gx, gy, gz] = l.grid;
-            let [bx, by, bz] = l.block;
             // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies in a
             // buffer that this engine keeps alive as long as any graph (gpu::tests checks the plans).
-            unsafe {
-                cudarc::driver::result::launch_kernel(
-                    f.cu_function(),
-                    (gx, gy, gz),
-                    (bx, by, bz),
-                    0,
-                    s.cu_stream(),
-                    &mut params,
-                )
-            }?;
+            unsafe { launch(f, &l, &mut params, s, programmatic && i > 0) }?;
         }
         if let Some(e) = events {
             e[e.len() - 1].record(s)?;
@@ -420,9 +446,9 @@ impl GpuEngine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(driver("event creation"))?;
         for _ in 0..3 {
-            self.enqueue(cfg, None, None).map_err(driver("kernel launch"))?;
+            self.enqueue(cfg, None, None, false).map_err(driver("kernel launch"))?;
         }
-        self.enqueue(cfg, Some(&events), None).map_err(driver("kernel launch"))?;
+        self.enqueue(cfg, Some(&events), None, false).map_err(driver("kernel launch"))?;
         self.stream.synchronize().map_err(driver("kernel timing"))?;
         plan.into_iter()
             .zip(events.windows(2))
@@ -434,6 +460,57 @@ impl GpuEngine {
     /// The GPU's multiprocessors (the plans are tiled for them).
     pub fn multiprocessors(&self) -> usize {
         self.sms
+    }
+}
+
+/// Launch `l` of function `f` on `stream`, with programmatic dependent launch if `programmatic`
+/// (and this build has it).
+///
+/// # Safety
+/// `params` must follow `f`'s signature, its pointers valid for the launch's lifetime.
+unsafe fn launch(
+    f: &CudaFunction,
+    l: &Launch,
+    params: &mut [*mut std::ffi::c_void],
+    stream: &CudaStream,
+    programmatic: bool,
+) -> Result<(), DriverError> {
+    let [gx, gy, gz] = l.grid;
+    let [bx, by, bz] = l.block;
+    #[cfg(not(feature = "cuda-11040"))]
+    if programmatic {
+        // SAFETY: a plain C struct, all zeros is a valid empty attribute; the fields are set next.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: gx,
+            gridDimY: gy,
+            gridDimZ: gz,
+            blockDimX: bx,
+            blockDimY: by,
+            blockDimZ: bz,
+            sharedMemBytes: 0,
+            hStream: stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        // SAFETY: `config` and `attr` outlive the call; the caller vouches for `params`.
+        return unsafe { sys::cuLaunchKernelEx(&config, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut()) }
+            .result();
+    }
+    #[cfg(feature = "cuda-11040")]
+    let _ = programmatic;
+    // SAFETY: the caller vouches for `params`.
+    unsafe {
+        cudarc::driver::result::launch_kernel(
+            f.cu_function(),
+            (gx, gy, gz),
+            (bx, by, bz),
+            0,
+            stream.cu_stream(),
+            params,
+        )
     }
 }
 
