@@ -4,18 +4,27 @@
 //! no GPU; says that it skipped where libnvrtc is not found, unless `DYNOFA_REQUIRE_NVRTC` is set
 //! (CI sets it once it has fetched libnvrtc, see `.ci/run`).
 
+/// The targets of the NVRTC found here; `None` (after saying so) where there is none, unless
+/// `DYNOFA_REQUIRE_NVRTC` is set.
+#[cfg(feature = "cuda")]
+fn archs() -> Option<Vec<u32>> {
+    use dynofa_hal_jetson::gpu::{GpuError, nvrtc_archs};
+    match nvrtc_archs() {
+        Err(e @ GpuError::NoNvrtc) if std::env::var_os("DYNOFA_REQUIRE_NVRTC").is_none() => {
+            println!("skipped: {e}");
+            None
+        }
+        r => Some(r.unwrap()),
+    }
+}
+
 #[cfg(feature = "cuda")]
 #[test]
 fn nvrtc_compiles_the_kernels_for_every_target() {
-    use dynofa_hal_jetson::gpu::{GpuError, compile_ptx, nvrtc_archs};
+    use dynofa_hal_jetson::gpu::compile_ptx;
     use dynofa_kernels::gpu::Kernel;
 
-    let archs = match nvrtc_archs() {
-        Err(e @ GpuError::NoNvrtc) if std::env::var_os("DYNOFA_REQUIRE_NVRTC").is_none() => {
-            return println!("skipped: {e}");
-        }
-        r => r.unwrap(),
-    };
+    let Some(archs) = archs() else { return };
     let mut compiled = 0;
     for cc in [72, 87, 90] {
         if !archs.contains(&cc) {
@@ -41,15 +50,9 @@ fn no_kernel_keeps_registers_in_local_memory() {
     use std::ffi::CString;
 
     use cudarc::nvrtc::result::{compile_program, create_program, destroy_program, get_program_log};
-    use dynofa_hal_jetson::gpu::{GpuError, nvrtc_archs};
     use dynofa_kernels::gpu::{Kernel, source};
 
-    let archs = match nvrtc_archs() {
-        Err(e @ GpuError::NoNvrtc) if std::env::var_os("DYNOFA_REQUIRE_NVRTC").is_none() => {
-            return println!("skipped: {e}");
-        }
-        r => r.unwrap(),
-    };
+    let Some(archs) = archs() else { return };
     let src = CString::new(source()).unwrap();
     for cc in [87, 90].into_iter().filter(|cc| archs.contains(cc)) {
         let prog = create_program(&src, None).unwrap();
