@@ -151,17 +151,40 @@ pub fn default_tables(unit: Unit) -> Option<PathBuf> {
 
 /// A path as captions and CSV headers show it: relative to the workspace where it lies inside the
 /// workspace or beside it (`../shared/...`), so that the figures read the same from any checkout.
+/// Tried as written first (so a symlinked `../shared` still shows as `../shared/...`), then with
+/// symlinks resolved.
 pub fn shown_path(path: &Path) -> String {
-    let (Ok(p), Ok(root)) = (path.canonicalize(), workspace_path("").canonicalize()) else {
-        return path.display().to_string();
-    };
-    if let Ok(rel) = p.strip_prefix(&root) {
-        return rel.display().to_string();
+    let root = workspace_path("");
+    let tries = [
+        (std::path::absolute(path).map(lexical), std::path::absolute(&root).map(lexical)),
+        (path.canonicalize(), root.canonicalize()),
+    ];
+    for (p, root) in tries {
+        let (Ok(p), Ok(root)) = (p, root) else { continue };
+        if let Ok(rel) = p.strip_prefix(&root) {
+            return rel.display().to_string();
+        }
+        if let Some(Ok(rel)) = root.parent().map(|parent| p.strip_prefix(parent)) {
+            return Path::new("..").join(rel).display().to_string();
+        }
     }
-    match root.parent().map(|parent| p.strip_prefix(parent)) {
-        Some(Ok(rel)) => Path::new("..").join(rel).display().to_string(),
-        _ => p.display().to_string(),
+    path.display().to_string()
+}
+
+/// `path` with `.` and `..` taken out as written (not following symlinks).
+fn lexical(path: PathBuf) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
     }
+    out
 }
 
 /// Write a text file, creating nothing but the file.
@@ -227,4 +250,18 @@ pub fn stale(fresh: &[PathBuf], committed: &Path) -> Result<Vec<PathBuf>, Figure
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_beside_the_workspace_show_as_written() {
+        assert_eq!(lexical(PathBuf::from("/a/b/./../c/d/..")), PathBuf::from("/a/c"));
+        // Not followed through any symlink (none need exist): `../shared` stays `../shared`.
+        let beside = workspace_path("../shared/data/none-such");
+        assert_eq!(shown_path(&beside), "../shared/data/none-such");
+        assert_eq!(shown_path(&workspace_path("luts/./xavier-nx.json")), "luts/xavier-nx.json");
+    }
 }
