@@ -15,7 +15,7 @@
 
 // The tile sizes (PW_*, PWS_*, DW_*, MV_*) are defined by the launch plan (dynofa-kernels' gpu module), which
 // prepends them to this source, so the plan and the kernels cannot disagree.
-#if !defined(PW_BM) || !defined(DW_PIX) || !defined(MV_ROWS)
+#if !defined(PW_BM) || !defined(DW_ROWS) || !defined(MV_ROWS)
 #error "compile this source through dynofa_kernels::gpu::source(), which defines the tile sizes"
 #endif
 
@@ -195,34 +195,39 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
 DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN)
 DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN)
 
-// Depthwise kxk convolution, stride `stride`, padding k/2, + BN + act, NHWC `in` ([size][size][c])
-// into `out` ([osize][osize][c]); taps `w` are `[k*k][ldw]`. Block (DW_CH, DW_ROWS): x walks channels,
-// y walks the DW_PIX pixels of tile blockIdx.y. With `partial` non-null, each block also writes its
-// tile's per-channel sums of the output to partial[blockIdx.y][c] (the SE squeeze, finished in
-// dynofa_matvec).
-extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int size, int c,
-                                            const float* __restrict__ w, int ldw, int k, int stride, int osize,
-                                            const float* __restrict__ scale, const float* __restrict__ shift,
-                                            int act, float* __restrict__ out, float* __restrict__ partial) {
-    DYNOFA_AFTER_PREVIOUS();
-    __shared__ float sums[DW_ROWS][DW_CH];
+// Depthwise KxK convolution, stride `stride`, padding K/2, + BN + act, NHWC `in` ([size][size][c])
+// into `out` ([osize][osize][c]); taps `w` are `[K*K][ldw]`. Block (DW_CH, DW_ROWS): x walks
+// channels, y walks the `pix` pixels of tile blockIdx.y (the plan makes tiles small where a map
+// has few pixels, so that there are blocks for every multiprocessor). A thread keeps its channel's
+// taps in registers. With `partial` non-null, each block also writes its tile's per-channel sums
+// of the output to partial[blockIdx.y][c] (the SE squeeze, finished in dynofa_matvec).
+template <int K>
+__device__ __forceinline__ void depthwise_taps(const float* __restrict__ in, int size, int c,
+                                               const float* __restrict__ w, int ldw, int stride, int osize,
+                                               int pix, const float* __restrict__ scale,
+                                               const float* __restrict__ shift, int act, float* __restrict__ out,
+                                               float* __restrict__ partial, float (*sums)[DW_CH]) {
     int ch = blockIdx.x * DW_CH + threadIdx.x;
-    int pad = k / 2, pixels = osize * osize;
-    int end = (blockIdx.y + 1) * DW_PIX;
-    if (end > pixels) end = pixels;
+    int pixels = osize * osize, begin = blockIdx.y * pix;
+    int end = begin + pix < pixels ? begin + pix : pixels;
     float sum = 0.0f;
     if (ch < c) {
+        float taps[K * K];
+#pragma unroll
+        for (int t = 0; t < K * K; ++t) taps[t] = w[t * ldw + ch];
         float s = scale[ch], t = shift[ch];
-        for (int p = blockIdx.y * DW_PIX + threadIdx.y; p < end; p += DW_ROWS) {
+        for (int p = begin + threadIdx.y; p < end; p += DW_ROWS) {
             int oy = p / osize, ox = p % osize;
             float acc = 0.0f;
-            for (int dy = 0; dy < k; ++dy) {
-                int iy = oy * stride + dy - pad;
+#pragma unroll
+            for (int dy = 0; dy < K; ++dy) {
+                int iy = oy * stride + dy - K / 2;
                 if (iy < 0 || iy >= size) continue;
-                for (int dx = 0; dx < k; ++dx) {
-                    int ix = ox * stride + dx - pad;
+#pragma unroll
+                for (int dx = 0; dx < K; ++dx) {
+                    int ix = ox * stride + dx - K / 2;
                     if (ix < 0 || ix >= size) continue;
-                    acc += in[((long)iy * size + ix) * c + ch] * w[(dy * k + dx) * ldw + ch];
+                    acc += in[((long)iy * size + ix) * c + ch] * taps[dy * K + dx];
                 }
             }
             float v = dynofa_act(acc * s + t, act);
@@ -238,6 +243,22 @@ extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int si
         for (int y = 0; y < DW_ROWS; ++y) total += sums[y][threadIdx.x];
         partial[blockIdx.y * c + ch] = total;
     }
+}
+
+extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int size, int c,
+                                            const float* __restrict__ w, int ldw, int k, int stride, int osize,
+                                            int pix, const float* __restrict__ scale,
+                                            const float* __restrict__ shift, int act, float* __restrict__ out,
+                                            float* __restrict__ partial) {
+    DYNOFA_AFTER_PREVIOUS();
+    __shared__ float sums[DW_ROWS][DW_CH];
+    // The plan passes k = 3, 5 or 7 only.
+    if (k == 3)
+        depthwise_taps<3>(in, size, c, w, ldw, stride, osize, pix, scale, shift, act, out, partial, sums);
+    else if (k == 5)
+        depthwise_taps<5>(in, size, c, w, ldw, stride, osize, pix, scale, shift, act, out, partial, sums);
+    else
+        depthwise_taps<7>(in, size, c, w, ldw, stride, osize, pix, scale, shift, act, out, partial, sums);
 }
 
 // A fully connected layer: out[o] = act(sum_i x[i] * w[o * ldw + i] + bias[o]) for o < rows, i < cols,

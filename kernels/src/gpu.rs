@@ -82,10 +82,9 @@ impl PwTile {
     }
 }
 
-/// Depthwise block: channels x pixel lanes, and pixels per block (one SE partial sum each).
+/// Depthwise block: channels x pixel lanes; a tile has 8 to 64 pixels (see [`dw_pix`]).
 const DW_CH: u32 = 32;
 const DW_ROWS: u32 = 8;
-const DW_PIX: u32 = 64;
 /// Matvec block: threads, threads per row, rows per block, and the longest input it stages.
 const MV_THREADS: u32 = 256;
 const MV_LANES: u32 = 32;
@@ -141,7 +140,6 @@ pub fn source() -> String {
         ("PWS_TN", PW_SMALL.tn),
         ("DW_CH", DW_CH),
         ("DW_ROWS", DW_ROWS),
-        ("DW_PIX", DW_PIX),
         ("MV_THREADS", MV_THREADS),
         ("MV_LANES", MV_LANES),
         ("MV_ROWS", MV_ROWS),
@@ -222,7 +220,12 @@ impl Buffer {
             Buffer::Expanded => blocks().map(|b| b.in_size.pow(2) * b.mid).fold(fs * net.final_expand, usize::max),
             Buffer::Dw => blocks().map(|b| b.out_size.pow(2) * b.mid).fold(s0 * net.stem, usize::max),
             Buffer::Partial => {
-                blocks().filter(|b| b.se_mid.is_some()).map(|b| tiles(b.out_size) * b.mid).max().unwrap_or(0)
+                // As many tiles as the smallest ones make.
+                blocks()
+                    .filter(|b| b.se_mid.is_some())
+                    .map(|b| tiles(b.out_size, DW_ROWS as usize) * b.mid)
+                    .max()
+                    .unwrap_or(0)
             }
             Buffer::Hidden => blocks().filter_map(|b| b.se_mid).max().unwrap_or(0),
             Buffer::Gate => blocks().map(|b| b.mid).max().unwrap_or(0),
@@ -233,9 +236,18 @@ impl Buffer {
     }
 }
 
-/// Depthwise pixel tiles of an `size x size` output.
-fn tiles(size: usize) -> usize {
-    size.pow(2).div_ceil(DW_PIX as usize)
+/// Depthwise tiles of `pix` pixels of an `size x size` output.
+fn tiles(size: usize, pix: usize) -> usize {
+    size.pow(2).div_ceil(pix)
+}
+
+/// Pixels per depthwise tile of a `size x size` map of `c` channels on `sms` multiprocessors: the
+/// largest of 64, 32 and 16 that still makes two blocks per multiprocessor, else 8 (one pixel per
+/// thread). Small maps (7x7 at the end of the network) thus spread over the GPU rather than
+/// leaving a block of 8 threads per channel group walking 49 pixels.
+fn dw_pix(size: usize, c: usize, sms: usize) -> usize {
+    let blocks = |pix: usize| c.div_ceil(DW_CH as usize) * tiles(size, pix);
+    [64, 32, 16].into_iter().find(|&pix| blocks(pix) >= 2 * sms).unwrap_or(DW_ROWS as usize)
 }
 
 /// One kernel argument.
@@ -419,7 +431,7 @@ impl GpuImage {
             in_size: s0,
             out_size: s0,
         };
-        plan.push(depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, false));
+        plan.push(depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, sms).0);
         plan.push(pointwise(
             Buffer::Dw,
             s0 * s0,
@@ -455,18 +467,20 @@ impl GpuImage {
                 Buffer::Expanded,
                 sms,
             ));
-            plan.push(depthwise(
+            let (dw, tiles) = depthwise(
                 &b,
                 w(at.taps[b.kernel / 2 - 1]),
                 at.mid_max,
                 bn_d,
                 Buffer::Expanded,
-                b.se_mid.is_some(),
-            ));
+                b.se_mid.map(|_| Buffer::Partial),
+                sms,
+            );
+            plan.push(dw);
             let gate = match (b.se_mid, at.se) {
                 (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, se_max))) => {
                     let mean = 1.0 / b.out_size.pow(2) as f32;
-                    let parts = (Buffer::Partial, tiles(b.out_size), b.mid, mean);
+                    let parts = (Buffer::Partial, tiles, b.mid, mean);
                     plan.push(matvec(
                         parts,
                         w(reduce),
@@ -626,11 +640,22 @@ fn pointwise(
     }
 }
 
-/// A [`Kernel::Depthwise`] launch of block `b` from `input` into [`Buffer::Dw`].
-fn depthwise(b: &BlockShape, taps: Arg, ldw: usize, [scale, shift]: [Arg; 2], input: Buffer, se: bool) -> Launch {
-    Launch {
+/// A [`Kernel::Depthwise`] launch of block `b` from `input` into [`Buffer::Dw`] (its tiles' SE
+/// sums into `partial`, if given), tiled for `sms` multiprocessors; and its number of tiles.
+fn depthwise(
+    b: &BlockShape,
+    taps: Arg,
+    ldw: usize,
+    [scale, shift]: [Arg; 2],
+    input: Buffer,
+    partial: Option<Buffer>,
+    sms: usize,
+) -> (Launch, usize) {
+    let pix = dw_pix(b.out_size, b.mid, sms);
+    let tiles = tiles(b.out_size, pix);
+    let launch = Launch {
         kernel: Kernel::Depthwise,
-        grid: [b.mid.div_ceil(DW_CH as usize) as u32, tiles(b.out_size) as u32, 1],
+        grid: [b.mid.div_ceil(DW_CH as usize) as u32, tiles as u32, 1],
         block: [DW_CH, DW_ROWS, 1],
         args: vec![
             Arg::Ptr(input, 0),
@@ -641,14 +666,16 @@ fn depthwise(b: &BlockShape, taps: Arg, ldw: usize, [scale, shift]: [Arg; 2], in
             int(b.kernel),
             int(b.stride),
             int(b.out_size),
+            int(pix),
             scale,
             shift,
             int(act_code(b.act)),
             Arg::Ptr(Buffer::Dw, 0),
-            if se { Arg::Ptr(Buffer::Partial, 0) } else { Arg::Null },
+            partial.map_or(Arg::Null, |p| Arg::Ptr(p, 0)),
         ],
         model_us: None,
-    }
+    };
+    (launch, tiles)
 }
 
 /// A [`Kernel::Matvec`] launch: `out = act(W [rows][cols] (ld ldw) x + bias)` where `x` is the
@@ -691,6 +718,7 @@ mod tests {
 
     #[test]
     fn every_pointer_of_every_plan_lies_inside_its_buffer() {
+        // Tile counts grow with the multiprocessors, so each count gets its plans checked.
         for net in [Supernet::W1_0, Supernet::W1_2] {
             let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
@@ -706,6 +734,12 @@ mod tests {
                                 };
                                 assert!(offset < len, "{:?}: {b:?} + {offset} outside {len}", l.kernel);
                             }
+                        }
+                        if let (Kernel::Depthwise, Arg::Int(c), Some(Arg::Ptr(Buffer::Partial, _))) =
+                            (l.kernel, l.args[2], l.args.last())
+                        {
+                            let sums = l.grid[1] as usize * c as usize;
+                            assert!(sums <= Buffer::Partial.len(&net), "{sums} SE partial sums");
                         }
                         if matches!(l.kernel, Kernel::Pointwise | Kernel::PointwiseSmall) && l.grid[2] > 1 {
                             let [Arg::Int(m), _, _, _, Arg::Int(n)] =

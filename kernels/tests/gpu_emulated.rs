@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use dynofa_kernels::gpu::{Buffer, EMULATE_H, GpuImage, Kernel, Launch, bn_image, source};
+use dynofa_kernels::gpu::{Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, bn_image, source};
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
 type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const *mut c_void) -> c_int;
@@ -115,7 +115,14 @@ fn emulated_kernels_match_the_goldens() {
         launches.extend(plan);
     }
     assert!(failures.is_empty(), "emulated GPU kernels differ from ofa:\n{}", failures.join("\n"));
-    // What the runs covered: both pointwise tilings, with and without k split.
+    // What the runs covered: depthwise tiles of the fewest and the most pixels, both pointwise
+    // tilings, with and without k split.
+    for pix in [8, 64] {
+        assert!(
+            launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[8] == Arg::Int(pix)),
+            "no depthwise launch with tiles of {pix} pixels ran"
+        );
+    }
     for (kernel, split) in [(Kernel::Pointwise, false), (Kernel::PointwiseSmall, false), (Kernel::PointwiseSmall, true)]
     {
         assert!(
