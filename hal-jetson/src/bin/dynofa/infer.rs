@@ -100,7 +100,16 @@ fn cuda(
         engine.register_bn(cfg, table)?;
     }
     engine.prepare(std::slice::from_ref(cfg))?;
-    let desc = format!("device={:?} arch={}", report.device, report.arch);
+    let (programmatic, refused) = engine.programmatic_launch();
+    if let Some(e) = refused {
+        eprintln!("the driver refused programmatic dependent launch, so the graph does without: {e}");
+    }
+    let desc = format!(
+        "device={:?} arch={} multiprocessors={} programmatic_launch={programmatic}",
+        report.device,
+        report.arch,
+        engine.multiprocessors()
+    );
     infer(engine, cfg, input, args, &desc)
 }
 
