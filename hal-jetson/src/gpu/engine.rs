@@ -338,9 +338,12 @@ impl GpuEngine {
     fn capture(&mut self, cfg: &SubnetConfig) -> Result<(), GpuError> {
         match self.capture_with(cfg, self.programmatic) {
             Err(e) if self.programmatic => {
+                // Only a plain capture that works shows that the driver refused the programmatic
+                // one; an error both share leaves the setting alone.
+                self.capture_with(cfg, false)?;
                 self.programmatic = false;
                 self.programmatic_refused = Some(e.to_string());
-                self.capture_with(cfg, false)
+                Ok(())
             }
             done => done,
         }

@@ -665,7 +665,8 @@ fn say_summary(console: &mut Console, outcome: &Outcome, plan: &[Model], opts: &
         // share alone understates how long deadlines were missed.
         let time =
             |met: bool| frames.iter().filter(|f| f.counted && (!met || f.met())).map(|f| f.latency_ms).sum::<f64>();
-        let met_time = if time(false) > 0.0 { 100.0 * time(true) / time(false) } else { 100.0 };
+        let total = time(false);
+        let met_time = if total > 0.0 { 100.0 * time(true) / total } else { 100.0 };
         let mean_ms = frames.iter().map(|f| f.latency_ms).sum::<f64>() / frames.len().max(1) as f64;
         let costs = &outcome.switch_ns[k];
         let cost = if costs.is_empty() {
