@@ -2,13 +2,16 @@
 //! r192) and min (k3 e3 d2 r160), seeded weights, and the host cost of switching between captured
 //! sub-networks. Says that it skipped where no NVIDIA GPU is present.
 //!
-//! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>`, then
-//! `kernels <name>: ...` (GPU time per kernel kind, launched without a graph: where to tune),
+//! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>`,
+//! `dynofa-cuda-kernels <name> gpu_us=<v>` (the kernels alone, as one graph, without the copies),
+//! `kernels <name>: ...` (GPU time per kernel kind, each launch repeated in a graph: where to
+//! tune), `launch floor: ...` (what a graph node that does nothing costs),
 //! `switch median_us=<v> p99_us=<v> max_us=<v>` and, where graphs use programmatic dependent
 //! launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it. With `--launches FILE`,
 //! every launch of the three plans goes to FILE as CSV: its kernel, grid, block, integer
-//! arguments, the plan's estimate and the measured GPU time (what calibrates the pointwise model in
-//! `dynofa_kernels::gpu`). `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
+//! arguments, the plan's estimate and the measured GPU time (per launch of a graph of 20 of it:
+//! what calibrates the pointwise model in `dynofa_kernels::gpu`).
+//! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
 
 #[cfg(not(feature = "cuda"))]
 fn main() {
@@ -85,20 +88,20 @@ fn main() {
     );
     for (name, cfg) in &named {
         println!("dynofa-cuda {name} median_ms={:.4}", latency(&mut engine, cfg));
-        // Where the time goes: GPU time per kernel kind, launched one by one (no graph).
-        let times = engine.kernel_times(cfg).expect("kernel timing");
-        let total: f32 = times.iter().map(|(_, ms)| ms).sum();
-        for (i, (l, ms)) in times.iter().enumerate() {
+        println!("dynofa-cuda-kernels {name} gpu_us={:.1}", engine.kernels_micros(cfg).expect("graph timing"));
+        // Where the time goes: GPU time per kernel kind, each launch repeated in a graph.
+        let times = engine.kernel_times(cfg, 20).expect("kernel timing");
+        let total: f32 = times.iter().map(|(_, us)| us).sum();
+        for (i, (l, us)) in times.iter().enumerate() {
             let ints: Vec<String> =
                 l.args.iter().filter_map(|a| if let Arg::Int(v) = a { Some(v.to_string()) } else { None }).collect();
             let model = l.model_us.map_or(String::new(), |us| format!("{us:.2}"));
             let [g, b] = [l.grid, l.block].map(|d| format!("{}x{}x{}", d[0], d[1], d[2]));
-            csv += &format!("{name},{i},{},{g},{b},{},{model},{:.2}\n", l.kernel.name(), ints.join(" "), ms * 1e3);
+            csv += &format!("{name},{i},{},{g},{b},{},{model},{us:.2}\n", l.kernel.name(), ints.join(" "));
         }
-        let mut line =
-            format!("kernels {name}: {} launches, {:.1} us GPU time without a graph;", times.len(), total * 1e3);
+        let mut line = format!("kernels {name}: {} launches, {total:.1} us GPU time (each one repeated in a graph);", times.len());
         for k in Kernel::ALL {
-            let mine: Vec<f32> = times.iter().filter(|(l, _)| l.kernel == k).map(|(_, ms)| ms * 1e3).collect();
+            let mine: Vec<f32> = times.iter().filter(|(l, _)| l.kernel == k).map(|(_, us)| *us).collect();
             let max = mine.iter().copied().fold(0.0, f32::max);
             line += &format!(" {} {}x {:.1} us (max {max:.1})", k.name(), mine.len(), mine.iter().sum::<f32>());
         }
@@ -108,6 +111,8 @@ fn main() {
         std::fs::write(path, csv).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
         println!("launches: {path}");
     }
+
+    println!("launch floor: {:.2} us per graph node that does nothing", engine.launch_floor(200).expect("floor"));
 
     // Host cost of a switch: activate() alone, cycling through the captured sub-networks.
     let mut times = Vec::with_capacity(100 * runs);
@@ -130,5 +135,6 @@ fn main() {
         for (name, cfg) in &named {
             println!("dynofa-cuda-plain {name} median_ms={:.4}", latency(&mut plain, cfg));
         }
+        println!("launch floor (plain): {:.2} us per graph node that does nothing", plain.launch_floor(200).expect("floor"));
     }
 }

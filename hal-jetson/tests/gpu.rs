@@ -48,14 +48,10 @@ fn main() {
             let r = gpu.compile_report();
             println!("gpu: {} {} compile {:.2} s (cached: {})", r.device, r.arch, r.compile_s, r.cached);
             let mut cpu = CpuEngine::new(weights);
-            let mine: Vec<_> = cases.iter().filter(|g| g.net == net).collect();
-            for g in &mine {
-                if let Some(bn) = &g.bn {
-                    let table = cpu.weights().load_bn_statistics(bn, &g.config).unwrap();
-                    gpu.register_bn(&g.config, &table).unwrap();
-                    cpu.register_bn(&g.config, table).unwrap();
-                }
-            }
+            // The cases with the supernet's BN statistics first: a case with its own shares its
+            // sub-network with one of those (w12_mid), and registering its statistics replaces them.
+            let mut mine: Vec<_> = cases.iter().filter(|g| g.net == net).collect();
+            mine.sort_by_key(|g| g.bn.is_some());
             let configs: Vec<_> = mine.iter().map(|g| g.config).collect();
             gpu.prepare(&configs).unwrap();
             let (programmatic, refused) = gpu.programmatic_launch();
@@ -66,6 +62,12 @@ fn main() {
             }
             let (mut y_gpu, mut y_cpu) = (vec![0.0; 1000], vec![0.0; 1000]);
             for g in &mine {
+                if let Some(bn) = &g.bn {
+                    // Recaptures the sub-network's graph with this BN set.
+                    let table = cpu.weights().load_bn_statistics(bn, &g.config).unwrap();
+                    gpu.register_bn(&g.config, &table).unwrap();
+                    cpu.register_bn(&g.config, table).unwrap();
+                }
                 gpu.activate(&g.config).unwrap();
                 gpu.infer(&g.input, &mut y_gpu).unwrap();
                 cpu.activate(&g.config).unwrap();

@@ -10,7 +10,7 @@
 // The same source compiles under NVRTC and, through emulate.h, as host C++ (the emulated tests), so
 // it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
 // every thread of a block), fminf/fmaxf, for split GEMMs atomicAdd on a ticket counter,
-// __threadfence and __ldcg, and on sm_90 the griddepcontrol instructions (DYNOFA_AFTER_PREVIOUS).
+// __threadfence and __ldcg, and on sm_90 the griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS).
 // No warp shuffles, and no sum depends on the order in which blocks run: results are deterministic.
 
 // The tile sizes (PW_*, PWS_*, DW_*, MV_*) are defined by the launch plan (dynofa-kernels' gpu module), which
@@ -20,14 +20,37 @@
 #endif
 
 // Programmatic dependent launch (sm_90 and newer, when the engine launches with it): a kernel's
-// blocks may be scheduled while the kernel before it finishes. Every kernel first waits for the
-// previous one's results (and memory), then lets the next one be scheduled. Without such a launch,
-// on older GPUs and in the host emulation this is nothing.
+// blocks may be scheduled while the kernel before it finishes. Every kernel loads what no kernel
+// writes (weights, BN) first, then waits for the previous kernel's results (and memory) before it
+// reads activations (waiting for the previous kernel waits for every kernel before it), and lets
+// the next one be scheduled once its main loop is done. Without such a launch, on older GPUs and in the host
+// emulation these are nothing.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define DYNOFA_AFTER_PREVIOUS() asm volatile("griddepcontrol.wait;\n\tgriddepcontrol.launch_dependents;" ::: "memory")
+#define DYNOFA_LAUNCH_DEPENDENTS() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
+#define DYNOFA_WAIT_PREVIOUS() asm volatile("griddepcontrol.wait;" ::: "memory")
 #else
-#define DYNOFA_AFTER_PREVIOUS()
+#define DYNOFA_LAUNCH_DEPENDENTS()
+#define DYNOFA_WAIT_PREVIOUS()
 #endif
+
+// sum_{t < n} p[t * stride], added in the order t = 0, 1, ... (deterministic) with up to 8 loads in
+// flight (one dependent round trip to memory per element was the cost). THROUGH_L2 (__ldcg) for
+// what other multiprocessors wrote during the same launch (a split GEMM's slices).
+template <bool THROUGH_L2>
+__device__ __forceinline__ float dynofa_sum_strided(const float* p, long stride, int n) {
+    float sum = 0.0f;
+    for (int t0 = 0; t0 < n; t0 += 8) {
+        float v[8];
+#pragma unroll
+        for (int u = 0; u < 8; ++u) {
+            const float* q = p + (t0 + u) * stride;
+            v[u] = t0 + u >= n ? 0.0f : THROUGH_L2 ? __ldcg(q) : *q;
+        }
+#pragma unroll
+        for (int u = 0; u < 8; ++u) sum += v[u];
+    }
+    return sum;
+}
 
 // Activation codes, as the launch plan passes them.
 #define ACT_IDENTITY 0
@@ -51,28 +74,44 @@ __device__ __forceinline__ float dynofa_act(float v, int act) {
 }
 
 // first_conv: 3x3, stride 2, padding 1 over the NCHW image `in` ([3][r][r]) + BN + h_swish into
-// NHWC `out` ([o][o][c]). One thread per output value; `w` is `[27][ldw]` with rows ci*9 + dy*3 + dx.
+// NHWC `out` ([o][o][c]). A thread computes STEM_CH channels of a pixel (c is a multiple; the plan
+// checks it), so that a pixel's 27 inputs are loaded once for them; `w` is `[27][ldw]` with rows
+// ci*9 + dy*3 + dx.
 extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int o, const float* __restrict__ w,
                                        int ldw, int c, const float* __restrict__ scale,
                                        const float* __restrict__ shift, float* __restrict__ out) {
-    DYNOFA_AFTER_PREVIOUS();
-    int idx = blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= o * o * c) return;
-    int ch = idx % c, p = idx / c;
+    // The first kernel: it follows the input copy, never a kernel.
+    DYNOFA_LAUNCH_DEPENDENTS();
+    int groups = c / STEM_CH, idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= o * o * groups) return;
+    int ch0 = idx % groups * STEM_CH, p = idx / groups;
     int oy = p / o, ox = p % o;
-    float acc = 0.0f;
+    float acc[STEM_CH];
+#pragma unroll
+    for (int j = 0; j < STEM_CH; ++j) acc[j] = 0.0f;
+#pragma unroll
     for (int t = 0; t < 27; ++t) {
         int ci = t / 9, dy = t / 3 % 3, dx = t % 3;
         int iy = 2 * oy + dy - 1, ix = 2 * ox + dx - 1;
-        if (iy >= 0 && iy < r && ix >= 0 && ix < r) acc += in[(ci * r + iy) * r + ix] * w[t * ldw + ch];
+        if (iy < 0 || iy >= r || ix < 0 || ix >= r) continue;
+        float x = in[(ci * r + iy) * r + ix];
+#pragma unroll
+        for (int j = 0; j < STEM_CH; ++j) acc[j] += x * w[t * ldw + ch0 + j];
     }
-    out[idx] = dynofa_act(acc * scale[ch] + shift[ch], ACT_HSWISH);
+#pragma unroll
+    for (int j = 0; j < STEM_CH; ++j)
+        out[(long)p * c + ch0 + j] = dynofa_act(acc[j] * scale[ch0 + j] + shift[ch0 + j], ACT_HSWISH);
 }
 
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
 // for p < m, o < n, i < k; `a`, `out` and `res` are dense ([m][k], [m][n]), `w` is `[k][ldw]`.
-// `gate` (the SE excitation of the projection's input) and `res` may be null. Tiles of BM pixels x
-// BN channels, PW_BK input channels at a time, TM x TN per thread.
+// `res` may be null. With `hidden` (the SE block's reduced squeeze, `se` values; else null and
+// gate[i] = 1), the projection computes its input channels' SE excitation itself:
+// gate[i] = h_sigmoid(gb[i] + sum_j gw[j * gld + i] * hidden[j]) (the SE expand layer, one launch
+// fewer per SE block; each block computes the gates of its own k range). With `pool` (else null),
+// each block also writes the sums of its output tile's columns over its pixels to
+// pool[blockIdx.y][n] (the head's average pool, finished in dynofa_matvec). Tiles of BM pixels x BN
+// channels, PW_BK input channels at a time, TM x TN per thread.
 //
 // Late layers have few pixels and long k (7x7 pixels, k = 1152): their few output tiles would leave
 // most of the GPU idle, so the plan may split k over gridDim.z slices of `kc` channels. A block then
@@ -84,12 +123,22 @@ template <int BM, int BN, int TM, int TN>
 __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int m, int k,
                                                const float* __restrict__ w, int ldw, int n,
                                                const float* __restrict__ scale, const float* __restrict__ shift,
-                                               int act, const float* __restrict__ gate,
-                                               const float* __restrict__ res, float* __restrict__ out, int kc,
-                                               float* __restrict__ split, unsigned* __restrict__ tickets) {
+                                               int act, const float* __restrict__ hidden,
+                                               const float* __restrict__ gw, int gld,
+                                               const float* __restrict__ gb, int se,
+                                               const float* __restrict__ res, float* __restrict__ out,
+                                               float* __restrict__ pool, int kc, float* __restrict__ split,
+                                               unsigned* __restrict__ tickets) {
     constexpr int COLS = BN / TN, THREADS = (BM / TM) * COLS;
-    __shared__ float as[PW_BK][BM];
-    __shared__ float bs[PW_BK][BN];
+    constexpr int A_LOADS = BM * PW_BK / THREADS, B_LOADS = PW_BK * BN / THREADS;
+    static_assert(A_LOADS * THREADS == BM * PW_BK && B_LOADS * THREADS == PW_BK * BN, "tile loads");
+    static_assert(BM % 16 == 0 && PW_BK == 16, "the padding below assumes these");
+    // Two stages: threads store the next step's tiles while others still read this one's, one
+    // barrier per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which
+    // then land in 32 different banks.
+    __shared__ float as[2][PW_BK][BM + 2];
+    __shared__ float bs[2][PW_BK][BN];
+    __shared__ float gs[PW_MAX_GATE], hs[PW_MAX_SE];
     __shared__ int last;
     int tid = threadIdx.x;
     int tx = tid % COLS, ty = tid / COLS;
@@ -101,37 +150,110 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
         #pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-    for (int k0 = kbeg; k0 < kend; k0 += PW_BK) {
-        // Consecutive threads read consecutive input channels of a pixel (a) or output channels (w).
-        for (int e = tid; e < BM * PW_BK; e += THREADS) {
-            int row = e / PW_BK, kk = e % PW_BK;
-            int p = m0 + row, i = k0 + kk;
-            float v = 0.0f;
-            if (p < m && i < kend) {
-                v = a[(long)p * k + i];
-                if (gate) v *= gate[i];
-            }
-            as[kk][row] = v;
+    // A step's tiles go through registers: the loads of step s + 1 are issued before step s's
+    // arithmetic, which hides their latency. Consecutive threads read consecutive input channels
+    // of a pixel (a) or consecutive output channels (w).
+    float ra[A_LOADS], rb[B_LOADS];
+    auto fetch_w = [&](int k0) {
+        #pragma unroll
+        for (int l = 0; l < B_LOADS; ++l) {
+            int e = tid + l * THREADS, i = k0 + e / BN, o = n0 + e % BN;
+            rb[l] = (i < kend && o < n) ? w[(long)i * ldw + o] : 0.0f;
         }
-        for (int e = tid; e < PW_BK * BN; e += THREADS) {
-            int kk = e / BN, col = e % BN;
-            int i = k0 + kk, o = n0 + col;
-            bs[kk][col] = (i < kend && o < n) ? w[(long)i * ldw + o] : 0.0f;
+    };
+    auto fetch_a = [&](int k0) {
+        #pragma unroll
+        for (int l = 0; l < A_LOADS; ++l) {
+            int e = tid + l * THREADS, p = m0 + e / PW_BK, i = k0 + e % PW_BK;
+            ra[l] = p < m && i < kend ? a[(long)p * k + i] : 0.0f;
         }
+    };
+    // Columns are strided by the thread count along n so that a warp stores contiguous channels.
+    float es[TN], et[TN];
+    #pragma unroll
+    for (int j = 0; j < TN; ++j) {
+        int o = n0 + tx + j * COLS;
+        es[j] = o < n ? scale[o] : 0.0f;
+        et[j] = o < n ? shift[o] : 0.0f;
+    }
+    fetch_w(kbeg);
+    DYNOFA_WAIT_PREVIOUS();
+    fetch_a(kbeg);
+    // The residual is loaded now, its latency hidden by the product.
+    float er[TM][TN];
+    #pragma unroll
+    for (int i = 0; i < TM; ++i)
+        #pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
+            er[i][j] = res && o < n && p < m ? res[(long)p * n + o] : 0.0f;
+        }
+    // The gates of this block's input channels, while the first tile's loads are in flight.
+    // 32 channels at a time: a warp reads 32 consecutive channels' weights of hidden unit j, the
+    // block's GATE_GROUPS warps take every GATE_GROUPS-th unit, and the group sums are added in
+    // group order.
+    constexpr int GATE_GROUPS = THREADS / 32;
+    static_assert(GATE_GROUPS * 32 == THREADS, "whole warps");
+    __shared__ float gpart[GATE_GROUPS][32];
+    if (hidden) {
+        int lane = tid % 32, group = tid / 32;
+        for (int j = tid; j < se; j += THREADS) hs[j] = hidden[j];
         __syncthreads();
-        for (int kk = 0; kk < PW_BK; ++kk) {
-            float av[TM], bv[TN];
+        for (int i0 = kbeg; i0 < kend; i0 += 32) {
+            int i = i0 + lane;
+            float g = 0.0f;
+            if (i < kend) {
+                #pragma unroll 8
+                for (int j = group; j < se; j += GATE_GROUPS) g += gw[(long)j * gld + i] * hs[j];
+            }
+            gpart[group][lane] = g;
+            __syncthreads();
+            if (group == 0 && i < kend) {
+                float total = gb[i];
+                for (int q = 0; q < GATE_GROUPS; ++q) total += gpart[q][lane];
+                gs[i - kbeg] = dynofa_act(total, ACT_HSIGMOID);
+            }
+            __syncthreads();
+        }
+    }
+    int steps = (kend - kbeg + PW_BK - 1) / PW_BK;
+    for (int s = 0; s <= steps; ++s) {
+        if (s > 0 && s < steps) {
+            fetch_w(kbeg + s * PW_BK);
+            fetch_a(kbeg + s * PW_BK);
+        }
+        if (s > 0) {
+            int cur = (s - 1) & 1;
             #pragma unroll
-            for (int i = 0; i < TM; ++i) av[i] = as[kk][ty * TM + i];
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) bv[j] = bs[kk][tx + j * COLS];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
+            for (int kk = 0; kk < PW_BK; ++kk) {
+                float av[TM], bv[TN];
                 #pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+                for (int i = 0; i < TM; ++i) av[i] = as[cur][kk][ty * TM + i];
+                #pragma unroll
+                for (int j = 0; j < TN; ++j) bv[j] = bs[cur][kk][tx + j * COLS];
+                #pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+            }
+        }
+        if (s < steps) {
+            // Stage s & 1 was last read for step s - 2, before the previous barrier.
+            int nxt = s & 1;
+            #pragma unroll
+            for (int l = 0; l < A_LOADS; ++l) {
+                int e = tid + l * THREADS, i = kbeg + s * PW_BK + e % PW_BK;
+                as[nxt][e % PW_BK][e / PW_BK] = hidden && i < kend ? ra[l] * gs[i - kbeg] : ra[l];
+            }
+            #pragma unroll
+            for (int l = 0; l < B_LOADS; ++l) {
+                int e = tid + l * THREADS;
+                bs[nxt][e / BN][e % BN] = rb[l];
+            }
         }
         __syncthreads();
     }
+    DYNOFA_LAUNCH_DEPENDENTS();
 
     if (gridDim.z > 1) {
         long slice = (long)m * n;
@@ -156,85 +278,114 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
             #pragma unroll
             for (int i = 0; i < TM; ++i) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
-                float v = 0.0f;
-                // Through L2: the other slices were written by other multiprocessors.
-                if (o < n && p < m)
-                    for (unsigned z = 0; z < gridDim.z; ++z) v += __ldcg(&split[z * slice + (long)p * n + o]);
-                acc[i][j] = v;
+                bool in = o < n && p < m;
+                acc[i][j] = in ? dynofa_sum_strided<true>(&split[(long)p * n + o], slice, gridDim.z) : 0.0f;
             }
     }
 
-    // Columns are strided by the thread count along n so that a warp stores contiguous channels.
+    float colsum[TN];
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
         int o = n0 + tx + j * COLS;
+        colsum[j] = 0.0f;
         if (o >= n) continue;
-        float s = scale[o], t = shift[o];
         #pragma unroll
         for (int i = 0; i < TM; ++i) {
             int p = m0 + ty * TM + i;
             if (p >= m) continue;
-            float v = dynofa_act(acc[i][j] * s + t, act);
-            if (res) v += res[(long)p * n + o];
+            float v = dynofa_act(acc[i][j] * es[j] + et[j], act);
+            if (res) v += er[i][j];
             out[(long)p * n + o] = v;
+            colsum[j] += v;
         }
+    }
+    if (!pool) return;
+    __shared__ float psum[BM / TM][BN];
+    #pragma unroll
+    for (int j = 0; j < TN; ++j) psum[ty][tx + j * COLS] = colsum[j];
+    __syncthreads();
+    for (int col = tid; col < BN; col += THREADS) {
+        float total = 0.0f;
+        for (int q = 0; q < BM / TM; ++q) total += psum[q][col];
+        if (n0 + col < n) pool[(long)blockIdx.y * n + n0 + col] = total;
     }
 }
 
-#define DYNOFA_POINTWISE(name, BM, BN, TM, TN)                                                              \
-    extern "C" __global__ void name(const float* __restrict__ a, int m, int k, const float* __restrict__ w,  \
-                                    int ldw, int n, const float* __restrict__ scale,                        \
-                                    const float* __restrict__ shift, int act, const float* __restrict__ gate, \
-                                    const float* __restrict__ res, float* __restrict__ out, int kc,         \
-                                    float* __restrict__ split, unsigned* __restrict__ tickets) {            \
-        DYNOFA_AFTER_PREVIOUS();                                                                            \
-        pointwise_tile<BM, BN, TM, TN>(a, m, k, w, ldw, n, scale, shift, act, gate, res, out, kc, split,    \
-                                       tickets);                                                            \
+// MINB blocks per multiprocessor at least: uncapped, the large tiling's registers (140) would leave
+// room for one, and the small one's (120) for four.
+#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, MINB)                                                        \
+    extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), MINB)                               \
+        name(const float* __restrict__ a, int m, int k, const float* __restrict__ w, int ldw, int n,        \
+             const float* __restrict__ scale, const float* __restrict__ shift, int act,                     \
+             const float* __restrict__ hidden, const float* __restrict__ gw, int gld,                       \
+             const float* __restrict__ gb, int se, const float* __restrict__ res, float* __restrict__ out,  \
+             float* __restrict__ pool, int kc, float* __restrict__ split, unsigned* __restrict__ tickets) {  \
+        pointwise_tile<BM, BN, TM, TN>(a, m, k, w, ldw, n, scale, shift, act, hidden, gw, gld, gb, se, res,  \
+                                       out, pool, kc, split, tickets);                                      \
     }
 // Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the rest.
-DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN)
-DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN)
+DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 2)
+DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 5)
 
-// Depthwise KxK convolution, stride `stride`, padding K/2, + BN + act, NHWC `in` ([size][size][c])
-// into `out` ([osize][osize][c]); taps `w` are `[K*K][ldw]`. Block (DW_CH, DW_ROWS): x walks
-// channels, y walks the `pix` pixels of tile blockIdx.y (the plan makes tiles small where a map
+// Depthwise KxK convolution, stride S, padding K/2, + BN + act, NHWC `in` ([size][size][c]) into
+// `out` ([osize][osize][c]); taps `w` are `[K*K][ldw]`. A thread computes runs of DW_RUN
+// consecutive output pixels of a row: for each of the K input rows it loads the (DW_RUN - 1) * S + K
+// inputs that the run's windows cover once, so that a load serves up to K outputs (one per tap
+// before, and the address arithmetic cost more than the multiply-adds). Block (DW_CH, DW_ROWS): x
+// walks channels, y the `per_tile` runs of tile blockIdx.y (the plan makes tiles small where a map
 // has few pixels, so that there are blocks for every multiprocessor). A thread keeps its channel's
-// taps in registers. With `partial` non-null, each block also writes its tile's per-channel sums
-// of the output to partial[blockIdx.y][c] (the SE squeeze, finished in dynofa_matvec).
-template <int K>
-__device__ __forceinline__ void depthwise_taps(const float* __restrict__ in, int size, int c,
-                                               const float* __restrict__ w, int ldw, int stride, int osize,
-                                               int pix, const float* __restrict__ scale,
-                                               const float* __restrict__ shift, int act, float* __restrict__ out,
-                                               float* __restrict__ partial, float (*sums)[DW_CH]) {
+// taps in registers. With `partial` non-null, each block also writes its tile's per-channel sums of
+// the output to partial[blockIdx.y][c] (the SE squeeze, finished in dynofa_matvec).
+template <int K, int S>
+__device__ __forceinline__ void depthwise_runs(const float* __restrict__ in, int size, int c,
+                                               const float* __restrict__ w, int ldw, int osize, int per_tile,
+                                               const float* __restrict__ scale, const float* __restrict__ shift,
+                                               int act, float* __restrict__ out, float* __restrict__ partial,
+                                               float (*sums)[DW_CH]) {
+    constexpr int SEG = (DW_RUN - 1) * S + K;
     int ch = blockIdx.x * DW_CH + threadIdx.x;
-    int pixels = osize * osize, begin = blockIdx.y * pix;
-    int end = begin + pix < pixels ? begin + pix : pixels;
-    float sum = 0.0f;
+    int per_row = (osize + DW_RUN - 1) / DW_RUN, runs = osize * per_row;
+    int begin = blockIdx.y * per_tile, end = begin + per_tile < runs ? begin + per_tile : runs;
+    float sum = 0.0f, taps[K * K], s = 0.0f, t = 0.0f;
     if (ch < c) {
-        float taps[K * K];
 #pragma unroll
-        for (int t = 0; t < K * K; ++t) taps[t] = w[t * ldw + ch];
-        float s = scale[ch], t = shift[ch];
-        for (int p = begin + threadIdx.y; p < end; p += DW_ROWS) {
-            int oy = p / osize, ox = p % osize;
-            float acc = 0.0f;
+        for (int tap = 0; tap < K * K; ++tap) taps[tap] = w[tap * ldw + ch];
+        s = scale[ch];
+        t = shift[ch];
+    }
+    DYNOFA_WAIT_PREVIOUS();
+    if (ch < c) {
+        for (int q = begin + threadIdx.y; q < end; q += DW_ROWS) {
+            int oy = q / per_row, ox0 = q % per_row * DW_RUN, ix0 = ox0 * S - K / 2;
+            float acc[DW_RUN];
+#pragma unroll
+            for (int r = 0; r < DW_RUN; ++r) acc[r] = 0.0f;
 #pragma unroll
             for (int dy = 0; dy < K; ++dy) {
-                int iy = oy * stride + dy - K / 2;
+                int iy = oy * S + dy - K / 2;
                 if (iy < 0 || iy >= size) continue;
+                const float* row = in + (long)iy * size * c + ch;
+                float seg[SEG];
 #pragma unroll
-                for (int dx = 0; dx < K; ++dx) {
-                    int ix = ox * stride + dx - K / 2;
-                    if (ix < 0 || ix >= size) continue;
-                    acc += in[((long)iy * size + ix) * c + ch] * taps[dy * K + dx];
+                for (int x = 0; x < SEG; ++x) {
+                    int ix = ix0 + x;
+                    seg[x] = ix >= 0 && ix < size ? row[(long)ix * c] : 0.0f;
                 }
+#pragma unroll
+                for (int r = 0; r < DW_RUN; ++r)
+#pragma unroll
+                    for (int dx = 0; dx < K; ++dx) acc[r] += seg[r * S + dx] * taps[dy * K + dx];
             }
-            float v = dynofa_act(acc * s + t, act);
-            out[(long)p * c + ch] = v;
-            sum += v;
+#pragma unroll
+            for (int r = 0; r < DW_RUN; ++r) {
+                if (ox0 + r >= osize) break;
+                float v = dynofa_act(acc[r] * s + t, act);
+                out[((long)oy * osize + ox0 + r) * c + ch] = v;
+                sum += v;
+            }
         }
     }
+    DYNOFA_LAUNCH_DEPENDENTS();
     if (!partial) return;
     sums[threadIdx.y][threadIdx.x] = sum;
     __syncthreads();
@@ -247,45 +398,55 @@ __device__ __forceinline__ void depthwise_taps(const float* __restrict__ in, int
 
 extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int size, int c,
                                             const float* __restrict__ w, int ldw, int k, int stride, int osize,
-                                            int pix, const float* __restrict__ scale,
+                                            int per_tile, const float* __restrict__ scale,
                                             const float* __restrict__ shift, int act, float* __restrict__ out,
                                             float* __restrict__ partial) {
-    DYNOFA_AFTER_PREVIOUS();
     __shared__ float sums[DW_ROWS][DW_CH];
-    // The plan passes k = 3, 5 or 7 only.
-    if (k == 3)
-        depthwise_taps<3>(in, size, c, w, ldw, stride, osize, pix, scale, shift, act, out, partial, sums);
-    else if (k == 5)
-        depthwise_taps<5>(in, size, c, w, ldw, stride, osize, pix, scale, shift, act, out, partial, sums);
-    else
-        depthwise_taps<7>(in, size, c, w, ldw, stride, osize, pix, scale, shift, act, out, partial, sums);
+    // The plan passes k = 3, 5 or 7 and stride 1 or 2 only.
+#define DYNOFA_DW(K, S)                                                                                       \
+    if (k == K && stride == S)                                                                               \
+        return depthwise_runs<K, S>(in, size, c, w, ldw, osize, per_tile, scale, shift, act, out, partial, sums);
+    DYNOFA_DW(3, 1) DYNOFA_DW(3, 2) DYNOFA_DW(5, 1) DYNOFA_DW(5, 2) DYNOFA_DW(7, 1) DYNOFA_DW(7, 2)
+#undef DYNOFA_DW
 }
 
 // A fully connected layer: out[o] = act(sum_i x[i] * w[o * ldw + i] + bias[o]) for o < rows, i < cols,
 // where x[i] = xscale * sum_t parts[t * ldp + i] over t < nparts (nparts = 1, xscale = 1: a plain
 // vector; else a mean over pixels or over depthwise tiles, the pooling fused here). One warp-sized
-// group of MV_LANES threads per row; `bias` may be null.
+// group of MV_LANES threads per row; `bias` may be null. A row's first MV_PRE * MV_LANES weights
+// (all of them for the SE layers) are loaded before waiting for the previous kernel.
 extern "C" __global__ void dynofa_matvec(const float* __restrict__ parts, int nparts, int ldp, float xscale,
                                          const float* __restrict__ w, int ldw, int rows, int cols,
                                          const float* __restrict__ bias, int act, float* __restrict__ out) {
-    DYNOFA_AFTER_PREVIOUS();
     __shared__ float x[MV_MAX_COLS];
     __shared__ float red[MV_THREADS];
     int tid = threadIdx.x;
-    for (int i = tid; i < cols; i += MV_THREADS) {
-        float s = 0.0f;
-        for (int t = 0; t < nparts; ++t) s += parts[(long)t * ldp + i];
-        x[i] = s * xscale;
-    }
-    __syncthreads();
     int lane = tid % MV_LANES, row = blockIdx.x * MV_ROWS + tid / MV_LANES;
+    const float* wr = w + (long)(row < rows ? row : 0) * ldw;
+    float pre[MV_PRE];
+#pragma unroll
+    for (int u = 0; u < MV_PRE; ++u) {
+        int i = lane + u * MV_LANES;
+        pre[u] = row < rows && i < cols ? wr[i] : 0.0f;
+    }
+    float b = bias && row < rows ? bias[row] : 0.0f;
+    DYNOFA_WAIT_PREVIOUS();
+    for (int i = tid; i < cols; i += MV_THREADS)
+        x[i] = dynofa_sum_strided<false>(parts + i, ldp, nparts) * xscale;
+    __syncthreads();
     float acc = 0.0f;
+#pragma unroll
+    for (int u = 0; u < MV_PRE; ++u) {
+        int i = lane + u * MV_LANES;
+        if (i < cols) acc += x[i] * pre[u];
+    }
     if (row < rows)
-        for (int i = lane; i < cols; i += MV_LANES) acc += x[i] * w[(long)row * ldw + i];
+        for (int i = lane + MV_PRE * MV_LANES; i < cols; i += MV_LANES) acc += x[i] * wr[i];
+    DYNOFA_LAUNCH_DEPENDENTS();
     red[tid] = acc;
     __syncthreads();
     if (lane == 0 && row < rows) {
-        float v = bias ? bias[row] : 0.0f;
+        float v = b;
         for (int l = 0; l < MV_LANES; ++l) v += red[tid + l];
         out[row] = dynofa_act(v, act);
     }

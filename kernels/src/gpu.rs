@@ -43,10 +43,10 @@ struct PwTile {
 
 /// Large tiles: layers with many pixels.
 const PW_LARGE: PwTile =
-    PwTile { kernel: Kernel::Pointwise, bm: 64, bn: 64, tm: 4, tn: 4, block_rate: 80e3, sm_rate: 150e3 };
+    PwTile { kernel: Kernel::Pointwise, bm: 64, bn: 64, tm: 4, tn: 4, block_rate: 40e3, sm_rate: 60e3 };
 /// Small tiles: many blocks for layers with few pixels, usually with k split over blocks.
 const PW_SMALL: PwTile =
-    PwTile { kernel: Kernel::PointwiseSmall, bm: 16, bn: 32, tm: 2, tn: 2, block_rate: 25e3, sm_rate: 110e3 };
+    PwTile { kernel: Kernel::PointwiseSmall, bm: 16, bn: 32, tm: 2, tn: 2, block_rate: 25e3, sm_rate: 40e3 };
 /// Most slices a split k is cut into.
 const MAX_SPLITS: usize = 32;
 /// Floats of [`Buffer::Split`] (every slice of a split launch) and counters of [`Buffer::Tickets`]
@@ -54,9 +54,20 @@ const MAX_SPLITS: usize = 32;
 const SPLIT_FLOATS: usize = 1 << 18;
 const TICKETS: usize = 1024;
 /// Cost of a split k beyond its blocks (µs): partial tiles through L2, a fence and a ticket, then
-/// per slice the last block's reads.
-const SPLIT_US: f64 = 0.3;
-const SPLIT_US_PER_SLICE: f64 = 0.04;
+/// per slice the last block's reads. Fitted to an H100 (docs/gpu.md "Tuning"): a split launch
+/// took about 3 µs more than one without before the last block's reads were batched.
+const SPLIT_US: f64 = 1.5;
+const SPLIT_US_PER_SLICE: f64 = 0.03;
+/// Cost (µs) of the SE gates that a projection block computes, 32 channels per round, each of
+/// its warps summing every (threads / 32)-th of the `se` terms: per term of a thread, and per
+/// round (two barriers). Estimates; the first version (a thread per channel, terms one after
+/// another) measured about 35 ns per term on an H100.
+const GATE_US_PER_TERM: f64 = 0.005;
+const GATE_US_PER_ROUND: f64 = 0.3;
+/// The most input channels (k) of a gated projection slice, and the most SE hidden units, that
+/// the pointwise kernels keep in shared memory: w1.2's largest block (1152 and 288).
+const PW_MAX_GATE: usize = 1152;
+const PW_MAX_SE: usize = 288;
 
 impl PwTile {
     fn threads(&self) -> u32 {
@@ -69,29 +80,42 @@ impl PwTile {
     }
 
     /// The plan's estimate (µs) of an `m x k x n` product on `sms` multiprocessors in slices of
-    /// `kc` input channels: the busiest multiprocessor's blocks at `sm_rate`, yet no block faster
-    /// than `block_rate`, plus the split's own cost. The rates are estimates for an H100-class
-    /// multiprocessor; `GpuEngine::kernel_times` measures what each launch really takes.
-    fn micros(&self, m: usize, k: usize, n: usize, kc: usize, sms: usize) -> f64 {
+    /// `kc` input channels, each block first computing its slice's SE gates from `se` hidden
+    /// units (0: no SE): the busiest multiprocessor's blocks at `sm_rate`, yet no block faster
+    /// than `block_rate`, plus the gates and the split's own cost. The rates are estimates for an
+    /// H100-class multiprocessor; `GpuEngine::kernel_times` measures what each launch really takes.
+    fn micros(&self, m: usize, k: usize, n: usize, kc: usize, se: usize, sms: usize) -> f64 {
         let slices = k.div_ceil(kc);
         let blocks = self.tiles(m, n) * slices;
         let per_block = (self.bm * self.bn) as f64 * kc as f64;
         let busiest = blocks.div_ceil(sms.max(1)) as f64 * per_block / self.sm_rate;
         let split = if slices > 1 { SPLIT_US + SPLIT_US_PER_SLICE * slices as f64 } else { 0.0 };
-        busiest.max(per_block / self.block_rate) + split
+        let gate = if se == 0 {
+            0.0
+        } else {
+            let per_thread = se.div_ceil(self.threads() as usize / 32);
+            kc.div_ceil(32) as f64 * (per_thread as f64 * GATE_US_PER_TERM + GATE_US_PER_ROUND)
+        };
+        busiest.max(per_block / self.block_rate) + gate + split
     }
 }
 
-/// Depthwise block: channels x pixel lanes; a tile has 8 to 64 pixels (see [`dw_pix`]).
+/// Depthwise block: channels x lanes; a lane computes runs of `DW_RUN` pixels of a row, a tile has
+/// 8 to 32 runs (see [`dw_runs`]).
 const DW_CH: u32 = 32;
 const DW_ROWS: u32 = 8;
+const DW_RUN: u32 = 4;
 /// Matvec block: threads, threads per row, rows per block, and the longest input it stages.
 const MV_THREADS: u32 = 256;
 const MV_LANES: u32 = 32;
 const MV_ROWS: u32 = MV_THREADS / MV_LANES;
 const MV_MAX_COLS: usize = 2048;
-/// Threads per block of the stem.
+/// Weights per matvec thread loaded before the previous kernel ends (a row's first 256: every SE
+/// layer's whole row).
+const MV_PRE: u32 = 8;
+/// Threads per block of the stem, and output channels per thread.
 const STEM_THREADS: u32 = 256;
+const STEM_CH: u32 = 4;
 
 /// A kernel of `dynofa.cu`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,10 +164,15 @@ pub fn source() -> String {
         ("PWS_TN", PW_SMALL.tn),
         ("DW_CH", DW_CH),
         ("DW_ROWS", DW_ROWS),
+        ("DW_RUN", DW_RUN),
+        ("STEM_CH", STEM_CH),
         ("MV_THREADS", MV_THREADS),
         ("MV_LANES", MV_LANES),
         ("MV_ROWS", MV_ROWS),
         ("MV_MAX_COLS", MV_MAX_COLS as u32),
+        ("MV_PRE", MV_PRE),
+        ("PW_MAX_GATE", PW_MAX_GATE as u32),
+        ("PW_MAX_SE", PW_MAX_SE as u32),
     ] {
         writeln!(s, "#define {name} {v}").expect("writing to a String");
     }
@@ -175,8 +204,6 @@ pub enum Buffer {
     Partial,
     /// SE hidden units.
     Hidden,
-    /// SE gate, `[mid]`.
-    Gate,
     /// `feature_mix_layer`'s output.
     Features,
     /// The partial tiles of a pointwise launch with k split, `[slices][m][n]`.
@@ -187,7 +214,7 @@ pub enum Buffer {
 
 impl Buffer {
     /// The work buffers (all but the weights and BN sets).
-    pub const WORK: [Buffer; 12] = [
+    pub const WORK: [Buffer; 11] = [
         Buffer::Input,
         Buffer::Logits,
         Buffer::Io0,
@@ -196,7 +223,6 @@ impl Buffer {
         Buffer::Dw,
         Buffer::Partial,
         Buffer::Hidden,
-        Buffer::Gate,
         Buffer::Features,
         Buffer::Split,
         Buffer::Tickets,
@@ -220,15 +246,15 @@ impl Buffer {
             Buffer::Expanded => blocks().map(|b| b.in_size.pow(2) * b.mid).fold(fs * net.final_expand, usize::max),
             Buffer::Dw => blocks().map(|b| b.out_size.pow(2) * b.mid).fold(s0 * net.stem, usize::max),
             Buffer::Partial => {
-                // As many tiles as the smallest ones make.
+                // SE sums: as many tiles as the smallest depthwise ones make; the head's pool: a
+                // tile per small pointwise tile of pixels.
+                let head = (fs.div_ceil(PW_SMALL.bm as usize)) * net.final_expand;
                 blocks()
                     .filter(|b| b.se_mid.is_some())
                     .map(|b| tiles(b.out_size, DW_ROWS as usize) * b.mid)
-                    .max()
-                    .unwrap_or(0)
+                    .fold(head, usize::max)
             }
             Buffer::Hidden => blocks().filter_map(|b| b.se_mid).max().unwrap_or(0),
-            Buffer::Gate => blocks().map(|b| b.mid).max().unwrap_or(0),
             Buffer::Features => net.feature_mix,
             Buffer::Split => SPLIT_FLOATS,
             Buffer::Tickets => TICKETS,
@@ -236,18 +262,18 @@ impl Buffer {
     }
 }
 
-/// Depthwise tiles of `pix` pixels of an `size x size` output.
-fn tiles(size: usize, pix: usize) -> usize {
-    size.pow(2).div_ceil(pix)
+/// Depthwise tiles of `per_tile` runs (of [`DW_RUN`] pixels of a row) of an `size x size` output.
+fn tiles(size: usize, per_tile: usize) -> usize {
+    (size * size.div_ceil(DW_RUN as usize)).div_ceil(per_tile)
 }
 
-/// Pixels per depthwise tile of a `size x size` map of `c` channels on `sms` multiprocessors: the
-/// largest of 64, 32 and 16 that still makes two blocks per multiprocessor, else 8 (one pixel per
-/// thread). Small maps (7x7 at the end of the network) thus spread over the GPU rather than
-/// leaving a block of 8 threads per channel group walking 49 pixels.
-fn dw_pix(size: usize, c: usize, sms: usize) -> usize {
-    let blocks = |pix: usize| c.div_ceil(DW_CH as usize) * tiles(size, pix);
-    [64, 32, 16].into_iter().find(|&pix| blocks(pix) >= 2 * sms).unwrap_or(DW_ROWS as usize)
+/// Runs per depthwise tile of a `size x size` map of `c` channels on `sms` multiprocessors: the
+/// largest of 32 and 16 that still makes two blocks per multiprocessor, else 8 (one run per lane).
+/// Small maps (7x7 at the end of the network) thus spread over the GPU rather than leaving a few
+/// blocks per channel group walking the whole map.
+fn dw_runs(size: usize, c: usize, sms: usize) -> usize {
+    let blocks = |per_tile: usize| c.div_ceil(DW_CH as usize) * tiles(size, per_tile);
+    [32, 16].into_iter().find(|&r| blocks(r) >= 2 * sms).unwrap_or(DW_ROWS as usize)
 }
 
 /// One kernel argument.
@@ -280,6 +306,15 @@ pub struct Launch {
 }
 
 impl Launch {
+    /// A launch that does nothing (a matvec of no rows, one block): what a graph node costs
+    /// without work (`GpuEngine::launch_floor`).
+    pub fn nothing() -> Launch {
+        let mut launch = matvec((Buffer::Hidden, 0, 0, 0.0), Arg::Null, 0, 0, 0, Arg::Null, ACT_IDENTITY, Buffer::Hidden);
+        launch.args.iter_mut().filter(|a| matches!(a, Arg::Ptr(..))).for_each(|a| *a = Arg::Null);
+        launch.grid = [1, 1, 1];
+        launch
+    }
+
     /// The argument slots (cuLaunchKernel's values), pointers resolved by `base` (a buffer's
     /// device or host address).
     pub fn slots(&self, base: impl Fn(Buffer) -> u64) -> Vec<u64> {
@@ -304,7 +339,9 @@ struct BlockAt {
     taps: [usize; 3],
     /// `[mid_max][out]`.
     project: usize,
-    /// reduce `[se_max][mid_max]`, its bias, expand `[mid_max][se_max]`, its bias, se_max.
+    /// reduce `[se_max][mid_max]`, its bias, expand `[se_max][mid_max]` (transposed from OFA's
+    /// `[out][in]`: the projection's threads read consecutive channels' gate weights), its bias,
+    /// se_max.
     se: Option<(usize, usize, usize, usize, usize)>,
     mid_max: usize,
 }
@@ -354,7 +391,9 @@ impl GpuImage {
                 taps: [3, 5, 7].map(|k| push(b.taps(k))),
                 project: push(&in_out(&b.project)),
                 se: b.se.as_ref().map(|se| {
-                    (push(&se.reduce), push(&se.reduce_bias), push(&se.expand), push(&se.expand_bias), se.se_max)
+                    let (mid, sm) = (b.mid_max, se.se_max);
+                    let expand: Vec<f32> = (0..sm * mid).map(|e| se.expand[e % mid * sm + e / mid]).collect();
+                    (push(&se.reduce), push(&se.reduce_bias), push(&expand), push(&se.expand_bias), sm)
                 }),
                 mid_max: b.mid_max,
             })
@@ -398,9 +437,10 @@ impl GpuImage {
         let s0 = Supernet::stem_out(r);
         let (c0, c1) = (net.stem, net.first_block);
         let [scale, shift] = bn(BN_STEM);
+        assert_eq!(c0 % STEM_CH as usize, 0, "the stem kernel computes {STEM_CH} channels per thread");
         plan.push(Launch {
             kernel: Kernel::Stem,
-            grid: [(s0 * s0 * c0).div_ceil(STEM_THREADS as usize) as u32, 1, 1],
+            grid: [(s0 * s0 * c0 / STEM_CH as usize).div_ceil(STEM_THREADS as usize) as u32, 1, 1],
             block: [STEM_THREADS, 1, 1],
             args: vec![
                 Arg::Ptr(Buffer::Input, 0),
@@ -478,7 +518,7 @@ impl GpuImage {
             );
             plan.push(dw);
             let gate = match (b.se_mid, at.se) {
-                (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, se_max))) => {
+                (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, _))) => {
                     let mean = 1.0 / b.out_size.pow(2) as f32;
                     let parts = (Buffer::Partial, tiles, b.mid, mean);
                     plan.push(matvec(
@@ -491,18 +531,7 @@ impl GpuImage {
                         ACT_RELU,
                         Buffer::Hidden,
                     ));
-                    let hidden = (Buffer::Hidden, 1, 0, 1.0);
-                    plan.push(matvec(
-                        hidden,
-                        w(expand),
-                        se_max,
-                        b.mid,
-                        se_mid,
-                        w(expand_bias),
-                        ACT_HSIGMOID,
-                        Buffer::Gate,
-                    ));
-                    Some(Buffer::Gate)
+                    Some(SeGate { w: w(expand), ld: at.mid_max, bias: w(expand_bias), se: se_mid })
                 }
                 _ => None,
             };
@@ -526,21 +555,13 @@ impl GpuImage {
 
         let fs = Supernet::final_size(r).pow(2);
         let (c5, fe, fm) = (net.unit_out[4], net.final_expand, net.feature_mix);
-        plan.push(pointwise(
-            x,
-            fs,
-            c5,
-            w(self.final_expand),
-            fe,
-            fe,
-            bn(BN_FINAL),
-            ACT_HSWISH,
-            None,
-            None,
-            Buffer::Expanded,
-            sms,
-        ));
-        let pooled = (Buffer::Expanded, fs, fe, 1.0 / fs as f32);
+        let expand = pooled_into(
+            pointwise(x, fs, c5, w(self.final_expand), fe, fe, bn(BN_FINAL), ACT_HSWISH, None, None, Buffer::Expanded, sms),
+            Buffer::Partial,
+        );
+        // The average pool: the expansion's column sums per tile of pixels, added up by the matvec.
+        let pooled = (Buffer::Partial, expand.grid[1] as usize, fe, 1.0 / fs as f32);
+        plan.push(expand);
         plan.push(matvec(pooled, w(self.feature_mix), fe, fm, fe, Arg::Null, ACT_HSWISH, Buffer::Features));
         let features = (Buffer::Features, 1, 0, 1.0);
         plan.push(matvec(
@@ -564,11 +585,10 @@ pub fn bn_image(weights: &SupernetWeights, table: Option<&BnTable>) -> Vec<f32> 
     [&t.scale[..], &t.shift[..]].concat()
 }
 
-/// Activation codes of `dynofa.cu`.
+/// Activation codes of `dynofa.cu` that the plan passes (h_sigmoid, 3, only the kernels use).
 const ACT_IDENTITY: usize = 0;
 const ACT_RELU: usize = 1;
 const ACT_HSWISH: usize = 2;
-const ACT_HSIGMOID: usize = 3;
 
 fn act_code(a: Activation) -> usize {
     match a {
@@ -581,9 +601,19 @@ fn int(v: usize) -> Arg {
     Arg::Int(i32::try_from(v).expect("layer sizes fit an int"))
 }
 
+/// An SE expand layer that a projection computes its input's gates with (from [`Buffer::Hidden`]):
+/// weights `[se][ld]` (input-major), bias, hidden units.
+#[derive(Debug, Clone, Copy)]
+struct SeGate {
+    w: Arg,
+    ld: usize,
+    bias: Arg,
+    se: usize,
+}
+
 /// A pointwise launch ([`Kernel::Pointwise`] or [`Kernel::PointwiseSmall`]): `a [m][k]` x weights
-/// `[k][ldw]` -> `out [m][n]`, with the tiling and k split that [`PwTile::micros`] rates fastest
-/// on `sms` multiprocessors.
+/// `[k][ldw]` -> `out [m][n]`, its input gated by `gate`, with the tiling and k split that
+/// [`PwTile::micros`] rates fastest on `sms` multiprocessors.
 fn pointwise(
     a: Buffer,
     m: usize,
@@ -593,11 +623,13 @@ fn pointwise(
     n: usize,
     [scale, shift]: [Arg; 2],
     act: usize,
-    gate: Option<Buffer>,
+    gate: Option<SeGate>,
     res: Option<Buffer>,
     out: Buffer,
     sms: usize,
 ) -> Launch {
+    let se = gate.map_or(0, |g| g.se);
+    assert!(se <= PW_MAX_SE, "SE of {se} hidden units exceeds PW_MAX_SE");
     let bk = PW_BK as usize;
     let mut best = (f64::INFINITY, &PW_LARGE, k.next_multiple_of(bk));
     for tile in [&PW_LARGE, &PW_SMALL] {
@@ -607,7 +639,10 @@ fn pointwise(
             if slices > 1 && (slices * m * n > SPLIT_FLOATS || tile.tiles(m, n) > TICKETS) {
                 continue;
             }
-            let us = tile.micros(m, k, n, kc, sms);
+            if se > 0 && kc > PW_MAX_GATE {
+                continue;
+            }
+            let us = tile.micros(m, k, n, kc, se, sms);
             if us < best.0 {
                 best = (us, tile, kc);
             }
@@ -629,15 +664,30 @@ fn pointwise(
             scale,
             shift,
             int(act),
-            ptr(gate),
+            gate.map_or(Arg::Null, |_| Arg::Ptr(Buffer::Hidden, 0)),
+            gate.map_or(Arg::Null, |g| g.w),
+            int(gate.map_or(0, |g| g.ld)),
+            gate.map_or(Arg::Null, |g| g.bias),
+            int(se),
             ptr(res),
             Arg::Ptr(out, 0),
+            // pool: see pooled_into.
+            Arg::Null,
             int(kc),
             Arg::Ptr(Buffer::Split, 0),
             Arg::Ptr(Buffer::Tickets, 0),
         ],
         model_us: Some(us),
     }
+}
+
+/// Pointwise launch `l` writing its output's column sums per tile of pixels to `pool`
+/// (`[tiles][n]`, the tiles being `l.grid[1]`).
+fn pooled_into(mut l: Launch, pool: Buffer) -> Launch {
+    // pool, kc, the split buffer and the tickets end a pointwise launch's arguments.
+    let at = l.args.len() - 4;
+    l.args[at] = Arg::Ptr(pool, 0);
+    l
 }
 
 /// A [`Kernel::Depthwise`] launch of block `b` from `input` into [`Buffer::Dw`] (its tiles' SE
@@ -651,8 +701,8 @@ fn depthwise(
     partial: Option<Buffer>,
     sms: usize,
 ) -> (Launch, usize) {
-    let pix = dw_pix(b.out_size, b.mid, sms);
-    let tiles = tiles(b.out_size, pix);
+    let per_tile = dw_runs(b.out_size, b.mid, sms);
+    let tiles = tiles(b.out_size, per_tile);
     let launch = Launch {
         kernel: Kernel::Depthwise,
         grid: [b.mid.div_ceil(DW_CH as usize) as u32, tiles as u32, 1],
@@ -666,7 +716,7 @@ fn depthwise(
             int(b.kernel),
             int(b.stride),
             int(b.out_size),
-            int(pix),
+            int(per_tile),
             scale,
             shift,
             int(act_code(b.act)),
@@ -741,6 +791,12 @@ mod tests {
                             let sums = l.grid[1] as usize * c as usize;
                             assert!(sums <= Buffer::Partial.len(&net), "{sums} SE partial sums");
                         }
+                        if let (Kernel::Pointwise | Kernel::PointwiseSmall, Arg::Int(n), Arg::Ptr(pool, _)) =
+                            (l.kernel, l.args[5], l.args[l.args.len() - 4])
+                        {
+                            let sums = l.grid[1] as usize * n as usize;
+                            assert!(sums <= pool.len(&net), "{sums} pooled sums");
+                        }
                         if matches!(l.kernel, Kernel::Pointwise | Kernel::PointwiseSmall) && l.grid[2] > 1 {
                             let [Arg::Int(m), _, _, _, Arg::Int(n)] =
                                 [l.args[1], l.args[2], l.args[3], l.args[4], l.args[5]]
@@ -770,7 +826,8 @@ mod tests {
         let early = launch(112 * 112, 24, 144, 132);
         assert_eq!(early.grid[2], 1, "{early:?}");
         // Every slice holds whole PW_BK steps, and the slices cover k exactly.
-        let Arg::Int(kc) = late.args[12] else { panic!("kc") };
+        // kc, then the split buffer and the tickets, end the arguments.
+        let Arg::Int(kc) = late.args[late.args.len() - 3] else { panic!("kc") };
         assert_eq!(kc as u32 % PW_BK, 0);
         assert_eq!((1152_u32).div_ceil(kc as u32), late.grid[2]);
     }

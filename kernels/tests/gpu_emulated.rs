@@ -115,12 +115,18 @@ fn emulated_kernels_match_the_goldens() {
         launches.extend(plan);
     }
     assert!(failures.is_empty(), "emulated GPU kernels differ from ofa:\n{}", failures.join("\n"));
-    // What the runs covered: depthwise tiles of the fewest and the most pixels, both pointwise
-    // tilings, with and without k split.
-    for pix in [8, 64] {
+    // What the runs covered: depthwise tiles of the fewest and the most runs, every kernel size
+    // with both strides, both pointwise tilings, with and without k split.
+    for runs in [8, 32] {
         assert!(
-            launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[8] == Arg::Int(pix)),
-            "no depthwise launch with tiles of {pix} pixels ran"
+            launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[8] == Arg::Int(runs)),
+            "no depthwise launch with tiles of {runs} runs ran"
+        );
+    }
+    for (k, stride) in [3, 5, 7].into_iter().flat_map(|k| [(k, 1), (k, 2)]) {
+        assert!(
+            launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[5..7] == [Arg::Int(k), Arg::Int(stride)]),
+            "no depthwise launch with kernel {k} and stride {stride} ran"
         );
     }
     for (kernel, split) in [(Kernel::Pointwise, false), (Kernel::PointwiseSmall, false), (Kernel::PointwiseSmall, true)]

@@ -251,7 +251,24 @@ def cmd_check(args):
     env["DYNOFA_GOLDENS"] = os.path.join(REPO, "kernels", "goldens")
     env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dynofa-cache-")
 
+    def keep(name, text):
+        # Written as each step ends, so a check cut short still brings back what it measured.
+        if args.save:
+            os.makedirs(args.save, exist_ok=True)
+            with open(os.path.join(args.save, name), "w") as f:
+                f.write(text)
+
+    # The SM clock while dynofa runs (a GPU held at a low clock would explain slow kernels).
+    clocks_path = os.path.join(args.save or tempfile.mkdtemp(prefix="dynofa-clocks-"), "clocks.csv")
+    os.makedirs(os.path.dirname(clocks_path), exist_ok=True)
+    query = "timestamp,clocks.sm,clocks.max.sm,clocks.mem,pstate,power.draw,clocks_throttle_reasons.active"
+    try:
+        with open(clocks_path, "w") as f:
+            sampler = subprocess.Popen(["nvidia-smi", f"--query-gpu={query}", "--format=csv", "-lms", "100"], stdout=f)
+    except OSError:
+        sampler = None
     rc_test, test_out = run([os.path.join(staged, "gpu-test")], env=env, timeout=300)
+    keep("gpu-test.txt", test_out)
     # The test passes by skipping where the engine cannot start: require its final "gpu: ok".
     skipped = re.search(r"gpu: skipped: (.*)", test_out)
     if rc_test != 0:
@@ -265,21 +282,33 @@ def cmd_check(args):
         os.makedirs(args.save, exist_ok=True)
         bench_cmd += ["--launches", os.path.join(args.save, "launches.csv")]
     _, bench = run(bench_cmd, env=env, timeout=300)
+    keep("gpu-bench.txt", bench)
+    clock = "not sampled"
+    if sampler:
+        sampler.terminate()
+        sampler.wait()
+        with open(clocks_path) as f:
+            mhz = [int(m.group(1)) for m in re.finditer(r", (\d+) MHz, (\d+) MHz, (\d+) MHz", f.read())]
+        if mhz:
+            clock = f"median {statistics.median(mhz)} MHz, max {max(mhz)} MHz over {len(mhz)} samples"
     dynofa = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda (\w+) median_ms=([\d.]+)", bench)}
     switch = re.search(r"switch median_us=([\d.]+) p99_us=([\d.]+) max_us=([\d.]+)", bench)
     plain = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-plain (\w+) median_ms=([\d.]+)", bench)}
+    kernels = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-kernels (\w+) gpu_us=([\d.]+)", bench)}
+    floor = re.search(r"launch floor: ([\d.]+) us", bench)
     programmatic = re.search(r"programmatic dependent launch: (.*)", bench)
 
     tmp = tempfile.mkdtemp(prefix="dynofa-gpu-check-")
     weights = os.path.join(tmp, "w12.safetensors")
     run([os.path.join(staged, "dynofa"), "gen-weights", "--width", "1.2", "--out", weights], timeout=120)
     torch_ms = {}
-    for mode in args.modes.split(","):
+    for mode in [m for m in args.modes.split(",") if m]:
         cmd = [sys.executable, os.path.abspath(__file__), "peer", "--mode", mode, "--weights", weights]
         cmd += ["--reps", str(args.reps), "--warmup", str(args.warmup)]
         if wheels:
             cmd += ["--wheel", wheels[0]]
         _, out = run(cmd, timeout=args.peer_timeout)
+        keep(f"torch-{mode}.txt", out)
         for m in re.finditer(r"torch-(\w+) (\w+) median_ms=([\d.]+)", out):
             torch_ms[(m.group(1), m.group(2))] = float(m.group(3))
     shutil.rmtree(tmp, ignore_errors=True)
@@ -292,11 +321,13 @@ def cmd_check(args):
         say(f"switch (activate between captured graphs, host): median {switch.group(1)} us, "
             f"p99 {switch.group(2)} us, max {switch.group(3)} us; median <= 5 us: {bar}")
     say(f"correctness + allocation-free (gpu-test): {verdict}")
+    say(f"SM clock during gpu-test and gpu-bench: {clock}")
     say("")
     say(f"## dynofa CUDA vs PyTorch, batch 1, fp32, w1.2, seeded weights ({gpu})")
     say("")
-    say("| sub-network | dynofa cuda ms | " + " | ".join(f"torch {m} ms" for m in MODES) + " | best torch / dynofa | >= 5x |")
-    say("|---|---|" + "---|" * len(MODES) + "---|---|")
+    say("| sub-network | dynofa cuda ms | its kernels alone ms | " + " | ".join(f"torch {m} ms" for m in MODES)
+        + " | best torch / dynofa | >= 5x |")
+    say("|---|---|---|" + "---|" * len(MODES) + "---|---|")
     for which in NAMED:
         d = dynofa.get(which)
         t = [torch_ms.get((m, which)) for m in MODES]
@@ -304,19 +335,19 @@ def cmd_check(args):
         ratio = f"{best / d:.2f}x" if best and d else "n/a"
         bar = ("yes" if best / d >= 5.0 else "NO") if best and d else "n/a"
         cells = " | ".join(f"{v:.3f}" if v is not None else "n/a" for v in t)
-        say(f"| {which} | {f'{d:.3f}' if d else 'n/a'} | {cells} | {ratio} | {bar} |")
+        alone = f"{kernels[which] / 1e3:.3f}" if which in kernels else "n/a"
+        say(f"| {which} | {f'{d:.3f}' if d else 'n/a'} | {alone} | {cells} | {ratio} | {bar} |")
     if programmatic:
         say("")
         say(f"programmatic dependent launch in dynofa's graphs: {programmatic.group(1)}")
     if plain:
         say("without it (ms): " + ", ".join(f"{w} {plain[w]:.3f}" for w in NAMED if w in plain))
+    if floor:
+        say(f"a graph node that does nothing: {floor.group(1)} us")
     print("\n".join(lines))
     if args.save:
-        with open(os.path.join(args.save, "summary.md"), "w") as f:
-            f.write("\n".join(lines) + "\n")
-        with open(os.path.join(args.save, "gpu-bench.txt"), "w") as f:
-            f.write(bench)
-        saved = [f for f in ("summary.md", "gpu-bench.txt", "launches.csv") if os.path.exists(os.path.join(args.save, f))]
+        keep("summary.md", "\n".join(lines) + "\n")
+        saved = sorted(os.listdir(args.save))
         log(f"saved {', '.join(saved)} in {args.save}")
     return 0 if verdict == "ok" else 1
 
@@ -329,7 +360,7 @@ def main():
     c.add_argument("--runs", type=int, default=1000, help="timed dynofa inferences per sub-network")
     c.add_argument("--reps", type=int, default=300, help="timed PyTorch calls per sub-network")
     c.add_argument("--warmup", type=int, default=30)
-    c.add_argument("--modes", default=",".join(MODES))
+    c.add_argument("--modes", default=",".join(MODES), help="PyTorch modes to time ('' for none)")
     c.add_argument("--peer-timeout", type=int, default=300)
     c.add_argument("--save", help="a folder for summary.md, gpu-bench.txt and launches.csv (each launch's "
                    "plan estimate and measured GPU time), e.g. the device tool's $OUT")

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use cudarc::driver::result::DriverError;
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, PinnedHostSlice, sys,
+    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, PinnedHostSlice, sys,
 };
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
@@ -355,17 +355,8 @@ impl GpuEngine {
             self.host_in.as_ptr().map_err(driver("page-locked input"))?,
             self.host_out.as_mut_ptr().map_err(driver("page-locked logits"))?,
         );
-        let s = &self.stream;
-        s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-            .map_err(driver("graph capture start"))?;
-        let launched = self.enqueue(cfg, None, Some(host), programmatic);
-        // End the capture even after a failed launch, so that the stream is usable again.
-        let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
-        launched.map_err(driver("kernel launch during capture"))?;
-        let graph = graph
-            .map_err(driver("graph capture"))?
-            .ok_or(GpuError::Driver { what: "graph capture", error: "the capture recorded nothing".into() })?;
-        graph.upload().map_err(driver("graph upload"))?;
+        let plan = self.image.plan(cfg, self.sms);
+        let graph = self.record(&plan, self.bn_set(cfg), 1, Some((host, 3 * (cfg.r as usize).pow(2))), programmatic)?;
         let id = cfg.id();
         let captured = Captured { id, r: cfg.r as usize, graph };
         match self.find(id) {
@@ -381,21 +372,49 @@ impl GpuEngine {
         Ok(())
     }
 
-    /// Launch `cfg`'s plan on the stream (with its BN set); with `events` (one more than the
-    /// launches), record event `i` before launch `i` and the last one after all; with `host`
-    /// (page-locked input and logits), copy the input in first and the logits out last; with
-    /// `programmatic`, every kernel after the first with programmatic dependent launch.
-    fn enqueue(
-        &self,
-        cfg: &SubnetConfig,
-        events: Option<&[CudaEvent]>,
-        host: Option<(*const f32, *mut f32)>,
-        programmatic: bool,
-    ) -> Result<(), DriverError> {
-        let bn = match self.bn_sets.binary_search_by_key(&cfg.id(), |(k, _)| *k) {
+    /// `cfg`'s BN set: its own if registered, else the supernet's.
+    fn bn_set(&self, cfg: &SubnetConfig) -> &CudaSlice<f32> {
+        match self.bn_sets.binary_search_by_key(&cfg.id(), |(k, _)| *k) {
             Ok(i) => &self.bn_sets[i].1,
             Err(_) => &self.bn_default,
-        };
+        }
+    }
+
+    /// A graph (uploaded) of `plan`, each launch made `repeat` times in a row, reading BN from
+    /// `bn`; with `host` (page-locked input and logits, and the input's length), it copies the
+    /// input in first and the logits out last; with `programmatic`, every kernel after the first
+    /// is launched with programmatic dependent launch.
+    fn record(
+        &self,
+        plan: &[Launch],
+        bn: &CudaSlice<f32>,
+        repeat: usize,
+        host: Option<((*const f32, *mut f32), usize)>,
+        programmatic: bool,
+    ) -> Result<CudaGraph, GpuError> {
+        let s = &self.stream;
+        s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .map_err(driver("graph capture start"))?;
+        let launched = self.enqueue(plan, bn, repeat, host, programmatic);
+        // End the capture even after a failed launch, so that the stream is usable again.
+        let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
+        launched.map_err(driver("kernel launch during capture"))?;
+        let graph = graph
+            .map_err(driver("graph capture"))?
+            .ok_or(GpuError::Driver { what: "graph capture", error: "the capture recorded nothing".into() })?;
+        graph.upload().map_err(driver("graph upload"))?;
+        Ok(graph)
+    }
+
+    /// Enqueue what [`Self::record`] records.
+    fn enqueue(
+        &self,
+        plan: &[Launch],
+        bn: &CudaSlice<f32>,
+        repeat: usize,
+        host: Option<((*const f32, *mut f32), usize)>,
+        programmatic: bool,
+    ) -> Result<(), DriverError> {
         let s = &self.stream;
         let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
         let bases: Vec<(Buffer, u64)> = [(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))]
@@ -403,30 +422,28 @@ impl GpuEngine {
             .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
             .collect();
         let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
-        let input_len = 3 * (cfg.r as usize).pow(2);
-        if let Some((input, _)) = host {
-            // SAFETY: `input` is `host_in`, page-locked and at least `input_len` long (sized for
-            // the largest resolution); `Buffer::Input` is as large.
+        if let Some(((input, _), input_len)) = host {
+            // SAFETY: `input` is `host_in`, page-locked and sized for the largest resolution, as
+            // is `Buffer::Input`; `input_len` is the sub-network's.
             unsafe {
                 let src = std::slice::from_raw_parts(input, input_len);
                 cudarc::driver::result::memcpy_htod_async(base(Buffer::Input), src, s.cu_stream())?;
             }
         }
-        for (i, l) in self.image.plan(cfg, self.sms).into_iter().enumerate() {
-            if let Some(e) = events {
-                e[i].record(s)?;
-            }
+        let mut first = true;
+        for l in plan {
             let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
             let mut slots = l.slots(base);
             let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
-            // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies in a
-            // buffer that this engine keeps alive as long as any graph (gpu::tests checks the plans).
-            unsafe { launch(f, &l, &mut params, s, programmatic && i > 0) }?;
+            for _ in 0..repeat {
+                // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies
+                // in a buffer that this engine keeps alive as long as any graph (gpu::tests checks the
+                // plans).
+                unsafe { launch(f, l, &mut params, s, programmatic && !first) }?;
+                first = false;
+            }
         }
-        if let Some(e) = events {
-            e[e.len() - 1].record(s)?;
-        }
-        if let Some((_, logits)) = host {
+        if let Some(((_, logits), _)) = host {
             // SAFETY: `logits` is `host_out`, page-locked, NUM_CLASSES long and read by the host
             // only after the stream is synchronised.
             unsafe {
@@ -437,27 +454,57 @@ impl GpuEngine {
         Ok(())
     }
 
-    /// Each launch of `cfg`'s plan with its GPU time in ms, run without a graph (after a warm-up),
-    /// for finding where a frame's time goes and checking the plan's model
-    /// ([`Launch::model_us`]). Leaves the active sub-network's buffers overwritten.
-    pub fn kernel_times(&mut self, cfg: &SubnetConfig) -> Result<Vec<(Launch, f32)>, GpuError> {
+    /// GPU time in µs per launch of a graph of `plan`, each launch made `repeat` times in a row
+    /// (the median of 5 replays after one).
+    fn graph_micros(&self, plan: &[Launch], bn: &CudaSlice<f32>, repeat: usize) -> Result<f32, GpuError> {
+        let graph = self.record(plan, bn, repeat, None, self.programmatic)?;
+        let ctx = self.stream.context();
+        let [start, end] = [(); 2].map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)));
+        let (start, end) = (start.map_err(driver("event creation"))?, end.map_err(driver("event creation"))?);
+        graph.launch().map_err(driver("graph launch"))?;
+        let mut times = Vec::with_capacity(5);
+        for _ in 0..5 {
+            start.record(&self.stream).map_err(driver("event record"))?;
+            graph.launch().map_err(driver("graph launch"))?;
+            end.record(&self.stream).map_err(driver("event record"))?;
+            self.stream.synchronize().map_err(driver("kernel timing"))?;
+            times.push(start.elapsed_ms(&end).map_err(driver("event timing"))?);
+        }
+        times.sort_by(f32::total_cmp);
+        Ok(times[2] * 1e3 / (plan.len() * repeat) as f32)
+    }
+
+    /// Each launch of `cfg`'s plan with its GPU time in µs, for finding where a frame's time goes
+    /// and checking the plan's model ([`Launch::model_us`]): each launch alone in a graph, made
+    /// `repeat` times in a row (with programmatic dependent launch if the captured graphs have it),
+    /// so that the time includes what a graph node costs. Leaves the active sub-network's buffers
+    /// overwritten.
+    pub fn kernel_times(&mut self, cfg: &SubnetConfig, repeat: usize) -> Result<Vec<(Launch, f32)>, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
         let plan = self.image.plan(cfg, self.sms);
-        let ctx = self.stream.context();
-        let events = (0..=plan.len())
-            .map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(driver("event creation"))?;
-        for _ in 0..3 {
-            self.enqueue(cfg, None, None, false).map_err(driver("kernel launch"))?;
-        }
-        self.enqueue(cfg, Some(&events), None, false).map_err(driver("kernel launch"))?;
+        let bn = self.bn_set(cfg);
+        // Every buffer holds this sub-network's activations first (split tickets back at zero).
+        self.enqueue(&plan, bn, 1, None, false).map_err(driver("kernel launch"))?;
         self.stream.synchronize().map_err(driver("kernel timing"))?;
-        plan.into_iter()
-            .zip(events.windows(2))
-            .map(|(l, e)| e[0].elapsed_ms(&e[1]).map(|ms| (l, ms)))
-            .collect::<Result<_, _>>()
-            .map_err(driver("event timing"))
+        plan.iter()
+            .map(|l| Ok((l.clone(), self.graph_micros(std::slice::from_ref(l), bn, repeat.max(1))?)))
+            .collect()
+    }
+
+    /// GPU time in µs of `cfg`'s kernels as one graph, without the input and logits copies: what
+    /// `infer` takes beyond it is the copies and the host's launch and wait. Leaves the active
+    /// sub-network's buffers overwritten.
+    pub fn kernels_micros(&mut self, cfg: &SubnetConfig) -> Result<f32, GpuError> {
+        cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
+        let plan = self.image.plan(cfg, self.sms);
+        Ok(self.graph_micros(&plan, self.bn_set(cfg), 1)? * plan.len() as f32)
+    }
+
+    /// GPU time in µs per launch of a graph of `n` launches that do nothing (one block each), with
+    /// programmatic dependent launch if the captured graphs have it: the least any node of a
+    /// sub-network's graph costs on this GPU.
+    pub fn launch_floor(&mut self, n: usize) -> Result<f32, GpuError> {
+        self.graph_micros(&[Launch::nothing()], &self.bn_default, n.max(1))
     }
 
     /// The GPU's multiprocessors (the plans are tiled for them).
