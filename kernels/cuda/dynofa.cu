@@ -105,10 +105,7 @@ extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int 
 
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
 // for p < m, o < n, i < k; `a`, `out` and `res` are dense ([m][k], [m][n]), `w` is `[k][ldw]`.
-// `res` may be null. With `hidden` (the SE block's reduced squeeze, `se` values; else null and
-// gate[i] = 1), the projection computes its input channels' SE excitation itself:
-// gate[i] = h_sigmoid(gb[i] + sum_j gw[j * gld + i] * hidden[j]) (the SE expand layer, one launch
-// fewer per SE block; each block computes the gates of its own k range). With `pool` (else null),
+// `gate` (the SE excitation of the projection's input, `[k]`) and `res` may be null. With `pool`,
 // each block also writes the sums of its output tile's columns over its pixels to
 // pool[blockIdx.y][n] (the head's average pool, finished in dynofa_matvec). Tiles of BM pixels x BN
 // channels, PW_BK input channels at a time, TM x TN per thread.
@@ -123,9 +120,7 @@ template <int BM, int BN, int TM, int TN>
 __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int m, int k,
                                                const float* __restrict__ w, int ldw, int n,
                                                const float* __restrict__ scale, const float* __restrict__ shift,
-                                               int act, const float* __restrict__ hidden,
-                                               const float* __restrict__ gw, int gld,
-                                               const float* __restrict__ gb, int se,
+                                               int act, const float* __restrict__ gate,
                                                const float* __restrict__ res, float* __restrict__ out,
                                                float* __restrict__ pool, int kc, float* __restrict__ split,
                                                unsigned* __restrict__ tickets) {
@@ -138,7 +133,7 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
     // then land in 32 different banks.
     __shared__ float as[2][PW_BK][BM + 2];
     __shared__ float bs[2][PW_BK][BN];
-    __shared__ float gs[PW_MAX_GATE], hs[PW_MAX_SE];
+    __shared__ float gs[PW_MAX_GATE];
     __shared__ int last;
     int tid = threadIdx.x;
     int tx = tid % COLS, ty = tid / COLS;
@@ -189,32 +184,11 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
             er[i][j] = res && o < n && p < m ? res[(long)p * n + o] : 0.0f;
         }
     // The gates of this block's input channels, while the first tile's loads are in flight.
-    // 32 channels at a time: a warp reads 32 consecutive channels' weights of hidden unit j, the
-    // block's GATE_GROUPS warps take every GATE_GROUPS-th unit, and the group sums are added in
-    // group order.
-    constexpr int GATE_GROUPS = THREADS / 32;
-    static_assert(GATE_GROUPS * 32 == THREADS, "whole warps");
-    __shared__ float gpart[GATE_GROUPS][32];
-    if (hidden) {
-        int lane = tid % 32, group = tid / 32;
-        for (int j = tid; j < se; j += THREADS) hs[j] = hidden[j];
+    // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
+    // dynofa_matvec launch, wrote them).
+    if (gate) {
+        for (int i = kbeg + tid; i < kend; i += THREADS) gs[i - kbeg] = gate[i];
         __syncthreads();
-        for (int i0 = kbeg; i0 < kend; i0 += 32) {
-            int i = i0 + lane;
-            float g = 0.0f;
-            if (i < kend) {
-                #pragma unroll 8
-                for (int j = group; j < se; j += GATE_GROUPS) g += gw[(long)j * gld + i] * hs[j];
-            }
-            gpart[group][lane] = g;
-            __syncthreads();
-            if (group == 0 && i < kend) {
-                float total = gb[i];
-                for (int q = 0; q < GATE_GROUPS; ++q) total += gpart[q][lane];
-                gs[i - kbeg] = dynofa_act(total, ACT_HSIGMOID);
-            }
-            __syncthreads();
-        }
     }
     int steps = (kend - kbeg + PW_BK - 1) / PW_BK;
     for (int s = 0; s <= steps; ++s) {
@@ -243,7 +217,7 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
             #pragma unroll
             for (int l = 0; l < A_LOADS; ++l) {
                 int e = tid + l * THREADS, i = kbeg + s * PW_BK + e % PW_BK;
-                as[nxt][e % PW_BK][e / PW_BK] = hidden && i < kend ? ra[l] * gs[i - kbeg] : ra[l];
+                as[nxt][e % PW_BK][e / PW_BK] = gate && i < kend ? ra[l] * gs[i - kbeg] : ra[l];
             }
             #pragma unroll
             for (int l = 0; l < B_LOADS; ++l) {
@@ -317,11 +291,10 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
     extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), MINB)                               \
         name(const float* __restrict__ a, int m, int k, const float* __restrict__ w, int ldw, int n,        \
              const float* __restrict__ scale, const float* __restrict__ shift, int act,                     \
-             const float* __restrict__ hidden, const float* __restrict__ gw, int gld,                       \
-             const float* __restrict__ gb, int se, const float* __restrict__ res, float* __restrict__ out,  \
+             const float* __restrict__ gate, const float* __restrict__ res, float* __restrict__ out,        \
              float* __restrict__ pool, int kc, float* __restrict__ split, unsigned* __restrict__ tickets) {  \
-        pointwise_tile<BM, BN, TM, TN>(a, m, k, w, ldw, n, scale, shift, act, hidden, gw, gld, gb, se, res,  \
-                                       out, pool, kc, split, tickets);                                      \
+        pointwise_tile<BM, BN, TM, TN>(a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc,     \
+                                       split, tickets);                                                     \
     }
 // Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the rest.
 DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 2)

@@ -58,16 +58,9 @@ const TICKETS: usize = 1024;
 /// took about 3 µs more than one without before the last block's reads were batched.
 const SPLIT_US: f64 = 1.5;
 const SPLIT_US_PER_SLICE: f64 = 0.03;
-/// Cost (µs) of the SE gates that a projection block computes, 32 channels per round, each of
-/// its warps summing every (threads / 32)-th of the `se` terms: per term of a thread, and per
-/// round (two barriers). Estimates; the first version (a thread per channel, terms one after
-/// another) measured about 35 ns per term on an H100.
-const GATE_US_PER_TERM: f64 = 0.005;
-const GATE_US_PER_ROUND: f64 = 0.3;
-/// The most input channels (k) of a gated projection slice, and the most SE hidden units, that
-/// the pointwise kernels keep in shared memory: w1.2's largest block (1152 and 288).
+/// The most input channels (k) of a gated projection slice, whose gates the pointwise kernels keep
+/// in shared memory: w1.2's widest block.
 const PW_MAX_GATE: usize = 1152;
-const PW_MAX_SE: usize = 288;
 
 impl PwTile {
     fn threads(&self) -> u32 {
@@ -80,23 +73,16 @@ impl PwTile {
     }
 
     /// The plan's estimate (µs) of an `m x k x n` product on `sms` multiprocessors in slices of
-    /// `kc` input channels, each block first computing its slice's SE gates from `se` hidden
-    /// units (0: no SE): the busiest multiprocessor's blocks at `sm_rate`, yet no block faster
-    /// than `block_rate`, plus the gates and the split's own cost. The rates are estimates for an
-    /// H100-class multiprocessor; `GpuEngine::kernel_times` measures what each launch really takes.
-    fn micros(&self, m: usize, k: usize, n: usize, kc: usize, se: usize, sms: usize) -> f64 {
+    /// `kc` input channels: the busiest multiprocessor's blocks at `sm_rate`, yet no block faster
+    /// than `block_rate`, plus the split's own cost. The rates are estimates for an H100-class
+    /// multiprocessor; `GpuEngine::kernel_times` measures what each launch really takes.
+    fn micros(&self, m: usize, k: usize, n: usize, kc: usize, sms: usize) -> f64 {
         let slices = k.div_ceil(kc);
         let blocks = self.tiles(m, n) * slices;
         let per_block = (self.bm * self.bn) as f64 * kc as f64;
         let busiest = blocks.div_ceil(sms.max(1)) as f64 * per_block / self.sm_rate;
         let split = if slices > 1 { SPLIT_US + SPLIT_US_PER_SLICE * slices as f64 } else { 0.0 };
-        let gate = if se == 0 {
-            0.0
-        } else {
-            let per_thread = se.div_ceil(self.threads() as usize / 32);
-            kc.div_ceil(32) as f64 * (per_thread as f64 * GATE_US_PER_TERM + GATE_US_PER_ROUND)
-        };
-        busiest.max(per_block / self.block_rate) + gate + split
+        busiest.max(per_block / self.block_rate) + split
     }
 }
 
@@ -172,7 +158,6 @@ pub fn source() -> String {
         ("MV_MAX_COLS", MV_MAX_COLS as u32),
         ("MV_PRE", MV_PRE),
         ("PW_MAX_GATE", PW_MAX_GATE as u32),
-        ("PW_MAX_SE", PW_MAX_SE as u32),
     ] {
         writeln!(s, "#define {name} {v}").expect("writing to a String");
     }
@@ -204,6 +189,8 @@ pub enum Buffer {
     Partial,
     /// SE hidden units.
     Hidden,
+    /// SE gate, `[mid]`.
+    Gate,
     /// `feature_mix_layer`'s output.
     Features,
     /// The partial tiles of a pointwise launch with k split, `[slices][m][n]`.
@@ -214,7 +201,7 @@ pub enum Buffer {
 
 impl Buffer {
     /// The work buffers (all but the weights and BN sets).
-    pub const WORK: [Buffer; 11] = [
+    pub const WORK: [Buffer; 12] = [
         Buffer::Input,
         Buffer::Logits,
         Buffer::Io0,
@@ -223,6 +210,7 @@ impl Buffer {
         Buffer::Dw,
         Buffer::Partial,
         Buffer::Hidden,
+        Buffer::Gate,
         Buffer::Features,
         Buffer::Split,
         Buffer::Tickets,
@@ -255,6 +243,7 @@ impl Buffer {
                     .fold(head, usize::max)
             }
             Buffer::Hidden => blocks().filter_map(|b| b.se_mid).max().unwrap_or(0),
+            Buffer::Gate => blocks().map(|b| b.mid).max().unwrap_or(0),
             Buffer::Features => net.feature_mix,
             Buffer::Split => SPLIT_FLOATS,
             Buffer::Tickets => TICKETS,
@@ -339,9 +328,7 @@ struct BlockAt {
     taps: [usize; 3],
     /// `[mid_max][out]`.
     project: usize,
-    /// reduce `[se_max][mid_max]`, its bias, expand `[se_max][mid_max]` (transposed from OFA's
-    /// `[out][in]`: the projection's threads read consecutive channels' gate weights), its bias,
-    /// se_max.
+    /// reduce `[se_max][mid_max]`, its bias, expand `[mid_max][se_max]`, its bias, se_max.
     se: Option<(usize, usize, usize, usize, usize)>,
     mid_max: usize,
 }
@@ -391,9 +378,7 @@ impl GpuImage {
                 taps: [3, 5, 7].map(|k| push(b.taps(k))),
                 project: push(&in_out(&b.project)),
                 se: b.se.as_ref().map(|se| {
-                    let (mid, sm) = (b.mid_max, se.se_max);
-                    let expand: Vec<f32> = (0..sm * mid).map(|e| se.expand[e % mid * sm + e / mid]).collect();
-                    (push(&se.reduce), push(&se.reduce_bias), push(&expand), push(&se.expand_bias), sm)
+                    (push(&se.reduce), push(&se.reduce_bias), push(&se.expand), push(&se.expand_bias), se.se_max)
                 }),
                 mid_max: b.mid_max,
             })
@@ -518,7 +503,7 @@ impl GpuImage {
             );
             plan.push(dw);
             let gate = match (b.se_mid, at.se) {
-                (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, _))) => {
+                (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, se_max))) => {
                     let mean = 1.0 / b.out_size.pow(2) as f32;
                     let parts = (Buffer::Partial, tiles, b.mid, mean);
                     plan.push(matvec(
@@ -531,7 +516,21 @@ impl GpuImage {
                         ACT_RELU,
                         Buffer::Hidden,
                     ));
-                    Some(SeGate { w: w(expand), ld: at.mid_max, bias: w(expand_bias), se: se_mid })
+                    // The SE expand layer on its own: computed by every projection block for its
+                    // slice of channels instead, it cost an H100 5 to 13 µs per launch, more than
+                    // this launch.
+                    let hidden = (Buffer::Hidden, 1, 0, 1.0);
+                    plan.push(matvec(
+                        hidden,
+                        w(expand),
+                        se_max,
+                        b.mid,
+                        se_mid,
+                        w(expand_bias),
+                        ACT_HSIGMOID,
+                        Buffer::Gate,
+                    ));
+                    Some(Buffer::Gate)
                 }
                 _ => None,
             };
@@ -585,10 +584,11 @@ pub fn bn_image(weights: &SupernetWeights, table: Option<&BnTable>) -> Vec<f32> 
     [&t.scale[..], &t.shift[..]].concat()
 }
 
-/// Activation codes of `dynofa.cu` that the plan passes (h_sigmoid, 3, only the kernels use).
+/// Activation codes of `dynofa.cu`.
 const ACT_IDENTITY: usize = 0;
 const ACT_RELU: usize = 1;
 const ACT_HSWISH: usize = 2;
+const ACT_HSIGMOID: usize = 3;
 
 fn act_code(a: Activation) -> usize {
     match a {
@@ -599,16 +599,6 @@ fn act_code(a: Activation) -> usize {
 
 fn int(v: usize) -> Arg {
     Arg::Int(i32::try_from(v).expect("layer sizes fit an int"))
-}
-
-/// An SE expand layer that a projection computes its input's gates with (from [`Buffer::Hidden`]):
-/// weights `[se][ld]` (input-major), bias, hidden units.
-#[derive(Debug, Clone, Copy)]
-struct SeGate {
-    w: Arg,
-    ld: usize,
-    bias: Arg,
-    se: usize,
 }
 
 /// A pointwise launch ([`Kernel::Pointwise`] or [`Kernel::PointwiseSmall`]): `a [m][k]` x weights
@@ -623,13 +613,11 @@ fn pointwise(
     n: usize,
     [scale, shift]: [Arg; 2],
     act: usize,
-    gate: Option<SeGate>,
+    gate: Option<Buffer>,
     res: Option<Buffer>,
     out: Buffer,
     sms: usize,
 ) -> Launch {
-    let se = gate.map_or(0, |g| g.se);
-    assert!(se <= PW_MAX_SE, "SE of {se} hidden units exceeds PW_MAX_SE");
     let bk = PW_BK as usize;
     let mut best = (f64::INFINITY, &PW_LARGE, k.next_multiple_of(bk));
     for tile in [&PW_LARGE, &PW_SMALL] {
@@ -639,10 +627,10 @@ fn pointwise(
             if slices > 1 && (slices * m * n > SPLIT_FLOATS || tile.tiles(m, n) > TICKETS) {
                 continue;
             }
-            if se > 0 && kc > PW_MAX_GATE {
+            if gate.is_some() && kc > PW_MAX_GATE {
                 continue;
             }
-            let us = tile.micros(m, k, n, kc, se, sms);
+            let us = tile.micros(m, k, n, kc, sms);
             if us < best.0 {
                 best = (us, tile, kc);
             }
@@ -664,11 +652,7 @@ fn pointwise(
             scale,
             shift,
             int(act),
-            gate.map_or(Arg::Null, |_| Arg::Ptr(Buffer::Hidden, 0)),
-            gate.map_or(Arg::Null, |g| g.w),
-            int(gate.map_or(0, |g| g.ld)),
-            gate.map_or(Arg::Null, |g| g.bias),
-            int(se),
+            ptr(gate),
             ptr(res),
             Arg::Ptr(out, 0),
             // pool: see pooled_into.
