@@ -99,7 +99,8 @@ fn main() {
             let [g, b] = [l.grid, l.block].map(|d| format!("{}x{}x{}", d[0], d[1], d[2]));
             csv += &format!("{name},{i},{},{g},{b},{},{model},{us:.2}\n", l.kernel.name(), ints.join(" "));
         }
-        let mut line = format!("kernels {name}: {} launches, {total:.1} us GPU time (each one repeated in a graph);", times.len());
+        let mut line =
+            format!("kernels {name}: {} launches, {total:.1} us GPU time (each one repeated in a graph);", times.len());
         for k in Kernel::ALL {
             let mine: Vec<f32> = times.iter().filter(|(l, _)| l.kernel == k).map(|(_, us)| *us).collect();
             let max = mine.iter().copied().fold(0.0, f32::max);
@@ -135,6 +136,9 @@ fn main() {
         for (name, cfg) in &named {
             println!("dynofa-cuda-plain {name} median_ms={:.4}", latency(&mut plain, cfg));
         }
-        println!("launch floor (plain): {:.2} us per graph node that does nothing", plain.launch_floor(200).expect("floor"));
+        println!(
+            "launch floor (plain): {:.2} us per graph node that does nothing",
+            plain.launch_floor(200).expect("floor")
+        );
     }
 }

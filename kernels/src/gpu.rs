@@ -298,7 +298,8 @@ impl Launch {
     /// A launch that does nothing (a matvec of no rows, one block): what a graph node costs
     /// without work (`GpuEngine::launch_floor`).
     pub fn nothing() -> Launch {
-        let mut launch = matvec((Buffer::Hidden, 0, 0, 0.0), Arg::Null, 0, 0, 0, Arg::Null, ACT_IDENTITY, Buffer::Hidden);
+        let mut launch =
+            matvec((Buffer::Hidden, 0, 0, 0.0), Arg::Null, 0, 0, 0, Arg::Null, ACT_IDENTITY, Buffer::Hidden);
         launch.args.iter_mut().filter(|a| matches!(a, Arg::Ptr(..))).for_each(|a| *a = Arg::Null);
         launch.grid = [1, 1, 1];
         launch
@@ -555,7 +556,20 @@ impl GpuImage {
         let fs = Supernet::final_size(r).pow(2);
         let (c5, fe, fm) = (net.unit_out[4], net.final_expand, net.feature_mix);
         let expand = pooled_into(
-            pointwise(x, fs, c5, w(self.final_expand), fe, fe, bn(BN_FINAL), ACT_HSWISH, None, None, Buffer::Expanded, sms),
+            pointwise(
+                x,
+                fs,
+                c5,
+                w(self.final_expand),
+                fe,
+                fe,
+                bn(BN_FINAL),
+                ACT_HSWISH,
+                None,
+                None,
+                Buffer::Expanded,
+                sms,
+            ),
             Buffer::Partial,
         );
         // The average pool: the expansion's column sums per tile of pixels, added up by the matvec.

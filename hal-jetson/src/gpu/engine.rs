@@ -486,9 +486,7 @@ impl GpuEngine {
         // Every buffer holds this sub-network's activations first (split tickets back at zero).
         self.enqueue(&plan, bn, 1, None, false).map_err(driver("kernel launch"))?;
         self.stream.synchronize().map_err(driver("kernel timing"))?;
-        plan.iter()
-            .map(|l| Ok((l.clone(), self.graph_micros(std::slice::from_ref(l), bn, repeat.max(1))?)))
-            .collect()
+        plan.iter().map(|l| Ok((l.clone(), self.graph_micros(std::slice::from_ref(l), bn, repeat.max(1))?))).collect()
     }
 
     /// GPU time in µs of `cfg`'s kernels as one graph, without the input and logits copies: what
