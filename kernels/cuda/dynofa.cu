@@ -183,7 +183,6 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
             int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
             er[i][j] = res && o < n && p < m ? res[(long)p * n + o] : 0.0f;
         }
-    // The gates of this block's input channels, while the first tile's loads are in flight.
     // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
     // dynofa_matvec launch, wrote them).
     if (gate) {
