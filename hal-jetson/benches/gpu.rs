@@ -6,11 +6,14 @@
 //! `dynofa-cuda-kernels <name> gpu_us=<v>` (the kernels alone, as one graph, without the copies),
 //! `kernels <name>: ...` (GPU time per kernel kind, each launch repeated in a graph: where to
 //! tune), `launch floor: ...` (what a graph node that does nothing costs),
-//! `switch median_us=<v> p99_us=<v> max_us=<v>` and, where graphs use programmatic dependent
-//! launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it. With `--launches FILE`,
-//! every launch of the three plans goes to FILE as CSV: its kernel, grid, block, integer
-//! arguments, the plan's estimate and the measured GPU time (per launch of a graph of 20 of it:
-//! what calibrates the pointwise model in `dynofa_kernels::gpu`).
+//! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the same latency and kernel lines for plans
+//! without `PointwiseWarps` (`dynofa-cuda-tiled ...`, `dynofa-cuda-tiled-kernels ...`,
+//! `kernels <name>-tiled: ...`) and, where graphs use programmatic dependent launch,
+//! `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it. With `--launches FILE`, every
+//! launch of the three plans, with and without `PointwiseWarps` (`max`, `max-tiled`, ...), goes
+//! to FILE as CSV: its kernel, grid, block, integer arguments, the plan's estimate and the
+//! measured GPU time (per launch of a graph of 20 of it: what calibrates the pointwise models in
+//! `dynofa_kernels::gpu`).
 //! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
 
 #[cfg(not(feature = "cuda"))]
@@ -24,7 +27,7 @@ fn main() {
 
     use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
     use dynofa_core::{SubnetConfig, Supernet};
-    use dynofa_hal_jetson::gpu::GpuEngine;
+    use dynofa_hal_jetson::gpu::{GpuEngine, GpuOptions};
     use dynofa_kernels::gpu::{Arg, Kernel};
     use dynofa_kernels::rng::golden_input;
     use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
@@ -51,7 +54,7 @@ fn main() {
         "device {:?} arch {} multiprocessors {} compile_s={:.3} cached={}",
         r.device,
         r.arch,
-        engine.multiprocessors(),
+        engine.target().sms,
         r.compile_s,
         r.cached
     );
@@ -86,32 +89,42 @@ fn main() {
         "programmatic dependent launch: {programmatic}{}",
         refused.map_or(String::new(), |e| format!(" (refused: {e})"))
     );
-    for (name, cfg) in &named {
-        println!("dynofa-cuda {name} median_ms={:.4}", latency(&mut engine, cfg));
-        println!("dynofa-cuda-kernels {name} gpu_us={:.1}", engine.kernels_micros(cfg).expect("graph timing"));
-        // Where the time goes: GPU time per kernel kind, each launch repeated in a graph.
-        let times = engine.kernel_times(cfg, 20).expect("kernel timing");
-        let total: f32 = times.iter().map(|(_, us)| us).sum();
-        for (i, (l, us)) in times.iter().enumerate() {
-            let ints: Vec<String> =
-                l.args.iter().filter_map(|a| if let Arg::Int(v) = a { Some(v.to_string()) } else { None }).collect();
-            let model = l.model_us.map_or(String::new(), |us| format!("{us:.2}"));
-            let [g, b] = [l.grid, l.block].map(|d| format!("{}x{}x{}", d[0], d[1], d[2]));
-            csv += &format!("{name},{i},{},{g},{b},{},{model},{us:.2}\n", l.kernel.name(), ints.join(" "));
+    // Latency, the kernels alone and each launch of the three plans, as `dynofa-cuda{suffix}`
+    // lines and CSV rows of `<name>{suffix}`.
+    let profile = |engine: &mut GpuEngine, suffix: &str, csv: &mut String| {
+        for (name, cfg) in &named {
+            println!("dynofa-cuda{suffix} {name} median_ms={:.4}", latency(engine, cfg));
+            println!(
+                "dynofa-cuda{suffix}-kernels {name} gpu_us={:.1}",
+                engine.kernels_micros(cfg).expect("graph timing")
+            );
+            let name = format!("{name}{suffix}");
+            // Where the time goes: GPU time per kernel kind, each launch repeated in a graph.
+            let times = engine.kernel_times(cfg, 20).expect("kernel timing");
+            let total: f32 = times.iter().map(|(_, us)| us).sum();
+            for (i, (l, us)) in times.iter().enumerate() {
+                let ints: Vec<String> = l
+                    .args
+                    .iter()
+                    .filter_map(|a| if let Arg::Int(v) = a { Some(v.to_string()) } else { None })
+                    .collect();
+                let model = l.model_us.map_or(String::new(), |us| format!("{us:.2}"));
+                let [g, b] = [l.grid, l.block].map(|d| format!("{}x{}x{}", d[0], d[1], d[2]));
+                *csv += &format!("{name},{i},{},{g},{b},{},{model},{us:.2}\n", l.kernel.name(), ints.join(" "));
+            }
+            let mut line = format!(
+                "kernels {name}: {} launches, {total:.1} us GPU time (each one repeated in a graph);",
+                times.len()
+            );
+            for k in Kernel::ALL {
+                let mine: Vec<f32> = times.iter().filter(|(l, _)| l.kernel == k).map(|(_, us)| *us).collect();
+                let max = mine.iter().copied().fold(0.0, f32::max);
+                line += &format!(" {} {}x {:.1} us (max {max:.1})", k.name(), mine.len(), mine.iter().sum::<f32>());
+            }
+            println!("{line}");
         }
-        let mut line =
-            format!("kernels {name}: {} launches, {total:.1} us GPU time (each one repeated in a graph);", times.len());
-        for k in Kernel::ALL {
-            let mine: Vec<f32> = times.iter().filter(|(l, _)| l.kernel == k).map(|(_, us)| *us).collect();
-            let max = mine.iter().copied().fold(0.0, f32::max);
-            line += &format!(" {} {}x {:.1} us (max {max:.1})", k.name(), mine.len(), mine.iter().sum::<f32>());
-        }
-        println!("{line}");
-    }
-    if let Some(path) = value("--launches") {
-        std::fs::write(path, csv).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
-        println!("launches: {path}");
-    }
+    };
+    profile(&mut engine, "", &mut csv);
 
     println!("launch floor: {:.2} us per graph node that does nothing", engine.launch_floor(200).expect("floor"));
 
@@ -125,14 +138,26 @@ fn main() {
     times.sort_by(f64::total_cmp);
     let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
     println!("switch median_us={:.3} p99_us={:.3} max_us={:.3}", at(0.5), at(0.99), at(1.0));
+    drop(engine);
+
+    // Each engine in turn (one at a time on the GPU), with its own options.
+    let start = |options: GpuOptions| {
+        let mut engine = GpuEngine::with_options(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED), options)
+            .expect("the CUDA engine started once");
+        engine.prepare(&configs).expect("capture");
+        engine
+    };
+    let all = GpuOptions::default();
+    // The plans without PointwiseWarps, for comparison.
+    profile(&mut start(GpuOptions { pointwise_warps: false, ..all }), "-tiled", &mut csv);
+    if let Some(path) = value("--launches") {
+        std::fs::write(path, csv).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
+        println!("launches: {path}");
+    }
 
     // The same graphs without programmatic dependent launch, for comparison.
     if programmatic {
-        drop(engine);
-        let mut plain =
-            GpuEngine::with_programmatic_launch(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED), false)
-                .expect("the CUDA engine started once");
-        plain.prepare(&configs).expect("capture");
+        let mut plain = start(GpuOptions { programmatic_launch: false, ..all });
         for (name, cfg) in &named {
             println!("dynofa-cuda-plain {name} median_ms={:.4}", latency(&mut plain, cfg));
         }

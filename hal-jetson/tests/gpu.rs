@@ -1,7 +1,8 @@
 //! The CUDA engine on every golden case (both widths, with and without a sub-network's own BN
 //! statistics): its logits against the CPU engine's and `ofa`'s (max |y - ref| / max |ref| <= 1e-4),
 //! then 1,000 switches and inferences between captured sub-networks with zero host allocations;
-//! where the graphs use programmatic dependent launch, all of it again with graphs that do not.
+//! all of it again with plans that do not use `PointwiseWarps` and, where the graphs use
+//! programmatic dependent launch, with graphs that do not.
 //! Runs wherever an NVIDIA GPU is present and says that it skipped elsewhere.
 //!
 //! Without libtest (`harness = false`): the counting allocator sees every thread of the process,
@@ -22,22 +23,25 @@ fn main() {
 fn main() {
     use dynofa_core::Supernet;
     use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
-    use dynofa_hal_jetson::gpu::GpuEngine;
+    use dynofa_hal_jetson::gpu::{GpuEngine, GpuOptions};
     use dynofa_kernels::counting::allocations;
     use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights, goldens};
 
     let cases = goldens::load().unwrap();
     let mut failures = Vec::new();
     for net in [Supernet::W1_2, Supernet::W1_0] {
-        // Graphs with programmatic dependent launch where the GPU has it (the default), then,
-        // if they had it, without.
+        // The default options, then plans without PointwiseWarps, then, if the graphs had
+        // programmatic dependent launch, graphs without it.
         let mut had_programmatic = false;
-        for wanted in [true, false] {
-            if !wanted && !had_programmatic {
+        let all = GpuOptions::default();
+        for options in
+            [all, GpuOptions { pointwise_warps: false, ..all }, GpuOptions { programmatic_launch: false, ..all }]
+        {
+            if !options.programmatic_launch && !had_programmatic {
                 continue;
             }
             let weights = SupernetWeights::seeded(net, DEFAULT_SEED);
-            let mut gpu = match GpuEngine::with_programmatic_launch(weights.clone(), wanted) {
+            let mut gpu = match GpuEngine::with_options(weights.clone(), options) {
                 Ok(engine) => engine,
                 Err(e) if e.kind() == ErrorKind::Unsupported => {
                     println!("gpu: skipped: {e}");
@@ -56,7 +60,11 @@ fn main() {
             gpu.prepare(&configs).unwrap();
             let (programmatic, refused) = gpu.programmatic_launch();
             had_programmatic |= programmatic;
-            let mode = if programmatic { "programmatic launch" } else { "plain launch" };
+            let mode = match (programmatic, options.pointwise_warps) {
+                (true, true) => "programmatic launch",
+                (true, false) => "programmatic launch, no PointwiseWarps",
+                (false, _) => "plain launch",
+            };
             if let Some(e) = refused {
                 println!("gpu: the driver refused programmatic dependent launch: {e}");
             }

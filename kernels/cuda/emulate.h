@@ -29,6 +29,12 @@ struct dim3 {
     unsigned x, y, z;
 };
 
+// CUDA's vector type (16-byte aligned there; the kernels' float4 accesses are aligned on the GPU and
+// need not be here).
+struct float4 {
+    float x, y, z, w;
+};
+
 static dim3 blockIdx, threadIdx, blockDim, gridDim;
 
 #define __global__

@@ -86,6 +86,24 @@ impl PwTile {
     }
 }
 
+// The latency-shaped pointwise kernel ([`Kernel::PointwiseWarps`]): pixels per block (32 output
+// channels each), the most warps a block splits k over, the most input channels per warp (held in
+// registers: ptxas fits 64 in sm_90's 128 registers per thread of a 512-thread block, 72 spilled)
+// and so the most in all (staged in shared memory; w1.2's 1152-channel projections stay tiled).
+const PWW_TM: usize = 4;
+const PWW_WARPS: usize = 16;
+const PWW_KC: usize = 64;
+const PWW_KMAX: usize = PWW_KC * PWW_WARPS;
+/// The most pixels of a layer that [`Kernel::PointwiseWarps`] may serve (a 32x32 map; larger ones
+/// have tiles to spare for the tiled kernels, and its model was not made for so many blocks).
+const PWW_MAX_PIXELS: usize = 1024;
+/// [`warps_micros`]' model, estimated as the tiled kernels' rates are: a round of blocks (one per
+/// multiprocessor at a time: a block of 16 warps holding its weights in registers leaves no room
+/// for a second) costs one round trip to memory and two barriers, plus its MACs at this rate
+/// per µs.
+const PWW_BLOCK_US: f64 = 0.5;
+const PWW_SM_RATE: f64 = 200e3;
+
 /// Depthwise block: channels x lanes; a lane computes runs of `DW_RUN` pixels of a row, a tile has
 /// 8 to 32 runs (see [`dw_runs`]).
 const DW_CH: u32 = 32;
@@ -112,6 +130,9 @@ pub enum Kernel {
     Pointwise,
     /// [`Kernel::Pointwise`] with small tiles.
     PointwiseSmall,
+    /// [`Kernel::Pointwise`] for layers with few pixels: k split over a block's warps, each lane's
+    /// weights in registers, no dependent k steps.
+    PointwiseWarps,
     /// A depthwise convolution + BN + activation, optionally with SE partial sums.
     Depthwise,
     /// A fully connected layer, with a pooling over its input fused in.
@@ -120,8 +141,19 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 5] =
-        [Kernel::Stem, Kernel::Pointwise, Kernel::PointwiseSmall, Kernel::Depthwise, Kernel::Matvec];
+    pub const ALL: [Kernel; 6] = [
+        Kernel::Stem,
+        Kernel::Pointwise,
+        Kernel::PointwiseSmall,
+        Kernel::PointwiseWarps,
+        Kernel::Depthwise,
+        Kernel::Matvec,
+    ];
+
+    /// Whether this is one of the 1x1 convolution kernels (which share their arguments).
+    pub fn is_pointwise(self) -> bool {
+        matches!(self, Kernel::Pointwise | Kernel::PointwiseSmall | Kernel::PointwiseWarps)
+    }
 
     /// The kernel's `extern "C"` name.
     pub fn name(self) -> &'static str {
@@ -129,6 +161,7 @@ impl Kernel {
             Kernel::Stem => "dynofa_stem",
             Kernel::Pointwise => "dynofa_pointwise",
             Kernel::PointwiseSmall => "dynofa_pointwise_small",
+            Kernel::PointwiseWarps => "dynofa_pointwise_warps",
             Kernel::Depthwise => "dynofa_depthwise",
             Kernel::Matvec => "dynofa_matvec",
         }
@@ -158,6 +191,10 @@ pub fn source() -> String {
         ("MV_MAX_COLS", MV_MAX_COLS as u32),
         ("MV_PRE", MV_PRE),
         ("PW_MAX_GATE", PW_MAX_GATE as u32),
+        ("PWW_TM", PWW_TM as u32),
+        ("PWW_WARPS", PWW_WARPS as u32),
+        ("PWW_KC", PWW_KC as u32),
+        ("PWW_KMAX", PWW_KMAX as u32),
     ] {
         writeln!(s, "#define {name} {v}").expect("writing to a String");
     }
@@ -235,8 +272,8 @@ impl Buffer {
             Buffer::Dw => blocks().map(|b| b.out_size.pow(2) * b.mid).fold(s0 * net.stem, usize::max),
             Buffer::Partial => {
                 // SE sums: as many tiles as the smallest depthwise ones make; the head's pool: a
-                // tile per small pointwise tile of pixels.
-                let head = (fs.div_ceil(PW_SMALL.bm as usize)) * net.final_expand;
+                // tile per pointwise tile of pixels, the smallest being PointwiseWarps' ones.
+                let head = fs.div_ceil(PWW_TM.min(PW_SMALL.bm as usize)) * net.final_expand;
                 blocks()
                     .filter(|b| b.se_mid.is_some())
                     .map(|b| tiles(b.out_size, DW_ROWS as usize) * b.mid)
@@ -263,6 +300,23 @@ fn tiles(size: usize, per_tile: usize) -> usize {
 fn dw_runs(size: usize, c: usize, sms: usize) -> usize {
     let blocks = |per_tile: usize| c.div_ceil(DW_CH as usize) * tiles(size, per_tile);
     [32, 16].into_iter().find(|&r| blocks(r) >= 2 * sms).unwrap_or(DW_ROWS as usize)
+}
+
+/// What a plan is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The GPU's multiprocessors, for which the pointwise and depthwise launches are tiled.
+    pub sms: usize,
+    /// Whether layers with few pixels may use [`Kernel::PointwiseWarps`] (the GPU bench turns it
+    /// off to time the plans without it).
+    pub pointwise_warps: bool,
+}
+
+impl Target {
+    /// A GPU with `sms` multiprocessors, every kernel allowed.
+    pub fn new(sms: usize) -> Self {
+        Target { sms, pointwise_warps: true }
+    }
 }
 
 /// One kernel argument.
@@ -409,10 +463,10 @@ impl GpuImage {
         self.bn_len
     }
 
-    /// The launches of one inference of `cfg` (valid for this supernet) on a GPU with `sms`
-    /// multiprocessors (the pointwise launches are tiled and split for it), BN from [`Buffer::Bn`]
+    /// The launches of one inference of `cfg` (valid for this supernet) on `target` (the
+    /// pointwise launches are tiled and split for its multiprocessors), BN from [`Buffer::Bn`]
     /// laid out by [`bn_image`].
-    pub fn plan(&self, cfg: &SubnetConfig, sms: usize) -> Vec<Launch> {
+    pub fn plan(&self, cfg: &SubnetConfig, target: Target) -> Vec<Launch> {
         let net = &self.net;
         let (starts, total) = (&self.bn_start, self.bn_len / 2);
         let bn = |index: usize| [Arg::Ptr(Buffer::Bn, starts[index]), Arg::Ptr(Buffer::Bn, total + starts[index])];
@@ -457,7 +511,7 @@ impl GpuImage {
             in_size: s0,
             out_size: s0,
         };
-        plan.push(depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, sms).0);
+        plan.push(depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, target.sms).0);
         plan.push(pointwise(
             Buffer::Dw,
             s0 * s0,
@@ -470,7 +524,7 @@ impl GpuImage {
             None,
             first.residual.then_some(x),
             y,
-            sms,
+            target,
         ));
         core::mem::swap(&mut x, &mut y);
 
@@ -491,7 +545,7 @@ impl GpuImage {
                 None,
                 None,
                 Buffer::Expanded,
-                sms,
+                target,
             ));
             let (dw, tiles) = depthwise(
                 &b,
@@ -500,7 +554,7 @@ impl GpuImage {
                 bn_d,
                 Buffer::Expanded,
                 b.se_mid.map(|_| Buffer::Partial),
-                sms,
+                target.sms,
             );
             plan.push(dw);
             let gate = match (b.se_mid, at.se) {
@@ -548,7 +602,7 @@ impl GpuImage {
                 gate,
                 res,
                 y,
-                sms,
+                target,
             ));
             core::mem::swap(&mut x, &mut y);
         }
@@ -568,7 +622,7 @@ impl GpuImage {
                 None,
                 None,
                 Buffer::Expanded,
-                sms,
+                target,
             ),
             Buffer::Partial,
         );
@@ -615,9 +669,9 @@ fn int(v: usize) -> Arg {
     Arg::Int(i32::try_from(v).expect("layer sizes fit an int"))
 }
 
-/// A pointwise launch ([`Kernel::Pointwise`] or [`Kernel::PointwiseSmall`]): `a [m][k]` x weights
-/// `[k][ldw]` -> `out [m][n]`, its input gated by `gate`, with the tiling and k split that
-/// [`PwTile::micros`] rates fastest on `sms` multiprocessors.
+/// A pointwise launch: `a [m][k]` x weights `[k][ldw]` -> `out [m][n]`, its input gated by
+/// `gate`, with the kernel, tiling and k split that the models ([`PwTile::micros`],
+/// [`warps_micros`]) rate fastest on `target`.
 fn pointwise(
     a: Buffer,
     m: usize,
@@ -630,9 +684,9 @@ fn pointwise(
     gate: Option<Buffer>,
     res: Option<Buffer>,
     out: Buffer,
-    sms: usize,
+    target: Target,
 ) -> Launch {
-    let bk = PW_BK as usize;
+    let (bk, sms) = (PW_BK as usize, target.sms);
     let mut best = (f64::INFINITY, &PW_LARGE, k.next_multiple_of(bk));
     for tile in [&PW_LARGE, &PW_SMALL] {
         for splits in (0..).map(|i| 1 << i).take_while(|&s| s <= MAX_SPLITS) {
@@ -650,12 +704,23 @@ fn pointwise(
             }
         }
     }
-    let (us, tile, kc) = best;
+    let (mut us, tile, mut kc) = best;
+    let mut kernel = tile.kernel;
+    let mut grid = [n.div_ceil(tile.bn as usize), m.div_ceil(tile.bm as usize), k.div_ceil(kc)];
+    let mut block = [tile.threads() as usize, 1, 1];
+    if let Some((warps_kc, warps)) = warps_shape(m, k).filter(|_| target.pointwise_warps) {
+        let warps_us = warps_micros(m, k, n, sms);
+        if warps_us < us {
+            (us, kc, kernel) = (warps_us, warps_kc, Kernel::PointwiseWarps);
+            grid = [n.div_ceil(32), m.div_ceil(PWW_TM), 1];
+            block = [32, warps, 1];
+        }
+    }
     let ptr = |b: Option<Buffer>| b.map_or(Arg::Null, |b| Arg::Ptr(b, 0));
     Launch {
-        kernel: tile.kernel,
-        grid: [n.div_ceil(tile.bn as usize) as u32, m.div_ceil(tile.bm as usize) as u32, k.div_ceil(kc) as u32],
-        block: [tile.threads(), 1, 1],
+        kernel,
+        grid: grid.map(|g| g as u32),
+        block: block.map(|b| b as u32),
         args: vec![
             Arg::Ptr(a, 0),
             int(m),
@@ -677,6 +742,26 @@ fn pointwise(
         ],
         model_us: Some(us),
     }
+}
+
+/// [`Kernel::PointwiseWarps`]'s k range per warp and warps per block for an `m x k` input, or
+/// `None` where it does not serve: too many pixels, k past [`PWW_KMAX`] or not a multiple of 4
+/// (its float4 loads). At least 16 input channels per warp (fewer would leave the warps more to
+/// add than to multiply), at least [`PWW_TM`] warps (each finishes a pixel).
+fn warps_shape(m: usize, k: usize) -> Option<(usize, usize)> {
+    if m > PWW_MAX_PIXELS || k > PWW_KMAX || !k.is_multiple_of(4) {
+        return None;
+    }
+    let kc = k.div_ceil(PWW_WARPS).next_multiple_of(4).clamp(16, PWW_KC);
+    Some((kc, k.div_ceil(kc).max(PWW_TM)))
+}
+
+/// The plan's estimate (µs) of an `m x k x n` product by [`Kernel::PointwiseWarps`] on `sms`
+/// multiprocessors (see [`PWW_BLOCK_US`]), comparable with [`PwTile::micros`].
+fn warps_micros(m: usize, k: usize, n: usize, sms: usize) -> f64 {
+    let blocks = n.div_ceil(32) * m.div_ceil(PWW_TM);
+    let rounds = blocks.div_ceil(sms.max(1)) as f64;
+    rounds * (PWW_BLOCK_US + (PWW_TM * 32 * k) as f64 / PWW_SM_RATE)
 }
 
 /// Pointwise launch `l` writing its output's column sums per tile of pixels to `pool`
@@ -771,8 +856,9 @@ mod tests {
             let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
                 // Xavier NX, Orin AGX, H100.
-                for sms in [6, 16, 132] {
-                    for l in image.plan(&cfg, sms) {
+                let targets = [6, 16, 132].map(Target::new).into_iter();
+                for target in targets.chain([Target { sms: 132, pointwise_warps: false }]) {
+                    for l in image.plan(&cfg, target) {
                         for a in &l.args {
                             if let Arg::Ptr(b, offset) = *a {
                                 let len = match b {
@@ -789,13 +875,22 @@ mod tests {
                             let sums = l.grid[1] as usize * c as usize;
                             assert!(sums <= Buffer::Partial.len(&net), "{sums} SE partial sums");
                         }
-                        if let (Kernel::Pointwise | Kernel::PointwiseSmall, Arg::Int(n), Arg::Ptr(pool, _)) =
-                            (l.kernel, l.args[5], l.args[l.args.len() - 4])
+                        if let (true, Arg::Int(n), Arg::Ptr(pool, _)) =
+                            (l.kernel.is_pointwise(), l.args[5], l.args[l.args.len() - 4])
                         {
                             let sums = l.grid[1] as usize * n as usize;
                             assert!(sums <= pool.len(&net), "{sums} pooled sums");
                         }
-                        if matches!(l.kernel, Kernel::Pointwise | Kernel::PointwiseSmall) && l.grid[2] > 1 {
+                        if l.kernel == Kernel::PointwiseWarps {
+                            let [Arg::Int(k), Arg::Int(kc)] = [l.args[2], l.args[l.args.len() - 3]] else {
+                                panic!("pointwise arguments")
+                            };
+                            let (k, kc, warps) = (k as usize, kc as usize, l.block[1] as usize);
+                            assert!(k <= PWW_KMAX && k % 4 == 0 && kc <= PWW_KC && kc % 4 == 0, "k {k}, kc {kc}");
+                            assert!(warps >= k.div_ceil(kc) && (PWW_TM..=PWW_WARPS).contains(&warps), "{l:?}");
+                            assert_eq!((l.block[0], l.grid[2]), (32, 1));
+                        }
+                        if l.kernel.is_pointwise() && l.grid[2] > 1 {
                             let [Arg::Int(m), _, _, _, Arg::Int(n)] =
                                 [l.args[1], l.args[2], l.args[3], l.args[4], l.args[5]]
                             else {
@@ -814,19 +909,38 @@ mod tests {
     #[test]
     fn pointwise_splits_k_only_where_it_pays() {
         let bn = [Arg::Null; 2];
-        let launch = |m, k, n, sms| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, sms);
+        let tiled = Target { sms: 132, pointwise_warps: false };
+        let launch =
+            |m, k, n, target| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, target);
         // The max sub-network's last projection (7x7 pixels, k = 1152): 3 large tiles would keep 3
         // of an H100's 132 multiprocessors busy.
-        let late = launch(49, 1152, 192, 132);
+        let late = launch(49, 1152, 192, tiled);
         assert_eq!(late.kernel, Kernel::PointwiseSmall);
         assert!(late.grid.iter().product::<u32>() >= 132, "{:?}", late.grid);
         // The first expansion (112x112 pixels, k = 24) has tiles to spare and nothing to split.
-        let early = launch(112 * 112, 24, 144, 132);
+        let early = launch(112 * 112, 24, 144, tiled);
         assert_eq!(early.grid[2], 1, "{early:?}");
         // Every slice holds whole PW_BK steps, and the slices cover k exactly.
         // kc, then the split buffer and the tickets, end the arguments.
         let Arg::Int(kc) = late.args[late.args.len() - 3] else { panic!("kc") };
         assert_eq!(kc as u32 % PW_BK, 0);
         assert_eq!((1152_u32).div_ceil(kc as u32), late.grid[2]);
+    }
+
+    #[test]
+    fn layers_with_few_pixels_take_the_warps_kernel() {
+        let bn = [Arg::Null; 2];
+        let launch =
+            |m, k, n| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, Target::new(132));
+        // max's stage-4 projection (14x14 pixels, k = 816): a block per 4 pixels and 32 channels,
+        // k over 16 warps of 52 channels.
+        let late = launch(196, 816, 136);
+        assert_eq!((late.kernel, late.grid, late.block), (Kernel::PointwiseWarps, [5, 49, 1], [32, 16, 1]));
+        assert_eq!(late.args[13], Arg::Int(52));
+        // A 56x56 map has tiles to spare; past PWW_KMAX input channels would not fit the staging.
+        assert_ne!(launch(56 * 56, 32, 192).kernel, Kernel::PointwiseWarps);
+        assert_eq!(warps_shape(49, PWW_KMAX + 4), None);
+        // Few input channels still make PWW_TM warps, one per pixel of the block.
+        assert_eq!(warps_shape(49, 24), Some((16, PWW_TM)));
     }
 }

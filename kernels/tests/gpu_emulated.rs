@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use dynofa_kernels::gpu::{Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, bn_image, source};
+use dynofa_kernels::gpu::{Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, Target, bn_image, source};
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
 type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const *mut c_void) -> c_int;
@@ -41,7 +41,9 @@ fn compile(dir: &Path) -> Option<Emulator> {
     std::fs::write(dir.join("emulated.cpp"), tu).unwrap();
     let lib = dir.join("libdynofa_emulated.so");
     let out = Command::new(&cxx)
-        .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas", "-o"])
+        .args(["-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-function", "-Wno-unknown-pragmas"])
+        // float4 loads read float buffers (as CUDA allows).
+        .args(["-fno-strict-aliasing", "-o"])
         .arg(&lib)
         .arg(dir.join("emulated.cpp"))
         .output()
@@ -64,8 +66,8 @@ fn compile(dir: &Path) -> Option<Emulator> {
     }
 }
 
-/// Run `cfg`'s plan for `sms` multiprocessors on `input`; the logits and the plan's launches.
-fn run(emu: &Emulator, g: &goldens::Golden, sms: usize) -> (Vec<f32>, Vec<Launch>) {
+/// Run `cfg`'s plan for `target` on `input`; the logits and the plan's launches.
+fn run(emu: &Emulator, g: &goldens::Golden, target: Target) -> (Vec<f32>, Vec<Launch>) {
     let weights = SupernetWeights::seeded(g.net, DEFAULT_SEED);
     let image = GpuImage::new(&weights);
     let table = g.bn.as_ref().map(|p| weights.load_bn_statistics(p, &g.config).unwrap());
@@ -77,7 +79,7 @@ fn run(emu: &Emulator, g: &goldens::Golden, sms: usize) -> (Vec<f32>, Vec<Launch
         .into_iter()
         .chain(work.iter_mut().map(|(b, v)| (*b, v.as_mut_ptr() as u64)))
         .collect();
-    let plan = image.plan(&g.config, sms);
+    let plan = image.plan(&g.config, target);
     for l in &plan {
         let mut slots = l.slots(|b| bases.iter().find(|(k, _)| *k == b).unwrap().1);
         let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
@@ -97,26 +99,28 @@ fn emulated_kernels_match_the_goldens() {
     let Some(emu) = emulator() else { return };
     // The smallest cases of each width (emulation runs a few million fibers per large frame), one
     // with a sub-network's own BN statistics, kernels 3, 5 and 7 and SE with several tiles. Plans
-    // for an H100's 132 multiprocessors (k split over blocks in the late layers) and, for the
-    // first case, a Xavier NX's 6.
+    // for an H100's 132 multiprocessors (the late layers on PointwiseWarps) and, for the first
+    // case, for a Xavier NX's 6 and for the H100 without PointwiseWarps (k split over blocks).
     let wanted = ["w12_min", "w10_min", "w10_mid_bn", "w10_random3", "w12_max_r160"];
     let cases: Vec<_> = goldens::load().unwrap().into_iter().filter(|g| wanted.contains(&g.name.as_str())).collect();
     assert_eq!(cases.len(), wanted.len(), "golden cases missing");
-    let runs = cases.iter().map(|g| (g, 132)).chain([(&cases[0], 6)]);
+    let tiled = Target { sms: 132, pointwise_warps: false };
+    let runs = cases.iter().map(|g| (g, Target::new(132))).chain([(&cases[0], Target::new(6)), (&cases[0], tiled)]);
     let mut failures = Vec::new();
     let mut launches = Vec::new();
-    for (g, sms) in runs {
-        let (logits, plan) = run(&emu, g, sms);
+    for (g, target) in runs {
+        let (logits, plan) = run(&emu, g, target);
         let err = g.error(&logits);
-        println!("{} ({sms} multiprocessors): relative error {err:.2e}", g.name);
+        println!("{} ({target:?}): relative error {err:.2e}", g.name);
         if err.is_nan() || err > goldens::TOLERANCE {
-            failures.push(format!("{} ({sms} multiprocessors): relative error {err:.3e}", g.name));
+            failures.push(format!("{} ({target:?}): relative error {err:.3e}", g.name));
         }
         launches.extend(plan);
     }
     assert!(failures.is_empty(), "emulated GPU kernels differ from ofa:\n{}", failures.join("\n"));
     // What the runs covered: depthwise tiles of the fewest and the most runs, every kernel size
-    // with both strides, both pointwise tilings, with and without k split.
+    // with both strides, both pointwise tilings, with and without k split, PointwiseWarps with a
+    // gate, a residual and the head's pool, and with fewer input channels than its warps hold.
     for runs in [8, 32] {
         assert!(
             launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[8] == Arg::Int(runs)),
@@ -136,19 +140,37 @@ fn emulated_kernels_match_the_goldens() {
             "no {kernel:?} launch with split = {split} ran"
         );
     }
+    let warps: Vec<&Launch> = launches.iter().filter(|l| l.kernel == Kernel::PointwiseWarps).collect();
+    let n = warps.len();
+    for (what, at) in [("a gate", 9), ("a residual", 10), ("the pool", 12)] {
+        assert!(warps.iter().any(|l| l.args[at] != Arg::Null), "no PointwiseWarps launch with {what} ran");
+    }
+    assert!(
+        warps
+            .iter()
+            .any(|l| matches!((l.args[2], l.args[13]), (Arg::Int(k), Arg::Int(kc)) if k < kc * l.block[1] as i32)),
+        "no PointwiseWarps launch with idle weight registers ran ({n} ran)"
+    );
 }
 
 #[test]
 fn emulated_results_do_not_depend_on_the_order_of_blocks() {
     let Some(emu) = emulator() else { return };
     let g = goldens::load().unwrap().into_iter().find(|g| g.name == "w12_min").expect("golden w12_min");
-    let (forward, plan) = run(&emu, &g, 132);
-    assert!(plan.iter().any(|l| l.grid[2] > 1), "the plan splits no k");
-    // SAFETY: sets a flag of the emulator.
-    unsafe { (emu.reverse)(1) };
-    let (reverse, _) = run(&emu, &g, 132);
-    // SAFETY: as above.
-    unsafe { (emu.reverse)(0) };
-    let differ = forward.iter().zip(&reverse).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-    assert_eq!(differ, 0, "{differ} logits differ when the blocks run last first");
+    // With and without PointwiseWarps: the split launches' last blocks and the warps' sums.
+    for target in [Target::new(132), Target { sms: 132, pointwise_warps: false }] {
+        let (forward, plan) = run(&emu, &g, target);
+        let kernels: Vec<Kernel> = plan.iter().map(|l| l.kernel).collect();
+        assert!(
+            plan.iter().any(|l| l.grid[2] > 1) || kernels.contains(&Kernel::PointwiseWarps),
+            "{target:?}: the plan neither splits k nor uses PointwiseWarps"
+        );
+        // SAFETY: sets a flag of the emulator.
+        unsafe { (emu.reverse)(1) };
+        let (reverse, _) = run(&emu, &g, target);
+        // SAFETY: as above.
+        unsafe { (emu.reverse)(0) };
+        let differ = forward.iter().zip(&reverse).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{target:?}: {differ} logits differ when the blocks run last first");
+    }
 }

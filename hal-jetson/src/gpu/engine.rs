@@ -12,7 +12,7 @@ use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
-use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, Launch, bn_image, source};
+use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, Launch, Target, bn_image, source};
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
 use super::GpuError;
@@ -36,6 +36,24 @@ pub struct CompileReport {
     pub cache: Option<PathBuf>,
     /// Whether the PTX came from the cache.
     pub cached: bool,
+}
+
+/// How a [`GpuEngine`] runs its plans; both on by default, for comparing without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Programmatic dependent launch where the GPU has it (sm_90 and newer): each kernel node may
+    /// be scheduled while the one before it finishes, and waits in the kernel for that one's
+    /// results. If the driver refuses such a capture, the engine captures without it from then on
+    /// ([`GpuEngine::programmatic_launch`] says which).
+    pub programmatic_launch: bool,
+    /// [`Kernel::PointwiseWarps`] for the layers with few pixels where the plan rates it fastest.
+    pub pointwise_warps: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions { programmatic_launch: true, pointwise_warps: true }
+    }
 }
 
 /// A captured sub-network.
@@ -66,8 +84,8 @@ pub struct GpuEngine {
     stream: Arc<CudaStream>,
     _ctx: Arc<CudaContext>,
     image: GpuImage,
-    /// The GPU's multiprocessors, for which the plans are tiled.
-    sms: usize,
+    /// What the plans are made for: the GPU's multiprocessors, the kernels allowed.
+    target: Target,
     /// Whether graphs are captured with programmatic dependent launch, and why not any more.
     programmatic: bool,
     programmatic_refused: Option<String>,
@@ -148,17 +166,14 @@ pub fn compile_ptx(arch: &str) -> Result<String, GpuError> {
 const PROGRAMMATIC_BUILT: bool = cfg!(not(feature = "cuda-11040"));
 
 impl GpuEngine {
-    /// Start on GPU 0: load the driver, compile (or load cached) kernels, upload `weights`. Graphs
-    /// use programmatic dependent launch where the GPU has it (sm_90 and newer).
+    /// Start on GPU 0: load the driver, compile (or load cached) kernels, upload `weights`, with
+    /// the default [`GpuOptions`].
     pub fn new(weights: SupernetWeights) -> Result<Self, GpuError> {
-        Self::with_programmatic_launch(weights, true)
+        Self::with_options(weights, GpuOptions::default())
     }
 
-    /// [`GpuEngine::new`], with programmatic dependent launch only if `wanted` (and the GPU has
-    /// it): each kernel node may then be scheduled while the one before it finishes, and waits in
-    /// the kernel for that one's results. If the driver refuses such a capture, the engine captures
-    /// without it from then on ([`GpuEngine::programmatic_launch`] says which).
-    pub fn with_programmatic_launch(weights: SupernetWeights, wanted: bool) -> Result<Self, GpuError> {
+    /// [`GpuEngine::new`] with `options`.
+    pub fn with_options(weights: SupernetWeights, options: GpuOptions) -> Result<Self, GpuError> {
         // cudarc panics on a missing library: check first.
         // SAFETY: only tries to dlopen the driver library.
         if !unsafe { sys::is_culib_present() } {
@@ -223,8 +238,8 @@ impl GpuEngine {
             stream,
             _ctx: ctx,
             image,
-            sms: sms.max(1) as usize,
-            programmatic: wanted && PROGRAMMATIC_BUILT && major >= 9,
+            target: Target { sms: sms.max(1) as usize, pointwise_warps: options.pointwise_warps },
+            programmatic: options.programmatic_launch && PROGRAMMATIC_BUILT && major >= 9,
             programmatic_refused: None,
             weights,
             report,
@@ -355,7 +370,7 @@ impl GpuEngine {
             self.host_in.as_ptr().map_err(driver("page-locked input"))?,
             self.host_out.as_mut_ptr().map_err(driver("page-locked logits"))?,
         );
-        let plan = self.image.plan(cfg, self.sms);
+        let plan = self.image.plan(cfg, self.target);
         let graph = self.record(&plan, self.bn_set(cfg), 1, Some((host, 3 * (cfg.r as usize).pow(2))), programmatic)?;
         let id = cfg.id();
         let captured = Captured { id, r: cfg.r as usize, graph };
@@ -481,7 +496,7 @@ impl GpuEngine {
     /// overwritten.
     pub fn kernel_times(&mut self, cfg: &SubnetConfig, repeat: usize) -> Result<Vec<(Launch, f32)>, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
-        let plan = self.image.plan(cfg, self.sms);
+        let plan = self.image.plan(cfg, self.target);
         let bn = self.bn_set(cfg);
         // Every buffer holds this sub-network's activations first (split tickets back at zero).
         self.enqueue(&plan, bn, 1, None, false).map_err(driver("kernel launch"))?;
@@ -494,7 +509,7 @@ impl GpuEngine {
     /// sub-network's buffers overwritten.
     pub fn kernels_micros(&mut self, cfg: &SubnetConfig) -> Result<f32, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
-        let plan = self.image.plan(cfg, self.sms);
+        let plan = self.image.plan(cfg, self.target);
         Ok(self.graph_micros(&plan, self.bn_set(cfg), 1)? * plan.len() as f32)
     }
 
@@ -505,9 +520,10 @@ impl GpuEngine {
         self.graph_micros(&[Launch::nothing()], &self.bn_default, n.max(1))
     }
 
-    /// The GPU's multiprocessors (the plans are tiled for them).
-    pub fn multiprocessors(&self) -> usize {
-        self.sms
+    /// What the plans are made for: the GPU's multiprocessors, and whether they may use
+    /// [`Kernel::PointwiseWarps`].
+    pub fn target(&self) -> Target {
+        self.target
     }
 }
 

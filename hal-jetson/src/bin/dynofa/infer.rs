@@ -108,7 +108,7 @@ fn cuda(
         "device={:?} arch={} multiprocessors={} programmatic_launch={programmatic}",
         report.device,
         report.arch,
-        engine.multiprocessors()
+        engine.target().sms
     );
     infer(engine, cfg, input, args, &desc)
 }
