@@ -7,13 +7,13 @@
 //! `kernels <name>: ...` (GPU time per kernel kind, each launch repeated in a graph: where to
 //! tune), `launch floor: ...` (what a graph node that does nothing costs),
 //! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the same latency and kernel lines for plans
-//! without `PointwiseWarps` (`dynofa-cuda-tiled ...`, `dynofa-cuda-tiled-kernels ...`,
-//! `kernels <name>-tiled: ...`) and, where graphs use programmatic dependent launch,
-//! `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it. With `--launches FILE`, every
-//! launch of the three plans, with and without `PointwiseWarps` (`max`, `max-tiled`, ...), goes
-//! to FILE as CSV: its kernel, grid, block, integer arguments, the plan's estimate and the
-//! measured GPU time (per launch of a graph of 20 of it: what calibrates the pointwise models in
-//! `dynofa_kernels::gpu`).
+//! without `PointwiseWarps` (`dynofa-cuda-nowarps ...`, `dynofa-cuda-nowarps-kernels ...`,
+//! `kernels <name>-nowarps: ...`) and without `DepthwiseRegion` (`-noregion`) and, where graphs
+//! use programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without
+//! it. With `--launches FILE`, every launch of the three plans, with and without each of those
+//! kernels (`max`, `max-nowarps`, `max-noregion`, ...), goes to FILE as CSV: its kernel, grid,
+//! block, integer arguments, the plan's estimate and the measured GPU time (per launch of a graph
+//! of 20 of it: what calibrates the pointwise models in `dynofa_kernels::gpu`).
 //! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
 
 #[cfg(not(feature = "cuda"))]
@@ -148,8 +148,13 @@ fn main() {
         engine
     };
     let all = GpuOptions::default();
-    // The plans without PointwiseWarps, for comparison.
-    profile(&mut start(GpuOptions { pointwise_warps: false, ..all }), "-tiled", &mut csv);
+    // The plans without each of the latency-shaped kernels, for comparison.
+    for (suffix, options) in [
+        ("-nowarps", GpuOptions { pointwise_warps: false, ..all }),
+        ("-noregion", GpuOptions { depthwise_region: false, ..all }),
+    ] {
+        profile(&mut start(options), suffix, &mut csv);
+    }
     if let Some(path) = value("--launches") {
         std::fs::write(path, csv).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));
         println!("launches: {path}");

@@ -1,8 +1,9 @@
 //! The CUDA engine on every golden case (both widths, with and without a sub-network's own BN
 //! statistics): its logits against the CPU engine's and `ofa`'s (max |y - ref| / max |ref| <= 1e-4),
 //! then 1,000 switches and inferences between captured sub-networks with zero host allocations;
-//! all of it again with plans that do not use `PointwiseWarps` and, where the graphs use
-//! programmatic dependent launch, with graphs that do not.
+//! all of it again with plans that do not use `PointwiseWarps`, with plans that do not use
+//! `DepthwiseRegion` and, where the graphs use programmatic dependent launch, with graphs that do
+//! not.
 //! Runs wherever an NVIDIA GPU is present and says that it skipped elsewhere.
 //!
 //! Without libtest (`harness = false`): the counting allocator sees every thread of the process,
@@ -30,13 +31,16 @@ fn main() {
     let cases = goldens::load().unwrap();
     let mut failures = Vec::new();
     for net in [Supernet::W1_2, Supernet::W1_0] {
-        // The default options, then plans without PointwiseWarps, then, if the graphs had
-        // programmatic dependent launch, graphs without it.
+        // The default options, then plans without each latency-shaped kernel, then, if the
+        // graphs had programmatic dependent launch, graphs without it.
         let mut had_programmatic = false;
         let all = GpuOptions::default();
-        for options in
-            [all, GpuOptions { pointwise_warps: false, ..all }, GpuOptions { programmatic_launch: false, ..all }]
-        {
+        for options in [
+            all,
+            GpuOptions { pointwise_warps: false, ..all },
+            GpuOptions { depthwise_region: false, ..all },
+            GpuOptions { programmatic_launch: false, ..all },
+        ] {
             if !options.programmatic_launch && !had_programmatic {
                 continue;
             }
@@ -60,10 +64,11 @@ fn main() {
             gpu.prepare(&configs).unwrap();
             let (programmatic, refused) = gpu.programmatic_launch();
             had_programmatic |= programmatic;
-            let mode = match (programmatic, options.pointwise_warps) {
-                (true, true) => "programmatic launch",
-                (true, false) => "programmatic launch, no PointwiseWarps",
-                (false, _) => "plain launch",
+            let mode = match (programmatic, options.pointwise_warps, options.depthwise_region) {
+                (false, ..) => "plain launch",
+                (true, false, _) => "programmatic launch, no PointwiseWarps",
+                (true, _, false) => "programmatic launch, no DepthwiseRegion",
+                (true, true, true) => "programmatic launch",
             };
             if let Some(e) = refused {
                 println!("gpu: the driver refused programmatic dependent launch: {e}");

@@ -109,6 +109,32 @@ const PWW_SM_RATE: f64 = 200e3;
 const DW_CH: u32 = 32;
 const DW_ROWS: u32 = 8;
 const DW_RUN: u32 = 4;
+/// [`Kernel::DepthwiseRegion`]'s tile: [`DW_ROWS`] output rows x this many columns for stride 1
+/// and 2 (about as many input pixels per tile either way).
+const DWR_COLS: [usize; 2] = [8, 4];
+
+/// Input pixels of a [`Kernel::DepthwiseRegion`] tile for kernel size `k` and stride `s`.
+const fn region_pixels(k: usize, s: usize) -> usize {
+    ((DW_ROWS as usize - 1) * s + k) * ((DWR_COLS[s - 1] - 1) * s + k)
+}
+
+/// The most input pixels of a region (every kernel size and stride), for its shared array.
+const DWR_PIXELS: usize = {
+    let (mut most, mut k) = (0, 3);
+    while k <= 7 {
+        let (a, b) = (region_pixels(k, 1), region_pixels(k, 2));
+        let m = if a > b { a } else { b };
+        most = if m > most { m } else { most };
+        k += 2;
+    }
+    most
+};
+
+/// Tiles of [`Kernel::DepthwiseRegion`] over an `size x size` output of stride `s`.
+fn region_tiles(size: usize, s: usize) -> usize {
+    size.div_ceil(DW_ROWS as usize) * size.div_ceil(DWR_COLS[s - 1])
+}
+
 /// Matvec block: threads, threads per row, rows per block, and the longest input it stages.
 const MV_THREADS: u32 = 256;
 const MV_LANES: u32 = 32;
@@ -135,18 +161,21 @@ pub enum Kernel {
     PointwiseWarps,
     /// A depthwise convolution + BN + activation, optionally with SE partial sums.
     Depthwise,
+    /// [`Kernel::Depthwise`] from a shared-memory copy of each tile's input, for large maps.
+    DepthwiseRegion,
     /// A fully connected layer, with a pooling over its input fused in.
     Matvec,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 7] = [
         Kernel::Stem,
         Kernel::Pointwise,
         Kernel::PointwiseSmall,
         Kernel::PointwiseWarps,
         Kernel::Depthwise,
+        Kernel::DepthwiseRegion,
         Kernel::Matvec,
     ];
 
@@ -163,6 +192,7 @@ impl Kernel {
             Kernel::PointwiseSmall => "dynofa_pointwise_small",
             Kernel::PointwiseWarps => "dynofa_pointwise_warps",
             Kernel::Depthwise => "dynofa_depthwise",
+            Kernel::DepthwiseRegion => "dynofa_depthwise_region",
             Kernel::Matvec => "dynofa_matvec",
         }
     }
@@ -184,6 +214,9 @@ pub fn source() -> String {
         ("DW_CH", DW_CH),
         ("DW_ROWS", DW_ROWS),
         ("DW_RUN", DW_RUN),
+        ("DWR_COLS1", DWR_COLS[0] as u32),
+        ("DWR_COLS2", DWR_COLS[1] as u32),
+        ("DWR_PIXELS", DWR_PIXELS as u32),
         ("STEM_CH", STEM_CH),
         ("MV_THREADS", MV_THREADS),
         ("MV_LANES", MV_LANES),
@@ -271,12 +304,13 @@ impl Buffer {
             Buffer::Expanded => blocks().map(|b| b.in_size.pow(2) * b.mid).fold(fs * net.final_expand, usize::max),
             Buffer::Dw => blocks().map(|b| b.out_size.pow(2) * b.mid).fold(s0 * net.stem, usize::max),
             Buffer::Partial => {
-                // SE sums: as many tiles as the smallest depthwise ones make; the head's pool: a
-                // tile per pointwise tile of pixels, the smallest being PointwiseWarps' ones.
+                // SE sums: as many tiles as the smallest depthwise ones of either kernel make; the
+                // head's pool: a tile per pointwise tile of pixels, the smallest being
+                // PointwiseWarps' ones.
                 let head = fs.div_ceil(PWW_TM.min(PW_SMALL.bm as usize)) * net.final_expand;
                 blocks()
                     .filter(|b| b.se_mid.is_some())
-                    .map(|b| tiles(b.out_size, DW_ROWS as usize) * b.mid)
+                    .map(|b| tiles(b.out_size, DW_ROWS as usize).max(region_tiles(b.out_size, b.stride)) * b.mid)
                     .fold(head, usize::max)
             }
             Buffer::Hidden => blocks().filter_map(|b| b.se_mid).max().unwrap_or(0),
@@ -310,12 +344,14 @@ pub struct Target {
     /// Whether layers with few pixels may use [`Kernel::PointwiseWarps`] (the GPU bench turns it
     /// off to time the plans without it).
     pub pointwise_warps: bool,
+    /// Whether depthwise layers on large maps may use [`Kernel::DepthwiseRegion`] (likewise).
+    pub depthwise_region: bool,
 }
 
 impl Target {
     /// A GPU with `sms` multiprocessors, every kernel allowed.
     pub fn new(sms: usize) -> Self {
-        Target { sms, pointwise_warps: true }
+        Target { sms, pointwise_warps: true, depthwise_region: true }
     }
 }
 
@@ -511,7 +547,7 @@ impl GpuImage {
             in_size: s0,
             out_size: s0,
         };
-        plan.push(depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, target.sms).0);
+        plan.push(depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, target).0);
         plan.push(pointwise(
             Buffer::Dw,
             s0 * s0,
@@ -554,7 +590,7 @@ impl GpuImage {
                 bn_d,
                 Buffer::Expanded,
                 b.se_mid.map(|_| Buffer::Partial),
-                target.sms,
+                target,
             );
             plan.push(dw);
             let gate = match (b.se_mid, at.se) {
@@ -773,8 +809,13 @@ fn pooled_into(mut l: Launch, pool: Buffer) -> Launch {
     l
 }
 
-/// A [`Kernel::Depthwise`] launch of block `b` from `input` into [`Buffer::Dw`] (its tiles' SE
-/// sums into `partial`, if given), tiled for `sms` multiprocessors; and its number of tiles.
+/// A depthwise launch of block `b` from `input` into [`Buffer::Dw`] (its tiles' SE sums into
+/// `partial`, if given), tiled for `target`; and its number of tiles. [`Kernel::DepthwiseRegion`]
+/// where its tiles make a block for every multiprocessor or the kernel is 5x5 or 7x7, else
+/// [`Kernel::Depthwise`] with tiles small enough to make blocks for every multiprocessor. On an
+/// H100, `Depthwise` took 2.1 to 2.6 µs for every 3x3 layer on maps of up to 40x40 pixels, near
+/// an empty node's 0.8 µs plus one round trip, but 3.5 to 5.4 µs for the 7x7 ones on 7x7 and
+/// 14x14 maps: a thread's run reads its k rows one dependent round trip after another.
 fn depthwise(
     b: &BlockShape,
     taps: Arg,
@@ -782,13 +823,20 @@ fn depthwise(
     [scale, shift]: [Arg; 2],
     input: Buffer,
     partial: Option<Buffer>,
-    sms: usize,
+    target: Target,
 ) -> (Launch, usize) {
-    let per_tile = dw_runs(b.out_size, b.mid, sms);
-    let tiles = tiles(b.out_size, per_tile);
+    let groups = b.mid.div_ceil(DW_CH as usize);
+    let region = region_tiles(b.out_size, b.stride);
+    let (kernel, per_tile, tiles) = if target.depthwise_region && (groups * region >= target.sms || b.kernel >= 5) {
+        // per_tile is unused by this kernel.
+        (Kernel::DepthwiseRegion, 0, region)
+    } else {
+        let per_tile = dw_runs(b.out_size, b.mid, target.sms);
+        (Kernel::Depthwise, per_tile, tiles(b.out_size, per_tile))
+    };
     let launch = Launch {
-        kernel: Kernel::Depthwise,
-        grid: [b.mid.div_ceil(DW_CH as usize) as u32, tiles as u32, 1],
+        kernel,
+        grid: [groups as u32, tiles as u32, 1],
         block: [DW_CH, DW_ROWS, 1],
         args: vec![
             Arg::Ptr(input, 0),
@@ -857,7 +905,8 @@ mod tests {
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
                 // Xavier NX, Orin AGX, H100.
                 let targets = [6, 16, 132].map(Target::new).into_iter();
-                for target in targets.chain([Target { sms: 132, pointwise_warps: false }]) {
+                let old = Target { pointwise_warps: false, depthwise_region: false, ..Target::new(132) };
+                for target in targets.chain([old]) {
                     for l in image.plan(&cfg, target) {
                         for a in &l.args {
                             if let Arg::Ptr(b, offset) = *a {
@@ -869,8 +918,11 @@ mod tests {
                                 assert!(offset < len, "{:?}: {b:?} + {offset} outside {len}", l.kernel);
                             }
                         }
-                        if let (Kernel::Depthwise, Arg::Int(c), Some(Arg::Ptr(Buffer::Partial, _))) =
-                            (l.kernel, l.args[2], l.args.last())
+                        if let (
+                            Kernel::Depthwise | Kernel::DepthwiseRegion,
+                            Arg::Int(c),
+                            Some(Arg::Ptr(Buffer::Partial, _)),
+                        ) = (l.kernel, l.args[2], l.args.last())
                         {
                             let sums = l.grid[1] as usize * c as usize;
                             assert!(sums <= Buffer::Partial.len(&net), "{sums} SE partial sums");
@@ -909,7 +961,7 @@ mod tests {
     #[test]
     fn pointwise_splits_k_only_where_it_pays() {
         let bn = [Arg::Null; 2];
-        let tiled = Target { sms: 132, pointwise_warps: false };
+        let tiled = Target { pointwise_warps: false, ..Target::new(132) };
         let launch =
             |m, k, n, target| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, target);
         // The max sub-network's last projection (7x7 pixels, k = 1152): 3 large tiles would keep 3
@@ -942,5 +994,31 @@ mod tests {
         assert_eq!(warps_shape(49, PWW_KMAX + 4), None);
         // Few input channels still make PWW_TM warps, one per pixel of the block.
         assert_eq!(warps_shape(49, 24), Some((16, PWW_TM)));
+    }
+
+    #[test]
+    fn large_maps_and_wide_kernels_take_the_region_kernel() {
+        let image = GpuImage::new(&SupernetWeights::seeded(Supernet::W1_2, 1));
+        // (output size, kernel size) -> depthwise kernel, over a plan's depthwise launches.
+        let kernels = |cfg: SubnetConfig| -> Vec<(i32, i32, Kernel)> {
+            let plan = image.plan(&cfg, Target::new(132));
+            plan.iter()
+                .filter_map(|l| match (l.kernel, l.args[7], l.args[5]) {
+                    (Kernel::Depthwise | Kernel::DepthwiseRegion, Arg::Int(size), Arg::Int(k)) => {
+                        Some((size, k, l.kernel))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        // Every 7x7 layer of max, down to its 7x7 maps.
+        let max = kernels(SubnetConfig::uniform(7, 6, 4, 224));
+        assert!(max.iter().filter(|l| l.1 == 7).all(|l| l.2 == Kernel::DepthwiseRegion), "{max:?}");
+        assert!(max.iter().any(|l| l.0 == 7 && l.1 == 7));
+        // min's 3x3 layers: 72 channels striding from 80x80 to 40x40 make 150 regions for 132
+        // multiprocessors; the maps of 20x20 and less are left to the small tiles of Depthwise.
+        let min = kernels(SubnetConfig::uniform(3, 3, 2, 160));
+        assert!(min.contains(&(40, 3, Kernel::DepthwiseRegion)), "{min:?}");
+        assert!(min.iter().filter(|l| l.0 <= 20).all(|l| l.2 == Kernel::Depthwise), "{min:?}");
     }
 }

@@ -99,13 +99,19 @@ fn emulated_kernels_match_the_goldens() {
     let Some(emu) = emulator() else { return };
     // The smallest cases of each width (emulation runs a few million fibers per large frame), one
     // with a sub-network's own BN statistics, kernels 3, 5 and 7 and SE with several tiles. Plans
-    // for an H100's 132 multiprocessors (the late layers on PointwiseWarps) and, for the first
-    // case, for a Xavier NX's 6 and for the H100 without PointwiseWarps (k split over blocks).
+    // for an H100's 132 multiprocessors (PointwiseWarps for the late layers, DepthwiseRegion for
+    // 5x5 and 7x7 and large maps); for a Xavier NX's 6, w10_mid_bn with them and without them
+    // (depthwise tiles of 32 runs); w12_max_r160 for the H100 without them (k split over blocks).
     let wanted = ["w12_min", "w10_min", "w10_mid_bn", "w10_random3", "w12_max_r160"];
     let cases: Vec<_> = goldens::load().unwrap().into_iter().filter(|g| wanted.contains(&g.name.as_str())).collect();
     assert_eq!(cases.len(), wanted.len(), "golden cases missing");
-    let tiled = Target { sms: 132, pointwise_warps: false };
-    let runs = cases.iter().map(|g| (g, Target::new(132))).chain([(&cases[0], Target::new(6)), (&cases[0], tiled)]);
+    let case = |name: &str| cases.iter().find(|g| g.name == name).unwrap();
+    let old = Target { pointwise_warps: false, depthwise_region: false, ..Target::new(132) };
+    let runs = cases.iter().map(|g| (g, Target::new(132))).chain([
+        (case("w10_mid_bn"), Target::new(6)),
+        (case("w10_mid_bn"), Target { sms: 6, ..old }),
+        (case("w12_max_r160"), old),
+    ]);
     let mut failures = Vec::new();
     let mut launches = Vec::new();
     for (g, target) in runs {
@@ -127,11 +133,13 @@ fn emulated_kernels_match_the_goldens() {
             "no depthwise launch with tiles of {runs} runs ran"
         );
     }
-    for (k, stride) in [3, 5, 7].into_iter().flat_map(|k| [(k, 1), (k, 2)]) {
-        assert!(
-            launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[5..7] == [Arg::Int(k), Arg::Int(stride)]),
-            "no depthwise launch with kernel {k} and stride {stride} ran"
-        );
+    for kernel in [Kernel::Depthwise, Kernel::DepthwiseRegion] {
+        for (k, stride) in [3, 5, 7].into_iter().flat_map(|k| [(k, 1), (k, 2)]) {
+            assert!(
+                launches.iter().any(|l| l.kernel == kernel && l.args[5..7] == [Arg::Int(k), Arg::Int(stride)]),
+                "no {kernel:?} launch with kernel {k} and stride {stride} ran"
+            );
+        }
     }
     for (kernel, split) in [(Kernel::Pointwise, false), (Kernel::PointwiseSmall, false), (Kernel::PointwiseSmall, true)]
     {
@@ -157,8 +165,9 @@ fn emulated_kernels_match_the_goldens() {
 fn emulated_results_do_not_depend_on_the_order_of_blocks() {
     let Some(emu) = emulator() else { return };
     let g = goldens::load().unwrap().into_iter().find(|g| g.name == "w12_min").expect("golden w12_min");
-    // With and without PointwiseWarps: the split launches' last blocks and the warps' sums.
-    for target in [Target::new(132), Target { sms: 132, pointwise_warps: false }] {
+    // With and without the latency-shaped kernels: the split launches' last blocks, the warps'
+    // sums, the region tiles' SE sums.
+    for target in [Target::new(132), Target { pointwise_warps: false, depthwise_region: false, ..Target::new(132) }] {
         let (forward, plan) = run(&emu, &g, target);
         let kernels: Vec<Kernel> = plan.iter().map(|l| l.kernel).collect();
         assert!(

@@ -10,7 +10,8 @@ repository root:
    (rel. error <= 1e-4), and zero host allocations over 1,000 switches + inferences (gpu-test);
 2. dynofa's batch-1 latency of the w1.2 sub-networks max/mid/min and the host cost of a switch
    between captured sub-networks (gpu-bench; also the latency of plans without the PointwiseWarps
-   kernel and, where the GPU has programmatic dependent launch, of graphs that do not use it);
+   or the DepthwiseRegion kernel and, where the GPU has programmatic dependent launch, of graphs
+   that do not use it);
 3. PyTorch on the same sub-networks and weights (`dynofa gen-weights`, loaded into the `ofa`
    package from the staged wheel): eager, CUDA graph, torch.compile(mode="reduce-overhead"), each
    mode in its own process. Every timed call does what dynofa's infer does: input from host
@@ -295,9 +296,13 @@ def cmd_check(args):
     switch = re.search(r"switch median_us=([\d.]+) p99_us=([\d.]+) max_us=([\d.]+)", bench)
     plain = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-plain (\w+) median_ms=([\d.]+)", bench)}
     kernels = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-kernels (\w+) gpu_us=([\d.]+)", bench)}
-    tiled = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-tiled (\w+) median_ms=([\d.]+)", bench)}
-    tiled_kernels = {
-        m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-tiled-kernels (\w+) gpu_us=([\d.]+)", bench)
+    # Plans without one of the latency-shaped kernels: {suffix: ({name: ms}, {name: kernels us})}.
+    without = {
+        suffix: (
+            {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix} (\w+) median_ms=([\d.]+)", bench)},
+            {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix}-kernels (\w+) gpu_us=([\d.]+)", bench)},
+        )
+        for suffix in ["nowarps", "noregion"]
     }
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
     programmatic = re.search(r"programmatic dependent launch: (.*)", bench)
@@ -346,10 +351,11 @@ def cmd_check(args):
         say(f"programmatic dependent launch in dynofa's graphs: {programmatic.group(1)}")
     if plain:
         say("without it (ms): " + ", ".join(f"{w} {plain[w]:.3f}" for w in NAMED if w in plain))
-    if tiled:
-        say("without PointwiseWarps (ms; kernels alone): " + ", ".join(
-            f"{w} {tiled[w]:.3f} ({tiled_kernels[w] / 1e3:.3f})" if w in tiled_kernels else f"{w} {tiled[w]:.3f}"
-            for w in NAMED if w in tiled))
+    for suffix, kernel in [("nowarps", "PointwiseWarps"), ("noregion", "DepthwiseRegion")]:
+        ms, us = without[suffix]
+        if ms:
+            say(f"without {kernel} (ms; kernels alone): " + ", ".join(
+                f"{w} {ms[w]:.3f} ({us[w] / 1e3:.3f})" if w in us else f"{w} {ms[w]:.3f}" for w in NAMED if w in ms))
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
     print("\n".join(lines))

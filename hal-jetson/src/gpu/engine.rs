@@ -48,11 +48,13 @@ pub struct GpuOptions {
     pub programmatic_launch: bool,
     /// [`Kernel::PointwiseWarps`] for the layers with few pixels where the plan rates it fastest.
     pub pointwise_warps: bool,
+    /// [`Kernel::DepthwiseRegion`] for the depthwise layers on large maps.
+    pub depthwise_region: bool,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { programmatic_launch: true, pointwise_warps: true }
+        GpuOptions { programmatic_launch: true, pointwise_warps: true, depthwise_region: true }
     }
 }
 
@@ -238,7 +240,11 @@ impl GpuEngine {
             stream,
             _ctx: ctx,
             image,
-            target: Target { sms: sms.max(1) as usize, pointwise_warps: options.pointwise_warps },
+            target: Target {
+                sms: sms.max(1) as usize,
+                pointwise_warps: options.pointwise_warps,
+                depthwise_region: options.depthwise_region,
+            },
             programmatic: options.programmatic_launch && PROGRAMMATIC_BUILT && major >= 9,
             programmatic_refused: None,
             weights,
@@ -520,8 +526,7 @@ impl GpuEngine {
         self.graph_micros(&[Launch::nothing()], &self.bn_default, n.max(1))
     }
 
-    /// What the plans are made for: the GPU's multiprocessors, and whether they may use
-    /// [`Kernel::PointwiseWarps`].
+    /// What the plans are made for: the GPU's multiprocessors, and the kernels they may use.
     pub fn target(&self) -> Target {
         self.target
     }
