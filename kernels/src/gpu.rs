@@ -135,14 +135,15 @@ fn region_tiles(size: usize, s: usize) -> usize {
     size.div_ceil(DW_ROWS as usize) * size.div_ceil(DWR_COLS[s - 1])
 }
 
-/// Matvec block: threads, threads per row, rows per block, and the longest input it stages.
+/// Matvec block: threads, threads per row, rows per block.
 const MV_THREADS: u32 = 256;
 const MV_LANES: u32 = 32;
 const MV_ROWS: u32 = MV_THREADS / MV_LANES;
-const MV_MAX_COLS: usize = 2048;
-/// Weights per matvec thread loaded before the previous kernel ends (a row's first 256: every SE
-/// layer's whole row).
-const MV_PRE: u32 = 8;
+/// Weights per matvec lane, all loaded before the previous kernel ends, and so the longest row:
+/// 1536, w1.2's classifier. Columns of the pooled input that a thread sums together.
+const MV_PRE: u32 = 48;
+const MV_MAX_COLS: usize = (MV_PRE * MV_LANES) as usize;
+const MV_BATCH: u32 = 3;
 /// Threads per block of the stem, and output channels per thread.
 const STEM_THREADS: u32 = 256;
 const STEM_CH: u32 = 4;
@@ -223,6 +224,7 @@ pub fn source() -> String {
         ("MV_ROWS", MV_ROWS),
         ("MV_MAX_COLS", MV_MAX_COLS as u32),
         ("MV_PRE", MV_PRE),
+        ("MV_BATCH", MV_BATCH),
         ("PW_MAX_GATE", PW_MAX_GATE as u32),
         ("PWW_TM", PWW_TM as u32),
         ("PWW_WARPS", PWW_WARPS as u32),
