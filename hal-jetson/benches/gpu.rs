@@ -4,6 +4,8 @@
 //!
 //! Output lines (read by `scripts/gpu/check.py`): `dynofa-cuda <name> median_ms=<v>`,
 //! `dynofa-cuda-kernels <name> gpu_us=<v>` (the kernels alone, as one graph, without the copies),
+//! `dynofa-cuda-parts <name> stage_us=<v> run_us=<v>` (`infer`'s halves: the host's copy into the
+//! page-locked input, and the graph replay with its copies and the wait),
 //! `kernels <name>: ...` (GPU time per kernel kind, each launch repeated in a graph: where to
 //! tune), `launch floor: ...` (what a graph node that does nothing costs),
 //! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the same latency and kernel lines for plans
@@ -125,6 +127,22 @@ fn main() {
         }
     };
     profile(&mut engine, "", &mut csv);
+    // Where dynofa-cuda's time beyond the kernels goes: the host's copy into the page-locked
+    // input (stage) against the graph replay with its copies and the wait (run_staged).
+    for (name, cfg) in &named {
+        let (x, mut y) = (golden_input(0, cfg.r as usize), vec![0.0; 1000]);
+        engine.activate(cfg).expect("prepared");
+        let (mut stage, mut run) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        for _ in 0..runs {
+            let t = Instant::now();
+            engine.stage(&x).expect("staging");
+            stage.push(t.elapsed().as_secs_f64() * 1e6);
+            let t = Instant::now();
+            engine.run_staged(&mut y).expect("inference");
+            run.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        println!("dynofa-cuda-parts {name} stage_us={:.1} run_us={:.1}", median(stage), median(run));
+    }
 
     println!("launch floor: {:.2} us per graph node that does nothing", engine.launch_floor(200).expect("floor"));
 

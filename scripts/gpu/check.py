@@ -305,6 +305,8 @@ def cmd_check(args):
         for suffix in ["nowarps", "noregion"]
     }
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
+    parts = {m.group(1): (m.group(2), m.group(3))
+             for m in re.finditer(r"dynofa-cuda-parts (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench)}
     programmatic = re.search(r"programmatic dependent launch: (.*)", bench)
 
     tmp = tempfile.mkdtemp(prefix="dynofa-gpu-check-")
@@ -358,6 +360,9 @@ def cmd_check(args):
                 f"{w} {ms[w]:.3f} ({us[w] / 1e3:.3f})" if w in us else f"{w} {ms[w]:.3f}" for w in NAMED if w in ms))
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
+    if parts:
+        say("dynofa's infer in halves, host copy into page-locked input + graph replay and wait (us): "
+            + ", ".join(f"{w} {parts[w][0]} + {parts[w][1]}" for w in NAMED if w in parts))
     print("\n".join(lines))
     if args.save:
         keep("summary.md", "\n".join(lines) + "\n")

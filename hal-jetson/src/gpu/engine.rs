@@ -526,6 +526,35 @@ impl GpuEngine {
         self.graph_micros(&[Launch::nothing()], &self.bn_default, n.max(1))
     }
 
+    /// The first half of [`InferenceEngine::infer`]: checks `input` against the active
+    /// sub-network and copies it into the page-locked buffer that the graph copies to the GPU.
+    /// Apart, the halves show what the host copy costs (the GPU bench times each).
+    pub fn stage(&mut self, input: &[f32]) -> Result<(), GpuError> {
+        let active = self.active.ok_or(EngineError::NotActive)?;
+        let r = self.graphs[active].r;
+        let expected = 3 * r * r;
+        if input.len() != expected {
+            return Err(EngineError::InputSize { found: input.len(), expected, r }.into());
+        }
+        // The stream is idle here (every call ends synchronised), so the host buffers are free.
+        self.host_in.as_mut_slice().map_err(driver("page-locked input"))?[..expected].copy_from_slice(input);
+        Ok(())
+    }
+
+    /// The second half of [`InferenceEngine::infer`]: replays the active sub-network's graph on
+    /// the staged input (the last one [`GpuEngine::stage`] wrote), waits for it and copies the
+    /// logits to `output`.
+    pub fn run_staged(&mut self, output: &mut [f32]) -> Result<(), GpuError> {
+        let active = self.active.ok_or(EngineError::NotActive)?;
+        if output.len() != NUM_CLASSES {
+            return Err(EngineError::OutputSize { found: output.len() }.into());
+        }
+        self.graphs[active].graph.launch().map_err(driver("graph launch"))?;
+        self.stream.synchronize().map_err(driver("inference"))?;
+        output.copy_from_slice(&self.host_out.as_slice().map_err(driver("page-locked logits"))?[..NUM_CLASSES]);
+        Ok(())
+    }
+
     /// What the plans are made for: the GPU's multiprocessors, and the kernels they may use.
     pub fn target(&self) -> Target {
         self.target
@@ -602,20 +631,7 @@ impl InferenceEngine for GpuEngine {
     }
 
     fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), GpuError> {
-        let active = self.active.ok_or(EngineError::NotActive)?;
-        let r = self.graphs[active].r;
-        let expected = 3 * r * r;
-        if input.len() != expected {
-            return Err(EngineError::InputSize { found: input.len(), expected, r }.into());
-        }
-        if output.len() != NUM_CLASSES {
-            return Err(EngineError::OutputSize { found: output.len() }.into());
-        }
-        // The stream is idle here (every call below ends synchronised), so the host buffers are free.
-        self.host_in.as_mut_slice().map_err(driver("page-locked input"))?[..expected].copy_from_slice(input);
-        self.graphs[active].graph.launch().map_err(driver("graph launch"))?;
-        self.stream.synchronize().map_err(driver("inference"))?;
-        output.copy_from_slice(&self.host_out.as_slice().map_err(driver("page-locked logits"))?[..NUM_CLASSES]);
-        Ok(())
+        self.stage(input)?;
+        self.run_staged(output)
     }
 }
