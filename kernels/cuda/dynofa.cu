@@ -9,12 +9,14 @@
 //
 // The same source compiles under NVRTC and, through emulate.h, as host C++ (the emulated tests), so
 // it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
-// every thread of a block), fminf/fmaxf, for split GEMMs atomicAdd on a ticket counter,
-// __threadfence and __ldcg, and on sm_90 the griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS).
-// No warp shuffles, and no sum depends on the order in which blocks run: results are deterministic.
+// every thread of a block), fminf/fmaxf, float4 (aligned loads of float buffers), for split GEMMs
+// atomicAdd on a ticket counter, __threadfence and __ldcg, and on sm_90 the griddepcontrol
+// instructions (DYNOFA_WAIT_PREVIOUS). No warp shuffles, and no sum depends on the order in which
+// blocks or warps run: results are deterministic.
 
-// The tile sizes (PW_*, PWS_*, DW_*, MV_*) are defined by the launch plan (dynofa-kernels' gpu module), which
-// prepends them to this source, so the plan and the kernels cannot disagree.
+// The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*) are defined by the launch plan
+// (dynofa-kernels' gpu module), which prepends them to this source, so the plan and the kernels
+// cannot disagree.
 #if !defined(PW_BM) || !defined(DW_ROWS) || !defined(MV_ROWS)
 #error "compile this source through dynofa_kernels::gpu::source(), which defines the tile sizes"
 #endif
@@ -309,7 +311,8 @@ DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 5)
 // warp reading the same address: a broadcast), and the warps' partial sums meet in shared memory
 // and are added in warp order (deterministic). The plan guarantees: k a multiple of 4 and at most
 // PWW_KMAX, kc a multiple of 4 and at most PWW_KC, blockDim = (32, max(ceil(k / kc), PWW_TM)) with
-// at most PWW_WARPS warps (warp y < PWW_TM also finishes pixel p0 + y). `split` and `tickets` are unused (the same arguments as the tiled kernels).
+// at most PWW_WARPS warps (warp y < PWW_TM also finishes pixel p0 + y). `split` and `tickets` are
+// unused (the same arguments as the tiled kernels).
 extern "C" __global__ void __launch_bounds__(32 * PWW_WARPS)
     dynofa_pointwise_warps(const float* __restrict__ a, int m, int k, const float* __restrict__ w, int ldw, int n,
                            const float* __restrict__ scale, const float* __restrict__ shift, int act,
@@ -495,12 +498,12 @@ __device__ __forceinline__ void depthwise_runs(const float* __restrict__ in, int
     if (partial) dw_partial(sum, partial, c, ch, sums);
 }
 
-// From shared memory: a tile of DW_ROWS output rows x DWR_COLS1 (stride 1) or DWR_COLS2 columns, thread row y
-// computing output row y of the tile in one run. The block first copies the input region that
-// the tile's windows cover (zeros outside the map) into `region` ([pixel][DW_CH]), every thread
-// issuing all its loads before storing any: one round trip to memory where reading each run's
-// rows from global memory was a chain of K dependent ones (a 7x7 layer on a 56x56 map took 15
-// µs on an H100). Tiles are numbered row-major, ceil(osize / columns) per row.
+// From shared memory: a tile of DW_ROWS output rows x DWR_COLS1 (stride 1) or DWR_COLS2 columns,
+// thread row y computing output row y of the tile in one run. The block first copies the input
+// region that the tile's windows cover (zeros outside the map) into `region` ([pixel][DW_CH]),
+// every thread issuing all its loads before storing any: one round trip to memory where reading
+// each run's rows from global memory was a chain of K dependent ones (a 7x7 layer on a 56x56 map
+// took 15 µs on an H100). Tiles are numbered row-major, ceil(osize / columns) per row.
 template <int K, int S>
 __device__ __forceinline__ void depthwise_region(const float* __restrict__ in, int size, int c,
                                                  const float* __restrict__ w, int ldw, int osize,
