@@ -22,6 +22,7 @@ repository root:
 """
 
 import argparse
+import csv
 import glob
 import json
 import os
@@ -192,6 +193,31 @@ def cmd_peer(args):
 # the check
 
 
+def kernel_wins(path):
+    """Per latency-shaped kernel, the layers where the default plans use it against the same layers
+    in the plans without it (launches.csv rows `max` and `max-nowarps` ... line up by index: the
+    plans differ only in the kernel of those layers), as summary lines."""
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return []
+    us = {(r["subnet"], int(r["index"])): (r["kernel"], float(r["gpu_us"])) for r in rows}
+    lines = []
+    for kernel, suffix in [("dynofa_pointwise_warps", "nowarps"), ("dynofa_depthwise_region", "noregion")]:
+        parts = []
+        for which in NAMED:
+            pairs = [(t, us[(f"{which}-{suffix}", i)][1]) for (name, i), (k, t) in us.items()
+                     if name == which and k == kernel and (f"{which}-{suffix}", i) in us]
+            if pairs:
+                mine, theirs = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+                wins = sum(p[0] < p[1] for p in pairs)
+                parts.append(f"{which} {len(pairs)} layers {mine:.1f} us vs {theirs:.1f} us (faster on {wins})")
+        if parts:
+            lines.append(f"{kernel} against the plans without it, each launch timed alone: " + "; ".join(parts))
+    return lines
+
+
 def nvrtc_env():
     """The environment with a libnvrtc on the loader path: cudarc (built for CUDA 12) looks for
     libnvrtc.so and libnvrtc.so.12/.11, so a CUDA 13 libnvrtc.so.13 (e.g. torch's pip wheels) is
@@ -278,10 +304,9 @@ def cmd_check(args):
         verdict = f"NOT RUN: {skipped.group(1)}"
     else:
         verdict = "ok" if "gpu: ok" in test_out else "FAILED (no verdict)"
-    bench_cmd = [os.path.join(staged, "gpu-bench"), "--runs", str(args.runs)]
-    if args.save:
-        os.makedirs(args.save, exist_ok=True)
-        bench_cmd += ["--launches", os.path.join(args.save, "launches.csv")]
+    launches = os.path.join(args.save or tempfile.mkdtemp(prefix="dynofa-launches-"), "launches.csv")
+    os.makedirs(os.path.dirname(launches), exist_ok=True)
+    bench_cmd = [os.path.join(staged, "gpu-bench"), "--runs", str(args.runs), "--launches", launches]
     _, bench = run(bench_cmd, env=env, timeout=300)
     keep("gpu-bench.txt", bench)
     clock = "not sampled"
@@ -360,6 +385,8 @@ def cmd_check(args):
                 f"{w} {ms[w]:.3f} ({us[w] / 1e3:.3f})" if w in us else f"{w} {ms[w]:.3f}" for w in NAMED if w in ms))
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
+    for line in kernel_wins(launches):
+        say(line)
     if parts:
         say("dynofa's infer in halves, host copy into page-locked input + graph replay and wait (us): "
             + ", ".join(f"{w} {parts[w][0]} + {parts[w][1]}" for w in NAMED if w in parts))
