@@ -10,10 +10,11 @@
 //! tune), `launch floor: ...` (what a graph node that does nothing costs),
 //! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the same latency and kernel lines for plans
 //! without `PointwiseWarps` (`dynofa-cuda-nowarps ...`, `dynofa-cuda-nowarps-kernels ...`,
-//! `kernels <name>-nowarps: ...`) and without `DepthwiseRegion` (`-noregion`) and, where graphs
-//! use programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without
-//! it. With `--launches FILE`, every launch of the three plans, with and without each of those
-//! kernels (`max`, `max-nowarps`, `max-noregion`, ...), goes to FILE as CSV: its kernel, grid,
+//! `kernels <name>-nowarps: ...`), without `DepthwiseRegion` (`-noregion`) and with every layer's
+//! alternatives measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where
+//! graphs use programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs
+//! without it. With `--launches FILE`, every launch of the three plans in each of those variants
+//! (`max`, `max-nowarps`, `max-noregion`, `max-tuned`, ...) goes to FILE as CSV: its kernel, grid,
 //! block, integer arguments, the plan's estimate and the measured GPU time (per launch of a graph
 //! of 20 of it: what calibrates the pointwise models in `dynofa_kernels::gpu`).
 //! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
@@ -166,12 +167,23 @@ fn main() {
         engine
     };
     let all = GpuOptions::default();
-    // The plans without each of the latency-shaped kernels, for comparison.
+    // The plans without each of the latency-shaped kernels, and the plans with every layer's
+    // alternatives measured, for comparison.
     for (suffix, options) in [
         ("-nowarps", GpuOptions { pointwise_warps: false, ..all }),
         ("-noregion", GpuOptions { depthwise_region: false, ..all }),
+        ("-tuned", GpuOptions { tune: true, ..all }),
     ] {
-        profile(&mut start(options), suffix, &mut csv);
+        let mut engine = start(options);
+        for (name, cfg) in &named {
+            if let Some(t) = engine.tuning(cfg) {
+                println!(
+                    "tuning {name}: {} steps measured, {} changed, {:.1} us planned -> {:.1} us picked, {:.2} s",
+                    t.measured, t.changed, t.planned_us, t.picked_us, t.seconds
+                );
+            }
+        }
+        profile(&mut engine, suffix, &mut csv);
     }
     if let Some(path) = value("--launches") {
         std::fs::write(path, csv).unwrap_or_else(|e| panic!("cannot write {path}: {e}"));

@@ -2,8 +2,9 @@
 //! statistics): its logits against the CPU engine's and `ofa`'s (max |y - ref| / max |ref| <= 1e-4),
 //! then 1,000 switches and inferences between captured sub-networks with zero host allocations;
 //! all of it again with plans that do not use `PointwiseWarps`, with plans that do not use
-//! `DepthwiseRegion` and, where the graphs use programmatic dependent launch, with graphs that do
-//! not.
+//! `DepthwiseRegion`, with each layer's alternatives measured and the fastest kept
+//! (`GpuOptions::tune`) and, where the graphs use programmatic dependent launch, with graphs that
+//! do not.
 //! Runs wherever an NVIDIA GPU is present and says that it skipped elsewhere.
 //!
 //! Without libtest (`harness = false`): the counting allocator sees every thread of the process,
@@ -39,6 +40,7 @@ fn main() {
             all,
             GpuOptions { pointwise_warps: false, ..all },
             GpuOptions { depthwise_region: false, ..all },
+            GpuOptions { tune: true, ..all },
             GpuOptions { programmatic_launch: false, ..all },
         ] {
             if !options.programmatic_launch && !had_programmatic {
@@ -64,11 +66,12 @@ fn main() {
             gpu.prepare(&configs).unwrap();
             let (programmatic, refused) = gpu.programmatic_launch();
             had_programmatic |= programmatic;
-            let mode = match (programmatic, options.pointwise_warps, options.depthwise_region) {
+            let mode = match (programmatic, options.pointwise_warps, options.depthwise_region, options.tune) {
                 (false, ..) => "plain launch",
-                (true, false, _) => "programmatic launch, no PointwiseWarps",
-                (true, _, false) => "programmatic launch, no DepthwiseRegion",
-                (true, true, true) => "programmatic launch",
+                (true, false, ..) => "programmatic launch, no PointwiseWarps",
+                (true, _, false, _) => "programmatic launch, no DepthwiseRegion",
+                (true, true, true, true) => "programmatic launch, tuned",
+                (true, true, true, false) => "programmatic launch",
             };
             if let Some(e) = refused {
                 println!("gpu: the driver refused programmatic dependent launch: {e}");

@@ -357,6 +357,16 @@ impl Target {
     }
 }
 
+/// One layer of a plan (or two, where the second sums the first's tiles), with the alternatives
+/// that the plan weighed: each a sequence of launches that leaves the same results in the same
+/// buffers (up to rounding), the one the plan rates fastest first. Every alternative can be run
+/// alone, again and again, on the buffers a run of the plan left (`GpuEngine` times them so).
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// At least one.
+    pub alternatives: Vec<Vec<Launch>>,
+}
+
 /// One kernel argument.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Arg {
@@ -503,20 +513,30 @@ impl GpuImage {
 
     /// The launches of one inference of `cfg` (valid for this supernet) on `target` (the
     /// pointwise launches are tiled and split for its multiprocessors), BN from [`Buffer::Bn`]
-    /// laid out by [`bn_image`].
+    /// laid out by [`bn_image`]: each of [`GpuImage::steps`]' first alternative.
     pub fn plan(&self, cfg: &SubnetConfig, target: Target) -> Vec<Launch> {
+        let first = |s: Step| s.alternatives.into_iter().next().expect("every step has an alternative");
+        self.steps(cfg, target).into_iter().flat_map(first).collect()
+    }
+
+    /// [`GpuImage::plan`] as steps, each with the alternatives that the plan weighed (the
+    /// kernel, tiling and split of a layer), for measuring them ([`Step`]).
+    pub fn steps(&self, cfg: &SubnetConfig, target: Target) -> Vec<Step> {
         let net = &self.net;
         let (starts, total) = (&self.bn_start, self.bn_len / 2);
         let bn = |index: usize| [Arg::Ptr(Buffer::Bn, starts[index]), Arg::Ptr(Buffer::Bn, total + starts[index])];
         let w = |offset: usize| Arg::Ptr(Buffer::Weights, offset);
-        let mut plan = Vec::new();
+        let mut plan: Vec<Step> = Vec::new();
+        // A step without alternatives, and one of single-launch alternatives.
+        let one = |l: Launch| Step { alternatives: vec![vec![l]] };
+        let each = |ls: Vec<Launch>| Step { alternatives: ls.into_iter().map(|l| vec![l]).collect() };
 
         let r = cfg.r as usize;
         let s0 = Supernet::stem_out(r);
         let (c0, c1) = (net.stem, net.first_block);
         let [scale, shift] = bn(BN_STEM);
         assert_eq!(c0 % STEM_CH as usize, 0, "the stem kernel computes {STEM_CH} channels per thread");
-        plan.push(Launch {
+        plan.push(one(Launch {
             kernel: Kernel::Stem,
             grid: [(s0 * s0 * c0 / STEM_CH as usize).div_ceil(STEM_THREADS as usize) as u32, 1, 1],
             block: [STEM_THREADS, 1, 1],
@@ -532,7 +552,7 @@ impl GpuImage {
                 Arg::Ptr(Buffer::Io0, 0),
             ],
             model_us: None,
-        });
+        }));
 
         let (mut x, mut y) = (Buffer::Io0, Buffer::Io1);
         let first = BlockShape {
@@ -549,8 +569,13 @@ impl GpuImage {
             in_size: s0,
             out_size: s0,
         };
-        plan.push(depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, target).0);
-        plan.push(pointwise(
+        plan.push(each(
+            depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, target)
+                .into_iter()
+                .map(|d| d.0)
+                .collect(),
+        ));
+        plan.push(each(pointwise(
             Buffer::Dw,
             s0 * s0,
             c0,
@@ -563,7 +588,7 @@ impl GpuImage {
             first.residual.then_some(x),
             y,
             target,
-        ));
+        )));
         core::mem::swap(&mut x, &mut y);
 
         for b in net.blocks(cfg) {
@@ -571,7 +596,7 @@ impl GpuImage {
             let [bn_e, bn_d, bn_p] =
                 [BlockPart::Expand, BlockPart::Depthwise, BlockPart::Project].map(|p| bn(bn_block(b.index, p)));
             let act = act_code(b.act);
-            plan.push(pointwise(
+            plan.push(each(pointwise(
                 x,
                 b.in_size.pow(2),
                 b.in_ch,
@@ -584,8 +609,8 @@ impl GpuImage {
                 None,
                 Buffer::Expanded,
                 target,
-            ));
-            let (dw, tiles) = depthwise(
+            )));
+            let dws = depthwise(
                 &b,
                 w(at.taps[b.kernel / 2 - 1]),
                 at.mid_max,
@@ -594,26 +619,23 @@ impl GpuImage {
                 b.se_mid.map(|_| Buffer::Partial),
                 target,
             );
-            plan.push(dw);
             let gate = match (b.se_mid, at.se) {
                 (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, se_max))) => {
+                    // The SE reduce layer sums the depthwise launch's tiles: each alternative
+                    // carries its own.
                     let mean = 1.0 / b.out_size.pow(2) as f32;
-                    let parts = (Buffer::Partial, tiles, b.mid, mean);
-                    plan.push(matvec(
-                        parts,
-                        w(reduce),
-                        at.mid_max,
-                        se_mid,
-                        b.mid,
-                        w(reduce_bias),
-                        ACT_RELU,
-                        Buffer::Hidden,
-                    ));
+                    let squeeze = |tiles: usize| {
+                        let parts = (Buffer::Partial, tiles, b.mid, mean);
+                        matvec(parts, w(reduce), at.mid_max, se_mid, b.mid, w(reduce_bias), ACT_RELU, Buffer::Hidden)
+                    };
+                    plan.push(Step {
+                        alternatives: dws.into_iter().map(|(dw, tiles)| vec![dw, squeeze(tiles)]).collect(),
+                    });
                     // The SE expand layer on its own: computed by every projection block for its
                     // slice of channels instead, it cost an H100 5 to 13 µs per launch, more than
                     // this launch.
                     let hidden = (Buffer::Hidden, 1, 0, 1.0);
-                    plan.push(matvec(
+                    plan.push(one(matvec(
                         hidden,
                         w(expand),
                         se_max,
@@ -622,13 +644,16 @@ impl GpuImage {
                         w(expand_bias),
                         ACT_HSIGMOID,
                         Buffer::Gate,
-                    ));
+                    )));
                     Some(Buffer::Gate)
                 }
-                _ => None,
+                _ => {
+                    plan.push(each(dws.into_iter().map(|d| d.0).collect()));
+                    None
+                }
             };
             let res = b.residual.then_some(x);
-            plan.push(pointwise(
+            plan.push(each(pointwise(
                 Buffer::Dw,
                 b.out_size.pow(2),
                 b.mid,
@@ -641,35 +666,37 @@ impl GpuImage {
                 res,
                 y,
                 target,
-            ));
+            )));
             core::mem::swap(&mut x, &mut y);
         }
 
         let fs = Supernet::final_size(r).pow(2);
         let (c5, fe, fm) = (net.unit_out[4], net.final_expand, net.feature_mix);
-        let expand = pooled_into(
-            pointwise(
-                x,
-                fs,
-                c5,
-                w(self.final_expand),
-                fe,
-                fe,
-                bn(BN_FINAL),
-                ACT_HSWISH,
-                None,
-                None,
-                Buffer::Expanded,
-                target,
-            ),
-            Buffer::Partial,
+        let expand = pointwise(
+            x,
+            fs,
+            c5,
+            w(self.final_expand),
+            fe,
+            fe,
+            bn(BN_FINAL),
+            ACT_HSWISH,
+            None,
+            None,
+            Buffer::Expanded,
+            target,
         );
-        // The average pool: the expansion's column sums per tile of pixels, added up by the matvec.
-        let pooled = (Buffer::Partial, expand.grid[1] as usize, fe, 1.0 / fs as f32);
-        plan.push(expand);
-        plan.push(matvec(pooled, w(self.feature_mix), fe, fm, fe, Arg::Null, ACT_HSWISH, Buffer::Features));
+        // The average pool: the expansion's column sums per tile of pixels, added up by the
+        // feature-mix layer (so each alternative carries its own).
+        let head = |expand: Launch| {
+            let expand = pooled_into(expand, Buffer::Partial);
+            let pooled = (Buffer::Partial, expand.grid[1] as usize, fe, 1.0 / fs as f32);
+            let mix = matvec(pooled, w(self.feature_mix), fe, fm, fe, Arg::Null, ACT_HSWISH, Buffer::Features);
+            vec![expand, mix]
+        };
+        plan.push(Step { alternatives: expand.into_iter().map(head).collect() });
         let features = (Buffer::Features, 1, 0, 1.0);
-        plan.push(matvec(
+        plan.push(one(matvec(
             features,
             w(self.classifier),
             fm,
@@ -678,7 +705,7 @@ impl GpuImage {
             w(self.classifier_bias),
             ACT_IDENTITY,
             Buffer::Logits,
-        ));
+        )));
         plan
     }
 }
@@ -707,9 +734,10 @@ fn int(v: usize) -> Arg {
     Arg::Int(i32::try_from(v).expect("layer sizes fit an int"))
 }
 
-/// A pointwise launch: `a [m][k]` x weights `[k][ldw]` -> `out [m][n]`, its input gated by
-/// `gate`, with the kernel, tiling and k split that the models ([`PwTile::micros`],
-/// [`warps_micros`]) rate fastest on `target`.
+/// The pointwise launches that could compute `a [m][k]` x weights `[k][ldw]` -> `out [m][n]`, its
+/// input gated by `gate`, on `target`: the best k split of each tiling and, where it serves,
+/// [`Kernel::PointwiseWarps`], fastest first by the models ([`PwTile::micros`],
+/// [`warps_micros`]).
 fn pointwise(
     a: Buffer,
     m: usize,
@@ -723,39 +751,10 @@ fn pointwise(
     res: Option<Buffer>,
     out: Buffer,
     target: Target,
-) -> Launch {
+) -> Vec<Launch> {
     let (bk, sms) = (PW_BK as usize, target.sms);
-    let mut best = (f64::INFINITY, &PW_LARGE, k.next_multiple_of(bk));
-    for tile in [&PW_LARGE, &PW_SMALL] {
-        for splits in (0..).map(|i| 1 << i).take_while(|&s| s <= MAX_SPLITS) {
-            let kc = k.div_ceil(splits).next_multiple_of(bk);
-            let slices = k.div_ceil(kc);
-            if slices > 1 && (slices * m * n > SPLIT_FLOATS || tile.tiles(m, n) > TICKETS) {
-                continue;
-            }
-            if gate.is_some() && kc > PW_MAX_GATE {
-                continue;
-            }
-            let us = tile.micros(m, k, n, kc, sms);
-            if us < best.0 {
-                best = (us, tile, kc);
-            }
-        }
-    }
-    let (mut us, tile, mut kc) = best;
-    let mut kernel = tile.kernel;
-    let mut grid = [n.div_ceil(tile.bn as usize), m.div_ceil(tile.bm as usize), k.div_ceil(kc)];
-    let mut block = [tile.threads() as usize, 1, 1];
-    if let Some((warps_kc, warps)) = warps_shape(m, k).filter(|_| target.pointwise_warps) {
-        let warps_us = warps_micros(m, k, n, sms);
-        if warps_us < us {
-            (us, kc, kernel) = (warps_us, warps_kc, Kernel::PointwiseWarps);
-            grid = [n.div_ceil(32), m.div_ceil(PWW_TM), 1];
-            block = [32, warps, 1];
-        }
-    }
     let ptr = |b: Option<Buffer>| b.map_or(Arg::Null, |b| Arg::Ptr(b, 0));
-    Launch {
+    let launch = |kernel, grid: [usize; 3], block: [usize; 3], kc: usize, us: f64| Launch {
         kernel,
         grid: grid.map(|g| g as u32),
         block: block.map(|b| b as u32),
@@ -779,7 +778,35 @@ fn pointwise(
             Arg::Ptr(Buffer::Tickets, 0),
         ],
         model_us: Some(us),
+    };
+    let mut found = Vec::new();
+    for tile in [&PW_LARGE, &PW_SMALL] {
+        let mut best: Option<(f64, usize)> = None;
+        for splits in (0..).map(|i| 1 << i).take_while(|&s| s <= MAX_SPLITS) {
+            let kc = k.div_ceil(splits).next_multiple_of(bk);
+            let slices = k.div_ceil(kc);
+            if slices > 1 && (slices * m * n > SPLIT_FLOATS || tile.tiles(m, n) > TICKETS) {
+                continue;
+            }
+            if gate.is_some() && kc > PW_MAX_GATE {
+                continue;
+            }
+            let us = tile.micros(m, k, n, kc, sms);
+            if best.is_none_or(|(b, _)| us < b) {
+                best = Some((us, kc));
+            }
+        }
+        if let Some((us, kc)) = best {
+            let grid = [n.div_ceil(tile.bn as usize), m.div_ceil(tile.bm as usize), k.div_ceil(kc)];
+            found.push(launch(tile.kernel, grid, [tile.threads() as usize, 1, 1], kc, us));
+        }
     }
+    if let Some((kc, warps)) = warps_shape(m, k).filter(|_| target.pointwise_warps) {
+        let grid = [n.div_ceil(32), m.div_ceil(PWW_TM), 1];
+        found.push(launch(Kernel::PointwiseWarps, grid, [32, warps, 1], kc, warps_micros(m, k, n, sms)));
+    }
+    found.sort_by(|x, y| x.model_us.unwrap_or(0.0).total_cmp(&y.model_us.unwrap_or(0.0)));
+    found
 }
 
 /// [`Kernel::PointwiseWarps`]'s k range per warp and warps per block for an `m x k` input, or
@@ -811,13 +838,14 @@ fn pooled_into(mut l: Launch, pool: Buffer) -> Launch {
     l
 }
 
-/// A depthwise launch of block `b` from `input` into [`Buffer::Dw`] (its tiles' SE sums into
-/// `partial`, if given), tiled for `target`; and its number of tiles. [`Kernel::DepthwiseRegion`]
-/// where its tiles make a block for every multiprocessor or the kernel is 5x5 or 7x7, else
-/// [`Kernel::Depthwise`] with tiles small enough to make blocks for every multiprocessor. On an
-/// H100, `Depthwise` took 2.1 to 2.6 µs for every 3x3 layer on maps of up to 40x40 pixels, near
-/// an empty node's 0.8 µs plus one round trip, but 3.5 to 5.4 µs for the 7x7 ones on 7x7 and
-/// 14x14 maps: a thread's run reads its k rows one dependent round trip after another.
+/// The depthwise launches that could compute block `b` from `input` into [`Buffer::Dw`] (their
+/// tiles' SE sums into `partial`, if given) on `target`, each with its number of tiles, the
+/// preferred first: [`Kernel::DepthwiseRegion`] where its tiles make a block for every
+/// multiprocessor or the kernel is 5x5 or 7x7, else [`Kernel::Depthwise`] with tiles small enough
+/// to make blocks for every multiprocessor. On an H100, `Depthwise` took 2.1 to 2.6 µs for every
+/// 3x3 layer on maps of up to 40x40 pixels, near an empty node's 0.8 µs plus one round trip, but
+/// 3.5 to 5.4 µs for the 7x7 ones on 7x7 and 14x14 maps: a thread's run reads its k rows one
+/// dependent round trip after another.
 fn depthwise(
     b: &BlockShape,
     taps: Arg,
@@ -826,39 +854,44 @@ fn depthwise(
     input: Buffer,
     partial: Option<Buffer>,
     target: Target,
-) -> (Launch, usize) {
+) -> Vec<(Launch, usize)> {
     let groups = b.mid.div_ceil(DW_CH as usize);
-    let region = region_tiles(b.out_size, b.stride);
-    let (kernel, per_tile, tiles) = if target.depthwise_region && (groups * region >= target.sms || b.kernel >= 5) {
+    let launch = |kernel, per_tile: usize, tiles: usize| {
+        let launch = Launch {
+            kernel,
+            grid: [groups as u32, tiles as u32, 1],
+            block: [DW_CH, DW_ROWS, 1],
+            args: vec![
+                Arg::Ptr(input, 0),
+                int(b.in_size),
+                int(b.mid),
+                taps,
+                int(ldw),
+                int(b.kernel),
+                int(b.stride),
+                int(b.out_size),
+                int(per_tile),
+                scale,
+                shift,
+                int(act_code(b.act)),
+                Arg::Ptr(Buffer::Dw, 0),
+                partial.map_or(Arg::Null, |p| Arg::Ptr(p, 0)),
+            ],
+            model_us: None,
+        };
+        (launch, tiles)
+    };
+    let per_tile = dw_runs(b.out_size, b.mid, target.sms);
+    let mut found = vec![launch(Kernel::Depthwise, per_tile, tiles(b.out_size, per_tile))];
+    if target.depthwise_region {
+        let region = region_tiles(b.out_size, b.stride);
         // per_tile is unused by this kernel.
-        (Kernel::DepthwiseRegion, 0, region)
-    } else {
-        let per_tile = dw_runs(b.out_size, b.mid, target.sms);
-        (Kernel::Depthwise, per_tile, tiles(b.out_size, per_tile))
-    };
-    let launch = Launch {
-        kernel,
-        grid: [groups as u32, tiles as u32, 1],
-        block: [DW_CH, DW_ROWS, 1],
-        args: vec![
-            Arg::Ptr(input, 0),
-            int(b.in_size),
-            int(b.mid),
-            taps,
-            int(ldw),
-            int(b.kernel),
-            int(b.stride),
-            int(b.out_size),
-            int(per_tile),
-            scale,
-            shift,
-            int(act_code(b.act)),
-            Arg::Ptr(Buffer::Dw, 0),
-            partial.map_or(Arg::Null, |p| Arg::Ptr(p, 0)),
-        ],
-        model_us: None,
-    };
-    (launch, tiles)
+        found.push(launch(Kernel::DepthwiseRegion, 0, region));
+        if groups * region >= target.sms || b.kernel >= 5 {
+            found.reverse();
+        }
+    }
+    found
 }
 
 /// A [`Kernel::Matvec`] launch: `out = act(W [rows][cols] (ld ldw) x + bias)` where `x` is the
@@ -909,7 +942,9 @@ mod tests {
                 let targets = [6, 16, 132].map(Target::new).into_iter();
                 let old = Target { pointwise_warps: false, depthwise_region: false, ..Target::new(132) };
                 for target in targets.chain([old]) {
-                    for l in image.plan(&cfg, target) {
+                    let steps = image.steps(&cfg, target);
+                    // Every alternative: GpuEngine may measure and pick any.
+                    for l in steps.iter().flat_map(|s| s.alternatives.iter().flatten()) {
                         for a in &l.args {
                             if let Arg::Ptr(b, offset) = *a {
                                 let len = match b {
@@ -964,8 +999,9 @@ mod tests {
     fn pointwise_splits_k_only_where_it_pays() {
         let bn = [Arg::Null; 2];
         let tiled = Target { pointwise_warps: false, ..Target::new(132) };
-        let launch =
-            |m, k, n, target| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, target);
+        let launch = |m, k, n, target| {
+            pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, target).remove(0)
+        };
         // The max sub-network's last projection (7x7 pixels, k = 1152): 3 large tiles would keep 3
         // of an H100's 132 multiprocessors busy.
         let late = launch(49, 1152, 192, tiled);
@@ -984,8 +1020,9 @@ mod tests {
     #[test]
     fn layers_with_few_pixels_take_the_warps_kernel() {
         let bn = [Arg::Null; 2];
-        let launch =
+        let all =
             |m, k, n| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, Target::new(132));
+        let launch = |m, k, n| all(m, k, n).remove(0);
         // max's stage-4 projection (14x14 pixels, k = 816): a block per 4 pixels and 32 channels,
         // k over 16 warps of 52 channels.
         let late = launch(196, 816, 136);

@@ -327,8 +327,9 @@ def cmd_check(args):
             {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix} (\w+) median_ms=([\d.]+)", bench)},
             {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix}-kernels (\w+) gpu_us=([\d.]+)", bench)},
         )
-        for suffix in ["nowarps", "noregion"]
+        for suffix in ["nowarps", "noregion", "tuned"]
     }
+    tunings = re.findall(r"^tuning .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
     parts = {m.group(1): (m.group(2), m.group(3))
              for m in re.finditer(r"dynofa-cuda-parts (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench)}
@@ -365,24 +366,31 @@ def cmd_check(args):
         + " | best torch / dynofa | >= 5x |")
     say("|---|---|---|" + "---|" * len(MODES) + "---|---|")
     for which in NAMED:
-        d = dynofa.get(which)
         t = [torch_ms.get((m, which)) for m in MODES]
         best = min([v for v in t if v is not None], default=None)
-        ratio = f"{best / d:.2f}x" if best and d else "n/a"
-        bar = ("yes" if best / d >= 5.0 else "NO") if best and d else "n/a"
         cells = " | ".join(f"{v:.3f}" if v is not None else "n/a" for v in t)
-        alone = f"{kernels[which] / 1e3:.3f}" if which in kernels else "n/a"
-        say(f"| {which} | {f'{d:.3f}' if d else 'n/a'} | {alone} | {cells} | {ratio} | {bar} |")
+        # The default engine, then the one that measured each layer's alternatives, if it ran.
+        for label, d, us in [(which, dynofa.get(which), kernels.get(which)),
+                             (f"{which} (tuned)", without["tuned"][0].get(which), without["tuned"][1].get(which))]:
+            if d is None and label != which:
+                continue
+            ratio = f"{best / d:.2f}x" if best and d else "n/a"
+            bar = ("yes" if best / d >= 5.0 else "NO") if best and d else "n/a"
+            alone = f"{us / 1e3:.3f}" if us is not None else "n/a"
+            say(f"| {label} | {f'{d:.3f}' if d else 'n/a'} | {alone} | {cells} | {ratio} | {bar} |")
     if programmatic:
         say("")
         say(f"programmatic dependent launch in dynofa's graphs: {programmatic.group(1)}")
     if plain:
         say("without it (ms): " + ", ".join(f"{w} {plain[w]:.3f}" for w in NAMED if w in plain))
-    for suffix, kernel in [("nowarps", "PointwiseWarps"), ("noregion", "DepthwiseRegion")]:
+    for suffix, label in [("nowarps", "without PointwiseWarps"), ("noregion", "without DepthwiseRegion"),
+                          ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)")]:
         ms, us = without[suffix]
         if ms:
-            say(f"without {kernel} (ms; kernels alone): " + ", ".join(
+            say(f"{label} (ms; kernels alone): " + ", ".join(
                 f"{w} {ms[w]:.3f} ({us[w] / 1e3:.3f})" if w in us else f"{w} {ms[w]:.3f}" for w in NAMED if w in ms))
+    for line in tunings:
+        say(line)
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
     for line in kernel_wins(launches):

@@ -12,7 +12,7 @@ use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
-use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, Launch, Target, bn_image, source};
+use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, Launch, Step, Target, bn_image, source};
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
 use super::GpuError;
@@ -50,19 +50,46 @@ pub struct GpuOptions {
     pub pointwise_warps: bool,
     /// [`Kernel::DepthwiseRegion`] for the depthwise layers on large maps.
     pub depthwise_region: bool,
+    /// Measure, when a sub-network is captured, each layer's alternatives ([`Step`]: kernel,
+    /// tiling, split) on this GPU and keep the fastest, rather than the one the plan's models
+    /// rate fastest. Off by default: it adds about a millisecond per alternative at start-up
+    /// ([`GpuEngine::tuning`] says what it found).
+    pub tune: bool,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { programmatic_launch: true, pointwise_warps: true, depthwise_region: true }
+        GpuOptions { programmatic_launch: true, pointwise_warps: true, depthwise_region: true, tune: false }
     }
 }
+
+/// What measuring a sub-network's alternatives ([`GpuOptions::tune`]) found. Times are each
+/// alternative's launches alone in a graph, repeated (as [`GpuEngine::kernel_times`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tuning {
+    /// Steps with more than one alternative: each was measured.
+    pub measured: usize,
+    /// Of those, the steps where another alternative than the plan's first was faster.
+    pub changed: usize,
+    /// GPU time (µs) of the measured steps with the plan's first alternatives.
+    pub planned_us: f32,
+    /// The same with the fastest alternatives, which the graph uses.
+    pub picked_us: f32,
+    /// Seconds the measurement took.
+    pub seconds: f64,
+}
+
+/// Launches of each alternative in a measurement (as `gpu-bench` times each launch).
+const TUNE_REPEAT: usize = 20;
 
 /// A captured sub-network.
 struct Captured {
     id: SubnetId,
     r: usize,
     graph: CudaGraph,
+    /// The launches the graph runs, and what measuring chose them, if it did.
+    plan: Vec<Launch>,
+    tuning: Option<Tuning>,
 }
 
 /// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
@@ -88,6 +115,8 @@ pub struct GpuEngine {
     image: GpuImage,
     /// What the plans are made for: the GPU's multiprocessors, the kernels allowed.
     target: Target,
+    /// Whether captures measure each step's alternatives (GpuOptions::tune).
+    tune: bool,
     /// Whether graphs are captured with programmatic dependent launch, and why not any more.
     programmatic: bool,
     programmatic_refused: Option<String>,
@@ -245,6 +274,7 @@ impl GpuEngine {
                 pointwise_warps: options.pointwise_warps,
                 depthwise_region: options.depthwise_region,
             },
+            tune: options.tune,
             programmatic: options.programmatic_launch && PROGRAMMATIC_BUILT && major >= 9,
             programmatic_refused: None,
             weights,
@@ -376,10 +406,10 @@ impl GpuEngine {
             self.host_in.as_ptr().map_err(driver("page-locked input"))?,
             self.host_out.as_mut_ptr().map_err(driver("page-locked logits"))?,
         );
-        let plan = self.image.plan(cfg, self.target);
+        let (plan, tuning) = self.choose(cfg)?;
         let graph = self.record(&plan, self.bn_set(cfg), 1, Some((host, 3 * (cfg.r as usize).pow(2))), programmatic)?;
         let id = cfg.id();
-        let captured = Captured { id, r: cfg.r as usize, graph };
+        let captured = Captured { id, r: cfg.r as usize, graph, plan, tuning };
         match self.find(id) {
             Ok(i) => self.graphs[i] = captured,
             Err(i) => {
@@ -391,6 +421,54 @@ impl GpuEngine {
             }
         }
         Ok(())
+    }
+
+    /// The launches for `cfg`: the plan's, or with [`GpuOptions::tune`] each step's fastest
+    /// alternative as measured here, run after the plan itself has filled every buffer.
+    fn choose(&self, cfg: &SubnetConfig) -> Result<(Vec<Launch>, Option<Tuning>), GpuError> {
+        let steps = self.image.steps(cfg, self.target);
+        let first = |s: &Step| s.alternatives[0].clone();
+        if !self.tune {
+            return Ok((steps.iter().flat_map(first).collect(), None));
+        }
+        let start = Instant::now();
+        let bn = self.bn_set(cfg);
+        let planned: Vec<Launch> = steps.iter().flat_map(first).collect();
+        self.enqueue(&planned, bn, 1, None, false).map_err(driver("kernel launch"))?;
+        self.stream.synchronize().map_err(driver("tuning"))?;
+        let (mut plan, mut tuning) = (Vec::with_capacity(planned.len()), Tuning::default());
+        for mut step in steps {
+            if step.alternatives.len() > 1 {
+                let times = step
+                    .alternatives
+                    .iter()
+                    .map(|a| Ok(self.graph_micros(a, bn, TUNE_REPEAT)? * a.len() as f32))
+                    .collect::<Result<Vec<f32>, GpuError>>()?;
+                let best = (0..times.len()).min_by(|&i, &j| times[i].total_cmp(&times[j])).unwrap_or(0);
+                tuning.measured += 1;
+                tuning.changed += usize::from(best != 0);
+                tuning.planned_us += times[0];
+                tuning.picked_us += times[best];
+                step.alternatives.swap(0, best);
+            }
+            plan.extend(first(&step));
+        }
+        tuning.seconds = start.elapsed().as_secs_f64();
+        Ok((plan, Some(tuning)))
+    }
+
+    /// What measuring `config`'s alternatives found, if it was captured with
+    /// [`GpuOptions::tune`].
+    pub fn tuning(&self, config: &SubnetConfig) -> Option<Tuning> {
+        self.find(config.id()).ok().and_then(|i| self.graphs[i].tuning)
+    }
+
+    /// The launches that `cfg`'s graph runs (the plan's, if it has no graph).
+    fn launches(&self, cfg: &SubnetConfig) -> Vec<Launch> {
+        match self.find(cfg.id()) {
+            Ok(i) => self.graphs[i].plan.clone(),
+            Err(_) => self.image.plan(cfg, self.target),
+        }
     }
 
     /// `cfg`'s BN set: its own if registered, else the supernet's.
@@ -495,14 +573,14 @@ impl GpuEngine {
         Ok(times[2] * 1e3 / (plan.len() * repeat) as f32)
     }
 
-    /// Each launch of `cfg`'s plan with its GPU time in µs, for finding where a frame's time goes
+    /// Each launch of `cfg`'s graph (its plan, if it has none) with its GPU time in µs, for finding where a frame's time goes
     /// and checking the plan's model ([`Launch::model_us`]): each launch alone in a graph, made
     /// `repeat` times in a row (with programmatic dependent launch if the captured graphs have it),
     /// so that the time includes what a graph node costs. Leaves the active sub-network's buffers
     /// overwritten.
     pub fn kernel_times(&mut self, cfg: &SubnetConfig, repeat: usize) -> Result<Vec<(Launch, f32)>, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
-        let plan = self.image.plan(cfg, self.target);
+        let plan = self.launches(cfg);
         let bn = self.bn_set(cfg);
         // Every buffer holds this sub-network's activations first (split tickets back at zero).
         self.enqueue(&plan, bn, 1, None, false).map_err(driver("kernel launch"))?;
@@ -515,7 +593,7 @@ impl GpuEngine {
     /// sub-network's buffers overwritten.
     pub fn kernels_micros(&mut self, cfg: &SubnetConfig) -> Result<f32, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
-        let plan = self.image.plan(cfg, self.target);
+        let plan = self.launches(cfg);
         Ok(self.graph_micros(&plan, self.bn_set(cfg), 1)? * plan.len() as f32)
     }
 

@@ -10,7 +10,7 @@
 mod engine;
 
 #[cfg(feature = "cuda")]
-pub use engine::{CompileReport, GpuEngine, GpuOptions, compile_ptx, nvrtc_archs};
+pub use engine::{CompileReport, GpuEngine, GpuOptions, Tuning, compile_ptx, nvrtc_archs};
 
 use dynofa_core::SubnetId;
 use dynofa_core::hal::ErrorKind;
