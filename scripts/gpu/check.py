@@ -323,9 +323,9 @@ def cmd_check(args):
     kernels = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-kernels (\w+) gpu_us=([\d.]+)", bench)}
     # Plans without one of the latency-shaped kernels: {suffix: ({name: ms}, {name: kernels us})}.
     without = {
-        suffix: (
-            {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix} (\w+) median_ms=([\d.]+)", bench)},
-            {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix}-kernels (\w+) gpu_us=([\d.]+)", bench)},
+        suffix: tuple(
+            {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix}{kind} (\w+) {key}=([\d.]+)", bench)}
+            for kind, key in [("", "median_ms"), ("-kernels", "gpu_us")]
         )
         for suffix in ["nowarps", "noregion", "tuned"]
     }

@@ -573,8 +573,9 @@ impl GpuEngine {
         Ok(times[2] * 1e3 / (plan.len() * repeat) as f32)
     }
 
-    /// Each launch of `cfg`'s graph (its plan, if it has none) with its GPU time in µs, for finding where a frame's time goes
-    /// and checking the plan's model ([`Launch::model_us`]): each launch alone in a graph, made
+    /// Each launch of `cfg`'s graph (its plan, if it has none) with its GPU time in µs, for
+    /// finding where a frame's time goes and checking the plan's model ([`Launch::model_us`]):
+    /// each launch alone in a graph, made
     /// `repeat` times in a row (with programmatic dependent launch if the captured graphs have it),
     /// so that the time includes what a graph node costs. Leaves the active sub-network's buffers
     /// overwritten.
