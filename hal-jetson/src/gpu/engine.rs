@@ -38,7 +38,8 @@ pub struct CompileReport {
     pub cached: bool,
 }
 
-/// How a [`GpuEngine`] runs its plans; both on by default, for comparing without them.
+/// How a [`GpuEngine`] plans and launches. The kernels and programmatic launch are on by default
+/// and can be turned off to compare; measuring the alternatives (`tune`) is off by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GpuOptions {
     /// Programmatic dependent launch where the GPU has it (sm_90 and newer): each kernel node may
