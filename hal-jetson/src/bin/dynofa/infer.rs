@@ -47,6 +47,10 @@ pub struct Args {
     /// Threads of the CPU engine (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// CUDA engine: time each layer's alternatives (kernel, tiling, split) on this GPU before
+    /// capturing, and keep the fastest rather than the ones the plan's models pick.
+    #[arg(long)]
+    tune: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -88,7 +92,8 @@ fn cuda(
     input: &[f32],
     args: &Args,
 ) -> Result<()> {
-    let mut engine = dynofa_hal_jetson::gpu::GpuEngine::new(weights)?;
+    use dynofa_hal_jetson::gpu::{GpuEngine, GpuOptions};
+    let mut engine = GpuEngine::with_options(weights, GpuOptions { tune: args.tune, ..GpuOptions::default() })?;
     let report = engine.compile_report().clone();
     let cache = report.cache.as_ref().map_or("not cached".into(), |p| p.display().to_string());
     if report.cached {
@@ -100,6 +105,12 @@ fn cuda(
         engine.register_bn(cfg, table)?;
     }
     engine.prepare(std::slice::from_ref(cfg))?;
+    if let Some(t) = engine.tuning(cfg) {
+        eprintln!(
+            "tuned in {:.2} s: {} of {} layers measured faster with another kernel or tiling ({:.1} -> {:.1} us)",
+            t.seconds, t.changed, t.measured, t.planned_us, t.picked_us
+        );
+    }
     let (programmatic, refused) = engine.programmatic_launch();
     if let Some(e) = refused {
         eprintln!("the driver refused programmatic dependent launch, so the graph does without: {e}");
