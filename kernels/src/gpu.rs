@@ -18,7 +18,7 @@ use crate::weights::{BnTable, SupernetWeights};
 
 /// The kernels, as CUDA C.
 const KERNELS: &str = include_str!("../cuda/dynofa.cu");
-/// The host emulation of CUDA for [`KERNELS`] (see the file's header).
+/// The host emulation of CUDA for the kernels (`kernels/cuda/emulate.h`; see its header).
 pub const EMULATE_H: &str = include_str!("../cuda/emulate.h");
 
 // Argument slots hold i32 and f32 in their first bytes, where the kernels read them.
