@@ -1,5 +1,6 @@
-//! The CPU engine and its kernels: portable references in [`reference`](mod@reference), the fast channel-blocked
-//! kernels beside them, and the engine that runs any sub-network on the shared weights.
+//! The CPU engine and its kernels: portable references in [`reference`](mod@reference), the fast
+//! channel-blocked kernels beside them, and the engine that runs any sub-network on the shared
+//! weights.
 
 pub mod depthwise;
 mod engine;
