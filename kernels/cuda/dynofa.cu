@@ -303,45 +303,46 @@ DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 5)
 
 // The same product and epilogue shaped for latency, for layers with few pixels (the late layers at
 // batch 1, where pointwise_tile's k loop of dependent steps and its split across blocks cost more
-// than the arithmetic). A block computes PWW_TM pixels x 32 output channels (the lanes); its
+// than the arithmetic). A block computes TM pixels x 32 output channels (the lanes); its
 // blockDim.y warps split k, warp y taking input channels [y * kc, y * kc + kc). Before waiting for
 // the previous kernel, each lane loads its output channel's kc weights into registers. After the
 // wait, the block stages its pixels' gated inputs in shared memory with every load in flight at
 // once (one round trip to memory), each warp multiplies its k range from there (every lane of a
 // warp reading the same address: a broadcast), and the warps' partial sums meet in shared memory
-// and are added in warp order (deterministic). The plan guarantees: k a multiple of 4 and at most
-// PWW_KMAX, kc a multiple of 4 and at most PWW_KC, blockDim = (32, max(ceil(k / kc), PWW_TM)) with
-// at most PWW_WARPS warps (warp y < PWW_TM also finishes pixel p0 + y). `split` and `tickets` are
-// unused (the same arguments as the tiled kernels).
-extern "C" __global__ void __launch_bounds__(32 * PWW_WARPS)
-    dynofa_pointwise_warps(const float* __restrict__ a, int m, int k, const float* __restrict__ w, int ldw, int n,
-                           const float* __restrict__ scale, const float* __restrict__ shift, int act,
-                           const float* __restrict__ gate, const float* __restrict__ res, float* __restrict__ out,
-                           float* __restrict__ pool, int kc, float* __restrict__ split,
-                           unsigned* __restrict__ tickets) {
-    static_assert(PWW_KC % 4 == 0 && PWW_KMAX % 4 == 0, "float4 steps");
-    __shared__ float4 as[PWW_TM][PWW_KMAX / 4];
-    __shared__ float part[PWW_WARPS][PWW_TM][32];
+// (`buf` again) and are added in warp order (deterministic). The plan guarantees: k a multiple of
+// 4 and at most KMAX, kc a multiple of 4 and at most KC, blockDim = (32, max(ceil(k / kc), TM))
+// with at most PWW_WARPS warps (warp y < TM also finishes pixel p0 + y). `buf` holds
+// max(TM * KMAX / 4, PWW_WARPS * TM * 8) float4. `split` and `tickets` are unused (the same
+// arguments as the tiled kernels).
+template <int TM, int KC, int KMAX>
+__device__ __forceinline__ void pointwise_warps(const float* __restrict__ a, int m, int k, const float* __restrict__ w,
+                                                int ldw, int n, const float* __restrict__ scale,
+                                                const float* __restrict__ shift, int act,
+                                                const float* __restrict__ gate, const float* __restrict__ res,
+                                                float* __restrict__ out, float* __restrict__ pool, int kc,
+                                                float4* buf) {
+    static_assert(KC % 4 == 0 && KMAX % 4 == 0, "float4 steps");
+    float* part = reinterpret_cast<float*>(buf);  // [warp][TM][32], after the product
     int lane = threadIdx.x, warp = threadIdx.y, tid = warp * 32 + lane, threads = 32 * blockDim.y;
-    int o = blockIdx.x * 32 + lane, p0 = blockIdx.y * PWW_TM;
+    int o = blockIdx.x * 32 + lane, p0 = blockIdx.y * TM;
     int kbeg = warp * kc, len = k - kbeg < kc ? k - kbeg : kc;
-    float wr[PWW_KC];
+    float wr[KC];
 #pragma unroll
-    for (int j = 0; j < PWW_KC; ++j) wr[j] = j < len && o < n ? w[(long)(kbeg + j) * ldw + o] : 0.0f;
-    // Warp y < PWW_TM finishes pixel p0 + y: its epilogue constants now, its residual after the wait.
-    bool fin = warp < PWW_TM && o < n && p0 + warp < m;
+    for (int j = 0; j < KC; ++j) wr[j] = j < len && o < n ? w[(long)(kbeg + j) * ldw + o] : 0.0f;
+    // Warp y < TM finishes pixel p0 + y: its epilogue constants now, its residual after the wait.
+    bool fin = warp < TM && o < n && p0 + warp < m;
     float es = fin ? scale[o] : 0.0f, et = fin ? shift[o] : 0.0f;
     DYNOFA_WAIT_PREVIOUS();
     float er = fin && res ? res[(long)(p0 + warp) * n + o] : 0.0f;
     // A thread stages at most LOADS quads (threads >= 32 k / kc), all loaded before any is stored.
-    constexpr int LOADS = (PWW_TM * PWW_KC + 127) / 128;
+    constexpr int LOADS = (TM * KC + 127) / 128;
     int quads = k / 4;
     float4 xs[LOADS];
 #pragma unroll
     for (int l = 0; l < LOADS; ++l) {
         int e = tid + l * threads, i = e / quads, q = e % quads;
         xs[l] = float4{0.0f, 0.0f, 0.0f, 0.0f};
-        if (e < PWW_TM * quads && p0 + i < m) {
+        if (e < TM * quads && p0 + i < m) {
             float4 x = reinterpret_cast<const float4*>(a + (long)(p0 + i) * k)[q];
             if (gate) {
                 float4 g = reinterpret_cast<const float4*>(gate)[q];
@@ -356,44 +357,60 @@ extern "C" __global__ void __launch_bounds__(32 * PWW_WARPS)
 #pragma unroll
     for (int l = 0; l < LOADS; ++l) {
         int e = tid + l * threads;
-        if (e < PWW_TM * quads) as[e / quads][e % quads] = xs[l];
+        if (e < TM * quads) buf[e / quads * (KMAX / 4) + e % quads] = xs[l];
     }
     __syncthreads();
-    float acc[PWW_TM];
+    float acc[TM];
 #pragma unroll
-    for (int i = 0; i < PWW_TM; ++i) acc[i] = 0.0f;
+    for (int i = 0; i < TM; ++i) acc[i] = 0.0f;
     // Weights past this warp's range are 0 and are multiplied with staged (finite) inputs: no
     // branch on kc, so that every index into wr is a constant.
 #pragma unroll
-    for (int j = 0; j < PWW_KC; j += 4) {
+    for (int j = 0; j < KC; j += 4) {
         int q = (kbeg + j) / 4 < quads ? (kbeg + j) / 4 : quads - 1;
 #pragma unroll
-        for (int i = 0; i < PWW_TM; ++i) {
-            float4 x = as[i][q];
+        for (int i = 0; i < TM; ++i) {
+            float4 x = buf[i * (KMAX / 4) + q];
             acc[i] += x.x * wr[j] + x.y * wr[j + 1] + x.z * wr[j + 2] + x.w * wr[j + 3];
         }
     }
     DYNOFA_LAUNCH_DEPENDENTS();
+    __syncthreads();
 #pragma unroll
-    for (int i = 0; i < PWW_TM; ++i) part[warp][i][lane] = acc[i];
+    for (int i = 0; i < TM; ++i) part[(warp * TM + i) * 32 + lane] = acc[i];
     __syncthreads();
     float v = 0.0f;
     if (fin) {
-        float sum = dynofa_sum_strided<false>(&part[0][warp][lane], PWW_TM * 32, blockDim.y);
+        float sum = dynofa_sum_strided<false>(&part[warp * 32 + lane], TM * 32, blockDim.y);
         v = dynofa_act(sum * es + et, act) + er;
         out[(long)(p0 + warp) * n + o] = v;
     }
     if (!pool) return;
     // The head's pool: this tile's column sums, pixel by pixel in order.
     __syncthreads();
-    if (warp < PWW_TM) part[0][warp][lane] = v;
+    if (warp < TM) part[warp * 32 + lane] = v;
     __syncthreads();
     if (warp == 0 && o < n) {
         float total = 0.0f;
-        for (int i = 0; i < PWW_TM; ++i) total += part[0][i][lane];
+        for (int i = 0; i < TM; ++i) total += part[i * 32 + lane];
         pool[(long)blockIdx.y * n + o] = total;
     }
 }
+
+// Two shapes: PWW_TM pixels with up to PWW_KC weights per lane (few pixels, long k), and PWW16_TM
+// pixels with up to PWW16_KC (more pixels per block for larger maps, whose k is short).
+#define DYNOFA_POINTWISE_WARPS(name, TM, KC, KMAX)                                                              \
+    extern "C" __global__ void __launch_bounds__(32 * PWW_WARPS)                                                \
+        name(const float* __restrict__ a, int m, int k, const float* __restrict__ w, int ldw, int n,            \
+             const float* __restrict__ scale, const float* __restrict__ shift, int act,                         \
+             const float* __restrict__ gate, const float* __restrict__ res, float* __restrict__ out,            \
+             float* __restrict__ pool, int kc, float* __restrict__ split, unsigned* __restrict__ tickets) {     \
+        constexpr int STAGED = TM * KMAX / 4, PARTS = PWW_WARPS * TM * 8;                                       \
+        __shared__ float4 buf[STAGED > PARTS ? STAGED : PARTS];                                                 \
+        pointwise_warps<TM, KC, KMAX>(a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc, buf);   \
+    }
+DYNOFA_POINTWISE_WARPS(dynofa_pointwise_warps, PWW_TM, PWW_KC, PWW_KC * PWW_WARPS)
+DYNOFA_POINTWISE_WARPS(dynofa_pointwise_warps16, PWW16_TM, PWW16_KC, PWW16_KC * PWW_WARPS)
 
 // Depthwise KxK convolution, stride S, padding K/2, + BN + act, NHWC `in` ([size][size][c]) into
 // `out` ([osize][osize][c]); taps `w` are `[K*K][ldw]`. Two kernels compute it: dynofa_depthwise

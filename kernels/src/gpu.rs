@@ -86,14 +86,44 @@ impl PwTile {
     }
 }
 
-// The latency-shaped pointwise kernel ([`Kernel::PointwiseWarps`]): pixels per block (32 output
-// channels each), the most warps a block splits k over, the most input channels per warp (held in
-// registers: ptxas fits 64 in sm_90's 128 registers per thread of a 512-thread block, 72 spilled)
-// and so the most in all (staged in shared memory; w1.2's 1152-channel projections stay tiled).
-const PWW_TM: usize = 4;
+/// A shape of the latency-shaped pointwise kernels: pixels per block (32 output channels each) and
+/// the most input channels per warp, which each lane holds in registers; a block splits k over
+/// up to [`PWW_WARPS`] warps.
+struct WarpsTile {
+    kernel: Kernel,
+    tm: usize,
+    kc: usize,
+}
+
+/// The most warps of a [`WarpsTile`] block.
 const PWW_WARPS: usize = 16;
-const PWW_KC: usize = 64;
-const PWW_KMAX: usize = PWW_KC * PWW_WARPS;
+/// [`Kernel::PointwiseWarps`]: few pixels, long k. ptxas fits 64 weights per lane in sm_90's 128
+/// registers per thread of a 512-thread block (72 spilled), so k <= 1024: w1.2's 1152-channel
+/// projections stay tiled.
+const PWW: WarpsTile = WarpsTile { kernel: Kernel::PointwiseWarps, tm: 4, kc: 64 };
+/// [`Kernel::PointwiseWarps16`]: 16 pixels per block for larger maps, whose k is short (<= 512).
+/// No model rates it yet, so only measurement picks it (`GpuOptions::tune` in the engine).
+const PWW16: WarpsTile = WarpsTile { kernel: Kernel::PointwiseWarps16, tm: 16, kc: 32 };
+
+impl WarpsTile {
+    /// The longest k.
+    const fn kmax(&self) -> usize {
+        self.kc * PWW_WARPS
+    }
+
+    /// The k range per warp and warps per block for a k-channel input, or `None` where the
+    /// kernel does not serve: k past [`WarpsTile::kmax`] or not a multiple of 4 (its float4
+    /// loads). At least 16 input channels per warp (fewer would leave the warps more to add than
+    /// to multiply), at least `tm` warps (warp y finishes pixel y).
+    fn shape(&self, k: usize) -> Option<(usize, usize)> {
+        if k > self.kmax() || !k.is_multiple_of(4) {
+            return None;
+        }
+        let kc = k.div_ceil(PWW_WARPS).next_multiple_of(4).clamp(16, self.kc);
+        Some((kc, k.div_ceil(kc).max(self.tm)))
+    }
+}
+
 /// The most pixels of a layer that [`Kernel::PointwiseWarps`] may serve (a 32x32 map; larger ones
 /// have tiles to spare for the tiled kernels, and its model was not made for so many blocks).
 const PWW_MAX_PIXELS: usize = 1024;
@@ -158,8 +188,10 @@ pub enum Kernel {
     /// [`Kernel::Pointwise`] with small tiles.
     PointwiseSmall,
     /// [`Kernel::Pointwise`] for layers with few pixels: k split over a block's warps, each lane's
-    /// weights in registers, no dependent k steps.
+    /// weights in registers, no dependent k steps; 4 pixels per block.
     PointwiseWarps,
+    /// [`Kernel::PointwiseWarps`] with 16 pixels per block and k up to 512.
+    PointwiseWarps16,
     /// A depthwise convolution + BN + activation, optionally with SE partial sums.
     Depthwise,
     /// [`Kernel::Depthwise`] from a shared-memory copy of each tile's input, for large maps.
@@ -170,11 +202,12 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Stem,
         Kernel::Pointwise,
         Kernel::PointwiseSmall,
         Kernel::PointwiseWarps,
+        Kernel::PointwiseWarps16,
         Kernel::Depthwise,
         Kernel::DepthwiseRegion,
         Kernel::Matvec,
@@ -182,7 +215,7 @@ impl Kernel {
 
     /// Whether this is one of the 1x1 convolution kernels (which share their arguments).
     pub fn is_pointwise(self) -> bool {
-        matches!(self, Kernel::Pointwise | Kernel::PointwiseSmall | Kernel::PointwiseWarps)
+        matches!(self, Kernel::Pointwise | Kernel::PointwiseSmall | Kernel::PointwiseWarps | Kernel::PointwiseWarps16)
     }
 
     /// The kernel's `extern "C"` name.
@@ -192,6 +225,7 @@ impl Kernel {
             Kernel::Pointwise => "dynofa_pointwise",
             Kernel::PointwiseSmall => "dynofa_pointwise_small",
             Kernel::PointwiseWarps => "dynofa_pointwise_warps",
+            Kernel::PointwiseWarps16 => "dynofa_pointwise_warps16",
             Kernel::Depthwise => "dynofa_depthwise",
             Kernel::DepthwiseRegion => "dynofa_depthwise_region",
             Kernel::Matvec => "dynofa_matvec",
@@ -226,10 +260,11 @@ pub fn source() -> String {
         ("MV_PRE", MV_PRE),
         ("MV_BATCH", MV_BATCH),
         ("PW_MAX_GATE", PW_MAX_GATE as u32),
-        ("PWW_TM", PWW_TM as u32),
         ("PWW_WARPS", PWW_WARPS as u32),
-        ("PWW_KC", PWW_KC as u32),
-        ("PWW_KMAX", PWW_KMAX as u32),
+        ("PWW_TM", PWW.tm as u32),
+        ("PWW_KC", PWW.kc as u32),
+        ("PWW16_TM", PWW16.tm as u32),
+        ("PWW16_KC", PWW16.kc as u32),
     ] {
         writeln!(s, "#define {name} {v}").expect("writing to a String");
     }
@@ -309,7 +344,7 @@ impl Buffer {
                 // SE sums: as many tiles as the smallest depthwise ones of either kernel make; the
                 // head's pool: a tile per pointwise tile of pixels, the smallest being
                 // PointwiseWarps' ones.
-                let head = fs.div_ceil(PWW_TM.min(PW_SMALL.bm as usize)) * net.final_expand;
+                let head = fs.div_ceil(PWW.tm.min(PW_SMALL.bm as usize)) * net.final_expand;
                 blocks()
                     .filter(|b| b.se_mid.is_some())
                     .map(|b| tiles(b.out_size, DW_ROWS as usize).max(region_tiles(b.out_size, b.stride)) * b.mid)
@@ -754,7 +789,7 @@ fn pointwise(
 ) -> Vec<Launch> {
     let (bk, sms) = (PW_BK as usize, target.sms);
     let ptr = |b: Option<Buffer>| b.map_or(Arg::Null, |b| Arg::Ptr(b, 0));
-    let launch = |kernel, grid: [usize; 3], block: [usize; 3], kc: usize, us: f64| Launch {
+    let launch = |kernel, grid: [usize; 3], block: [usize; 3], kc: usize, us: Option<f64>| Launch {
         kernel,
         grid: grid.map(|g| g as u32),
         block: block.map(|b| b as u32),
@@ -777,7 +812,7 @@ fn pointwise(
             Arg::Ptr(Buffer::Split, 0),
             Arg::Ptr(Buffer::Tickets, 0),
         ],
-        model_us: Some(us),
+        model_us: us,
     };
     let mut found = Vec::new();
     for tile in [&PW_LARGE, &PW_SMALL] {
@@ -798,35 +833,31 @@ fn pointwise(
         }
         if let Some((us, kc)) = best {
             let grid = [n.div_ceil(tile.bn as usize), m.div_ceil(tile.bm as usize), k.div_ceil(kc)];
-            found.push(launch(tile.kernel, grid, [tile.threads() as usize, 1, 1], kc, us));
+            found.push(launch(tile.kernel, grid, [tile.threads() as usize, 1, 1], kc, Some(us)));
         }
     }
-    if let Some((kc, warps)) = warps_shape(m, k).filter(|_| target.pointwise_warps) {
-        let grid = [n.div_ceil(32), m.div_ceil(PWW_TM), 1];
-        found.push(launch(Kernel::PointwiseWarps, grid, [32, warps, 1], kc, warps_micros(m, k, n, sms)));
+    if target.pointwise_warps {
+        let warps = |tile: &WarpsTile, (kc, warps), us| {
+            launch(tile.kernel, [n.div_ceil(32), m.div_ceil(tile.tm), 1], [32, warps, 1], kc, us)
+        };
+        if let Some(shape) = PWW.shape(k).filter(|_| m <= PWW_MAX_PIXELS) {
+            found.push(warps(&PWW, shape, Some(warps_micros(m, k, n, sms))));
+        }
+        if let Some(shape) = PWW16.shape(k) {
+            found.push(warps(&PWW16, shape, None));
+        }
     }
-    found.sort_by(|x, y| x.model_us.unwrap_or(0.0).total_cmp(&y.model_us.unwrap_or(0.0)));
+    // Unrated launches last.
+    found.sort_by(|x, y| x.model_us.unwrap_or(f64::INFINITY).total_cmp(&y.model_us.unwrap_or(f64::INFINITY)));
     found
-}
-
-/// [`Kernel::PointwiseWarps`]'s k range per warp and warps per block for an `m x k` input, or
-/// `None` where it does not serve: too many pixels, k past [`PWW_KMAX`] or not a multiple of 4
-/// (its float4 loads). At least 16 input channels per warp (fewer would leave the warps more to
-/// add than to multiply), at least [`PWW_TM`] warps (each finishes a pixel).
-fn warps_shape(m: usize, k: usize) -> Option<(usize, usize)> {
-    if m > PWW_MAX_PIXELS || k > PWW_KMAX || !k.is_multiple_of(4) {
-        return None;
-    }
-    let kc = k.div_ceil(PWW_WARPS).next_multiple_of(4).clamp(16, PWW_KC);
-    Some((kc, k.div_ceil(kc).max(PWW_TM)))
 }
 
 /// The plan's estimate (µs) of an `m x k x n` product by [`Kernel::PointwiseWarps`] on `sms`
 /// multiprocessors (see [`PWW_BLOCK_US`]), comparable with [`PwTile::micros`].
 fn warps_micros(m: usize, k: usize, n: usize, sms: usize) -> f64 {
-    let blocks = n.div_ceil(32) * m.div_ceil(PWW_TM);
+    let blocks = n.div_ceil(32) * m.div_ceil(PWW.tm);
     let rounds = blocks.div_ceil(sms.max(1)) as f64;
-    rounds * (PWW_BLOCK_US + (PWW_TM * 32 * k) as f64 / PWW_SM_RATE)
+    rounds * (PWW_BLOCK_US + (PWW.tm * 32 * k) as f64 / PWW_SM_RATE)
 }
 
 /// Pointwise launch `l` writing its output's column sums per tile of pixels to `pool`
@@ -970,13 +1001,13 @@ mod tests {
                             let sums = l.grid[1] as usize * n as usize;
                             assert!(sums <= pool.len(&net), "{sums} pooled sums");
                         }
-                        if l.kernel == Kernel::PointwiseWarps {
+                        if let Some(tile) = [&PWW, &PWW16].into_iter().find(|t| t.kernel == l.kernel) {
                             let [Arg::Int(k), Arg::Int(kc)] = [l.args[2], l.args[l.args.len() - 3]] else {
                                 panic!("pointwise arguments")
                             };
                             let (k, kc, warps) = (k as usize, kc as usize, l.block[1] as usize);
-                            assert!(k <= PWW_KMAX && k % 4 == 0 && kc <= PWW_KC && kc % 4 == 0, "k {k}, kc {kc}");
-                            assert!(warps >= k.div_ceil(kc) && (PWW_TM..=PWW_WARPS).contains(&warps), "{l:?}");
+                            assert!(k <= tile.kmax() && k % 4 == 0 && kc <= tile.kc && kc % 4 == 0, "k {k}, kc {kc}");
+                            assert!(warps >= k.div_ceil(kc) && (tile.tm..=PWW_WARPS).contains(&warps), "{l:?}");
                             assert_eq!((l.block[0], l.grid[2]), (32, 1));
                         }
                         if l.kernel.is_pointwise() && l.grid[2] > 1 {
@@ -1028,11 +1059,15 @@ mod tests {
         let late = launch(196, 816, 136);
         assert_eq!((late.kernel, late.grid, late.block), (Kernel::PointwiseWarps, [5, 49, 1], [32, 16, 1]));
         assert_eq!(late.args[13], Arg::Int(52));
-        // A 56x56 map has tiles to spare; past PWW_KMAX input channels would not fit the staging.
-        assert_ne!(launch(56 * 56, 32, 192).kernel, Kernel::PointwiseWarps);
-        assert_eq!(warps_shape(49, PWW_KMAX + 4), None);
-        // Few input channels still make PWW_TM warps, one per pixel of the block.
-        assert_eq!(warps_shape(49, 24), Some((16, PWW_TM)));
+        // A 56x56 map has tiles to spare, where the 16-pixel variant is only an alternative for
+        // measurement, last; past kmax input channels would not fit the staging.
+        let early = all(56 * 56, 32, 192);
+        assert!(early[0].kernel != Kernel::PointwiseWarps, "{early:?}");
+        assert_eq!(early.last().map(|l| (l.kernel, l.model_us)), Some((Kernel::PointwiseWarps16, None)));
+        assert_eq!(PWW.shape(PWW.kmax() + 4), None);
+        // Few input channels still make tm warps, one per pixel of the block.
+        assert_eq!(PWW.shape(24), Some((16, PWW.tm)));
+        assert_eq!(PWW16.shape(24), Some((16, PWW16.tm)));
     }
 
     #[test]

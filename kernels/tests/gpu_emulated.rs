@@ -156,8 +156,9 @@ fn emulated_kernels_match_the_goldens() {
     }
     assert!(failures.is_empty(), "emulated GPU kernels differ from ofa:\n{}", failures.join("\n"));
     // What the runs covered: depthwise tiles of the fewest and the most runs, every kernel size
-    // with both strides, both pointwise tilings, with and without k split, PointwiseWarps with a
-    // gate, a residual and the head's pool, and with fewer input channels than its warps hold.
+    // with both strides, both pointwise tilings, with and without k split, both PointwiseWarps
+    // kernels with a gate, a residual and the head's pool, and with fewer input channels than the
+    // warps hold.
     for runs in [8, 32] {
         assert!(
             launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[8] == Arg::Int(runs)),
@@ -179,11 +180,16 @@ fn emulated_kernels_match_the_goldens() {
             "no {kernel:?} launch with split = {split} ran"
         );
     }
+    for kernel in [Kernel::PointwiseWarps, Kernel::PointwiseWarps16] {
+        for (what, at) in [("a gate", 9), ("a residual", 10), ("the pool", 12)] {
+            assert!(
+                launches.iter().any(|l| l.kernel == kernel && l.args[at] != Arg::Null),
+                "no {kernel:?} launch with {what} ran"
+            );
+        }
+    }
     let warps: Vec<&Launch> = launches.iter().filter(|l| l.kernel == Kernel::PointwiseWarps).collect();
     let n = warps.len();
-    for (what, at) in [("a gate", 9), ("a residual", 10), ("the pool", 12)] {
-        assert!(warps.iter().any(|l| l.args[at] != Arg::Null), "no PointwiseWarps launch with {what} ran");
-    }
     assert!(
         warps
             .iter()
