@@ -769,6 +769,11 @@ fn int(v: usize) -> Arg {
     Arg::Int(i32::try_from(v).expect("layer sizes fit an int"))
 }
 
+/// A buffer argument that may be absent (a null pointer then).
+fn optional(b: Option<Buffer>) -> Arg {
+    b.map_or(Arg::Null, |b| Arg::Ptr(b, 0))
+}
+
 /// The pointwise launches that could compute `a [m][k]` x weights `[k][ldw]` -> `out [m][n]`, its
 /// input gated by `gate`, on `target`: the best k split of each tiling and, where it serves,
 /// [`Kernel::PointwiseWarps`], fastest first by the models ([`PwTile::micros`],
@@ -788,7 +793,6 @@ fn pointwise(
     target: Target,
 ) -> Vec<Launch> {
     let (bk, sms) = (PW_BK as usize, target.sms);
-    let ptr = |b: Option<Buffer>| b.map_or(Arg::Null, |b| Arg::Ptr(b, 0));
     let launch = |kernel, grid: [usize; 3], block: [usize; 3], kc: usize, us: Option<f64>| Launch {
         kernel,
         grid: grid.map(|g| g as u32),
@@ -803,8 +807,8 @@ fn pointwise(
             scale,
             shift,
             int(act),
-            ptr(gate),
-            ptr(res),
+            optional(gate),
+            optional(res),
             Arg::Ptr(out, 0),
             // pool: see pooled_into.
             Arg::Null,
@@ -906,7 +910,7 @@ fn depthwise(
                 shift,
                 int(act_code(b.act)),
                 Arg::Ptr(Buffer::Dw, 0),
-                partial.map_or(Arg::Null, |p| Arg::Ptr(p, 0)),
+                optional(partial),
             ],
             model_us: None,
         };

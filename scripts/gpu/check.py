@@ -41,6 +41,13 @@ NAMED = {
     "min": {"ks": 3, "e": 3, "d": 2, "r": 160},
 }
 MODES = ["eager", "graph", "compile"]
+# The bench's variants of dynofa's plans: line suffix, what the summary calls it, and the kernel it
+# leaves out (whose layers kernel_wins compares), if any.
+VARIANTS = [
+    ("nowarps", "without PointwiseWarps", "dynofa_pointwise_warps"),
+    ("noregion", "without DepthwiseRegion", "dynofa_depthwise_region"),
+    ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", None),
+]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -204,7 +211,7 @@ def kernel_wins(path):
         return []
     us = {(r["subnet"], int(r["index"])): (r["kernel"], float(r["gpu_us"])) for r in rows}
     lines = []
-    for kernel, suffix in [("dynofa_pointwise_warps", "nowarps"), ("dynofa_depthwise_region", "noregion")]:
+    for suffix, _, kernel in [v for v in VARIANTS if v[2]]:
         parts = []
         for which in NAMED:
             pairs = [(t, us[(f"{which}-{suffix}", i)][1]) for (name, i), (k, t) in us.items()
@@ -278,16 +285,18 @@ def cmd_check(args):
     env["DYNOFA_GOLDENS"] = os.path.join(REPO, "kernels", "goldens")
     env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dynofa-cache-")
 
+    # What the steps write: the --save folder, else a temporary one.
+    out_dir = args.save or tempfile.mkdtemp(prefix="dynofa-gpu-check-out-")
+    os.makedirs(out_dir, exist_ok=True)
+
     def keep(name, text):
         # Written as each step ends, so a check cut short still brings back what it measured.
         if args.save:
-            os.makedirs(args.save, exist_ok=True)
             with open(os.path.join(args.save, name), "w") as f:
                 f.write(text)
 
     # The SM clock while dynofa runs (a GPU held at a low clock would explain slow kernels).
-    clocks_path = os.path.join(args.save or tempfile.mkdtemp(prefix="dynofa-clocks-"), "clocks.csv")
-    os.makedirs(os.path.dirname(clocks_path), exist_ok=True)
+    clocks_path = os.path.join(out_dir, "clocks.csv")
     query = "timestamp,clocks.sm,clocks.max.sm,clocks.mem,pstate,power.draw,clocks_throttle_reasons.active"
     try:
         with open(clocks_path, "w") as f:
@@ -304,8 +313,7 @@ def cmd_check(args):
         verdict = f"NOT RUN: {skipped.group(1)}"
     else:
         verdict = "ok" if "gpu: ok" in test_out else "FAILED (no verdict)"
-    launches = os.path.join(args.save or tempfile.mkdtemp(prefix="dynofa-launches-"), "launches.csv")
-    os.makedirs(os.path.dirname(launches), exist_ok=True)
+    launches = os.path.join(out_dir, "launches.csv")
     bench_cmd = [os.path.join(staged, "gpu-bench"), "--runs", str(args.runs), "--launches", launches]
     _, bench = run(bench_cmd, env=env, timeout=300)
     keep("gpu-bench.txt", bench)
@@ -321,13 +329,13 @@ def cmd_check(args):
     switch = re.search(r"switch median_us=([\d.]+) p99_us=([\d.]+) max_us=([\d.]+)", bench)
     plain = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-plain (\w+) median_ms=([\d.]+)", bench)}
     kernels = {m.group(1): float(m.group(2)) for m in re.finditer(r"dynofa-cuda-kernels (\w+) gpu_us=([\d.]+)", bench)}
-    # Plans without one of the latency-shaped kernels: {suffix: ({name: ms}, {name: kernels us})}.
-    without = {
+    # The bench's variants: {suffix: ({name: ms}, {name: kernels us})}.
+    variants = {
         suffix: tuple(
             {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix}{kind} (\w+) {key}=([\d.]+)", bench)}
             for kind, key in [("", "median_ms"), ("-kernels", "gpu_us")]
         )
-        for suffix in ["nowarps", "noregion", "tuned"]
+        for suffix, _, _ in VARIANTS
     }
     tunings = re.findall(r"^tuning .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
@@ -371,7 +379,7 @@ def cmd_check(args):
         cells = " | ".join(f"{v:.3f}" if v is not None else "n/a" for v in t)
         # The default engine, then the one that measured each layer's alternatives, if it ran.
         for label, d, us in [(which, dynofa.get(which), kernels.get(which)),
-                             (f"{which} (tuned)", without["tuned"][0].get(which), without["tuned"][1].get(which))]:
+                             (f"{which} (tuned)", variants["tuned"][0].get(which), variants["tuned"][1].get(which))]:
             if d is None and label != which:
                 continue
             ratio = f"{best / d:.2f}x" if best and d else "n/a"
@@ -383,9 +391,8 @@ def cmd_check(args):
         say(f"programmatic dependent launch in dynofa's graphs: {programmatic.group(1)}")
     if plain:
         say("without it (ms): " + ", ".join(f"{w} {plain[w]:.3f}" for w in NAMED if w in plain))
-    for suffix, label in [("nowarps", "without PointwiseWarps"), ("noregion", "without DepthwiseRegion"),
-                          ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)")]:
-        ms, us = without[suffix]
+    for suffix, label, _ in VARIANTS:
+        ms, us = variants[suffix]
         if ms:
             say(f"{label} (ms; kernels alone): " + ", ".join(
                 f"{w} {ms[w]:.3f} ({us[w] / 1e3:.3f})" if w in us else f"{w} {ms[w]:.3f}" for w in NAMED if w in ms))

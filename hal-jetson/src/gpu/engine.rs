@@ -435,8 +435,7 @@ impl GpuEngine {
         let start = Instant::now();
         let bn = self.bn_set(cfg);
         let planned: Vec<Launch> = steps.iter().flat_map(first).collect();
-        self.enqueue(&planned, bn, 1, None, false).map_err(driver("kernel launch"))?;
-        self.stream.synchronize().map_err(driver("tuning"))?;
+        self.fill(&planned, bn)?;
         let (mut plan, mut tuning) = (Vec::with_capacity(planned.len()), Tuning::default());
         for mut step in steps {
             if step.alternatives.len() > 1 {
@@ -554,6 +553,13 @@ impl GpuEngine {
         Ok(())
     }
 
+    /// Run `plan` once and wait, so that every buffer holds its activations (and split tickets are
+    /// back at zero) before its launches are timed alone.
+    fn fill(&self, plan: &[Launch], bn: &CudaSlice<f32>) -> Result<(), GpuError> {
+        self.enqueue(plan, bn, 1, None, false).map_err(driver("kernel launch"))?;
+        self.stream.synchronize().map_err(driver("kernel timing"))
+    }
+
     /// GPU time in µs per launch of a graph of `plan`, each launch made `repeat` times in a row
     /// (the median of 5 replays after one).
     fn graph_micros(&self, plan: &[Launch], bn: &CudaSlice<f32>, repeat: usize) -> Result<f32, GpuError> {
@@ -576,17 +582,14 @@ impl GpuEngine {
 
     /// Each launch of `cfg`'s graph (its plan, if it has none) with its GPU time in µs, for
     /// finding where a frame's time goes and checking the plan's model ([`Launch::model_us`]):
-    /// each launch alone in a graph, made
-    /// `repeat` times in a row (with programmatic dependent launch if the captured graphs have it),
-    /// so that the time includes what a graph node costs. Leaves the active sub-network's buffers
-    /// overwritten.
+    /// each launch alone in a graph, made `repeat` times in a row (with programmatic dependent
+    /// launch if the captured graphs have it), so that the time includes what a graph node costs.
+    /// Leaves the active sub-network's buffers overwritten.
     pub fn kernel_times(&mut self, cfg: &SubnetConfig, repeat: usize) -> Result<Vec<(Launch, f32)>, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
         let plan = self.launches(cfg);
         let bn = self.bn_set(cfg);
-        // Every buffer holds this sub-network's activations first (split tickets back at zero).
-        self.enqueue(&plan, bn, 1, None, false).map_err(driver("kernel launch"))?;
-        self.stream.synchronize().map_err(driver("kernel timing"))?;
+        self.fill(&plan, bn)?;
         plan.iter().map(|l| Ok((l.clone(), self.graph_micros(std::slice::from_ref(l), bn, repeat.max(1))?))).collect()
     }
 
