@@ -10,11 +10,12 @@
 //! tune), `launch floor: ...` (what a graph node that does nothing costs),
 //! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the same latency and kernel lines for plans
 //! without `PointwiseWarps` (`dynofa-cuda-nowarps ...`, `dynofa-cuda-nowarps-kernels ...`,
-//! `kernels <name>-nowarps: ...`), without `DepthwiseRegion` (`-noregion`) and with every layer's
+//! `kernels <name>-nowarps: ...`), without `DepthwiseRegion` (`-noregion`), without the fused
+//! kernels (`-nofused`) and with every layer's
 //! alternatives measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where
 //! graphs use programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs
 //! without it. With `--launches FILE`, every launch of the three plans in each of those variants
-//! (`max`, `max-nowarps`, `max-noregion`, `max-tuned`, ...) goes to FILE as CSV: its kernel, grid,
+//! (`max`, `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its kernel, grid,
 //! block, integer arguments, the plan's estimate and the measured GPU time (per launch of a graph
 //! of 20 of it: what calibrates the pointwise models in `dynofa_kernels::gpu`).
 //! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
@@ -172,6 +173,7 @@ fn main() {
     for (suffix, options) in [
         ("-nowarps", GpuOptions { pointwise_warps: false, ..all }),
         ("-noregion", GpuOptions { depthwise_region: false, ..all }),
+        ("-nofused", GpuOptions { fused: false, ..all }),
         ("-tuned", GpuOptions { tune: true, ..all }),
     ] {
         let mut engine = start(options);

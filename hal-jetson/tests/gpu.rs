@@ -36,12 +36,13 @@ fn main() {
         // graphs had programmatic dependent launch, graphs without it.
         let mut had_programmatic = false;
         let all = GpuOptions::default();
-        for options in [
-            all,
-            GpuOptions { pointwise_warps: false, ..all },
-            GpuOptions { depthwise_region: false, ..all },
-            GpuOptions { tune: true, ..all },
-            GpuOptions { programmatic_launch: false, ..all },
+        for (options, what) in [
+            (all, ""),
+            (GpuOptions { pointwise_warps: false, ..all }, ", no PointwiseWarps"),
+            (GpuOptions { depthwise_region: false, ..all }, ", no DepthwiseRegion"),
+            (GpuOptions { fused: false, ..all }, ", no fused kernels"),
+            (GpuOptions { tune: true, ..all }, ", tuned"),
+            (GpuOptions { programmatic_launch: false, ..all }, ""),
         ] {
             if !options.programmatic_launch && !had_programmatic {
                 continue;
@@ -66,13 +67,7 @@ fn main() {
             gpu.prepare(&configs).unwrap();
             let (programmatic, refused) = gpu.programmatic_launch();
             had_programmatic |= programmatic;
-            let mode = match (programmatic, options.pointwise_warps, options.depthwise_region, options.tune) {
-                (false, ..) => "plain launch",
-                (true, false, ..) => "programmatic launch, no PointwiseWarps",
-                (true, _, false, _) => "programmatic launch, no DepthwiseRegion",
-                (true, true, true, true) => "programmatic launch, tuned",
-                (true, true, true, false) => "programmatic launch",
-            };
+            let mode = format!("{} launch{what}", if programmatic { "programmatic" } else { "plain" });
             if let Some(e) = refused {
                 println!("gpu: the driver refused programmatic dependent launch: {e}");
             }

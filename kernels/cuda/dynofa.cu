@@ -105,6 +105,144 @@ extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int 
         out[(long)p * c + ch0 + j] = dynofa_act(acc[j] * scale[ch0 + j] + shift[ch0 + j], ACT_HSWISH);
 }
 
+// The stem and the first block in one kernel, for an SB_TILE x SB_TILE tile of the s x s map per
+// block: first_conv + BN + h_swish over the tile and a ring of one pixel (zeros outside the map:
+// the depthwise padding), the depthwise 3x3 + BN + ReLU, then the 1x1 `[c][ldwp]` + BN (no
+// activation) with the stem's output added where `residual`, into NHWC `out` ([s][s][c1]). Three
+// launches with their round trips through memory were 6.8 µs (min) to 11 µs (max) on an H100;
+// every stage here reads shared memory. c and c1 are multiples of 4, at most SB_CH (the plan
+// checks); weights as dynofa_stem, dynofa_depthwise and dynofa_pointwise take them; the sums run in
+// their order. The first kernel, like dynofa_stem: it follows the input copy, never a kernel.
+extern "C" __global__ void __launch_bounds__(SB_THREADS)
+    dynofa_stem_block(const float* __restrict__ in, int r, int s, const float* __restrict__ ws, int ldws, int c,
+                      const float* __restrict__ s_scale, const float* __restrict__ s_shift,
+                      const float* __restrict__ wd, int ldwd, const float* __restrict__ d_scale,
+                      const float* __restrict__ d_shift, const float* __restrict__ wp, int ldwp, int c1,
+                      const float* __restrict__ p_scale, const float* __restrict__ p_shift, int residual,
+                      float* __restrict__ out) {
+    constexpr int SR = SB_TILE + 2, IR = 2 * SR + 1, Q = SB_CH / 4;
+    // Input patch ([3][IR][IR]), weights and BN ([row][SB_CH], rows: 27 stem, 9 taps, c 1x1, 6 BN),
+    // the stem's ring ([SR * SR][SB_CH]) and the depthwise tile ([SB_TILE^2][SB_CH]).
+    constexpr int PATCH = 3 * IR * IR, WROWS = 27 + 9 + SB_CH + 6;
+    __shared__ float xin[PATCH];
+    __shared__ float4 wq[WROWS * Q];
+    __shared__ float4 st[SR * SR * Q];
+    __shared__ float4 dq[SB_TILE * SB_TILE * Q];
+    DYNOFA_LAUNCH_DEPENDENTS();
+    int tid = threadIdx.x, per_row = (s + SB_TILE - 1) / SB_TILE;
+    int y0 = blockIdx.x / per_row * SB_TILE, x0 = blockIdx.x % per_row * SB_TILE;
+    // Every load in flight before any store: one round trip to memory.
+    constexpr int PLOADS = (PATCH + SB_THREADS - 1) / SB_THREADS;
+    constexpr int WLOADS = (WROWS * SB_CH + SB_THREADS - 1) / SB_THREADS;
+    float pv[PLOADS], wv[WLOADS];
+#pragma unroll
+    for (int l = 0; l < PLOADS; ++l) {
+        int e = tid + l * SB_THREADS, ci = e / (IR * IR), yy = e / IR % IR, xx = e % IR;
+        int iy = 2 * (y0 - 1) - 1 + yy, ix = 2 * (x0 - 1) - 1 + xx;
+        pv[l] = e < PATCH && iy >= 0 && iy < r && ix >= 0 && ix < r ? in[(ci * r + iy) * r + ix] : 0.0f;
+    }
+#pragma unroll
+    for (int l = 0; l < WLOADS; ++l) {
+        int e = tid + l * SB_THREADS, row = e / SB_CH, ch = e % SB_CH;
+        const float* src = row < 27 ? ws + row * ldws
+                         : row < 36 ? wd + (row - 27) * ldwd
+                         : row < 36 + SB_CH ? wp + (row - 36) * ldwp
+                         : row == 36 + SB_CH ? s_scale
+                         : row == 37 + SB_CH ? s_shift
+                         : row == 38 + SB_CH ? d_scale
+                         : row == 39 + SB_CH ? d_shift
+                         : row == 40 + SB_CH ? p_scale
+                                             : p_shift;
+        // Stem and depthwise rows have c columns, the 1x1 rows c1 (and c of them), BN rows theirs.
+        int cols = row < 36 || (row >= 36 + SB_CH && row < 40 + SB_CH) ? c : c1;
+        bool real = e < WROWS * SB_CH && ch < cols && (row < 36 || row >= 36 + SB_CH || row - 36 < c);
+        wv[l] = real ? src[ch] : 0.0f;
+    }
+#pragma unroll
+    for (int l = 0; l < PLOADS; ++l)
+        if (tid + l * SB_THREADS < PATCH) xin[tid + l * SB_THREADS] = pv[l];
+    float* wf = reinterpret_cast<float*>(wq);
+#pragma unroll
+    for (int l = 0; l < WLOADS; ++l)
+        if (tid + l * SB_THREADS < WROWS * SB_CH) wf[tid + l * SB_THREADS] = wv[l];
+    __syncthreads();
+    const float4* stem_w = wq;
+    const float4* taps = wq + 27 * Q;
+    const float4* pw = wq + 36 * Q;
+    const float4* bn = wq + (36 + SB_CH) * Q;
+    int cq = c / 4, c1q = c1 / 4;
+
+    // The stem over the tile and its ring, 4 channels per item.
+    for (int e = tid; e < SR * SR * cq; e += SB_THREADS) {
+        int p = e / cq, q = e % cq, py = p / SR, px = p % SR;
+        int sy = y0 - 1 + py, sx = x0 - 1 + px;
+        float4 v = float4{0.0f, 0.0f, 0.0f, 0.0f};
+        if (sy >= 0 && sy < s && sx >= 0 && sx < s) {
+            float4 acc = v;
+#pragma unroll
+            for (int t = 0; t < 27; ++t) {
+                float x = xin[(t / 9 * IR + 2 * py + t / 3 % 3) * IR + 2 * px + t % 3];
+                float4 w = stem_w[t * Q + q];
+                acc.x += x * w.x;
+                acc.y += x * w.y;
+                acc.z += x * w.z;
+                acc.w += x * w.w;
+            }
+            float4 sc = bn[q], sh = bn[Q + q];
+            v.x = dynofa_act(acc.x * sc.x + sh.x, ACT_HSWISH);
+            v.y = dynofa_act(acc.y * sc.y + sh.y, ACT_HSWISH);
+            v.z = dynofa_act(acc.z * sc.z + sh.z, ACT_HSWISH);
+            v.w = dynofa_act(acc.w * sc.w + sh.w, ACT_HSWISH);
+        }
+        st[p * Q + q] = v;
+    }
+    __syncthreads();
+
+    // The depthwise 3x3 over the tile, rows then columns as dynofa_depthwise sums them.
+    for (int e = tid; e < SB_TILE * SB_TILE * cq; e += SB_THREADS) {
+        int p = e / cq, q = e % cq, ty = p / SB_TILE, tx = p % SB_TILE;
+        float4 acc = float4{0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int t = 0; t < 9; ++t) {
+            float4 x = st[((ty + t / 3) * SR + tx + t % 3) * Q + q], w = taps[t * Q + q];
+            acc.x += x.x * w.x;
+            acc.y += x.y * w.y;
+            acc.z += x.z * w.z;
+            acc.w += x.w * w.w;
+        }
+        float4 sc = bn[2 * Q + q], sh = bn[3 * Q + q];
+        dq[p * Q + q] = float4{dynofa_act(acc.x * sc.x + sh.x, ACT_RELU), dynofa_act(acc.y * sc.y + sh.y, ACT_RELU),
+                               dynofa_act(acc.z * sc.z + sh.z, ACT_RELU), dynofa_act(acc.w * sc.w + sh.w, ACT_RELU)};
+    }
+    __syncthreads();
+
+    // The 1x1 + BN, the stem's output added, 4 output channels per item.
+    const float* df = reinterpret_cast<const float*>(dq);
+    for (int e = tid; e < SB_TILE * SB_TILE * c1q; e += SB_THREADS) {
+        int p = e / c1q, q = e % c1q, ty = p / SB_TILE, tx = p % SB_TILE;
+        if (y0 + ty >= s || x0 + tx >= s) continue;
+        float4 acc = float4{0.0f, 0.0f, 0.0f, 0.0f};
+        for (int i = 0; i < c; ++i) {
+            float x = df[p * SB_CH + i];
+            float4 w = pw[i * Q + q];
+            acc.x += x * w.x;
+            acc.y += x * w.y;
+            acc.z += x * w.z;
+            acc.w += x * w.w;
+        }
+        float4 sc = bn[4 * Q + q], sh = bn[5 * Q + q];
+        float4 v = float4{acc.x * sc.x + sh.x, acc.y * sc.y + sh.y, acc.z * sc.z + sh.z, acc.w * sc.w + sh.w};
+        if (residual) {
+            float4 x = st[((ty + 1) * SR + tx + 1) * Q + q];
+            v.x += x.x;
+            v.y += x.y;
+            v.z += x.z;
+            v.w += x.w;
+        }
+        reinterpret_cast<float4*>(out + ((long)(y0 + ty) * s + x0 + tx) * c1)[q] = v;
+    }
+}
+
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
 // for p < m, o < n, i < k; `a`, `out` and `res` are dense ([m][k], [m][n]), `w` is `[k][ldw]`.
 // `gate` (the SE excitation of the projection's input, `[k]`) and `res` may be null. With `pool`,

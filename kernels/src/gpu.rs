@@ -177,12 +177,19 @@ const MV_BATCH: u32 = 3;
 /// Threads per block of the stem, and output channels per thread.
 const STEM_THREADS: u32 = 256;
 const STEM_CH: u32 = 4;
+/// [`Kernel::StemBlock`]: output tile side, the most channels of the stem and the first block, and
+/// threads per block.
+const SB_TILE: u32 = 8;
+const SB_CH: usize = 32;
+const SB_THREADS: u32 = 256;
 
 /// A kernel of `dynofa.cu`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     /// `first_conv` + BN + h_swish.
     Stem,
+    /// [`Kernel::Stem`] and the first block (depthwise, 1x1, residual) in one kernel.
+    StemBlock,
     /// A 1x1 convolution + BN + activation, optionally gated by SE and with a residual (large tiles).
     Pointwise,
     /// [`Kernel::Pointwise`] with small tiles.
@@ -202,8 +209,9 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Stem,
+        Kernel::StemBlock,
         Kernel::Pointwise,
         Kernel::PointwiseSmall,
         Kernel::PointwiseWarps,
@@ -222,6 +230,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Stem => "dynofa_stem",
+            Kernel::StemBlock => "dynofa_stem_block",
             Kernel::Pointwise => "dynofa_pointwise",
             Kernel::PointwiseSmall => "dynofa_pointwise_small",
             Kernel::PointwiseWarps => "dynofa_pointwise_warps",
@@ -253,6 +262,9 @@ pub fn source() -> String {
         ("DWR_COLS2", DWR_COLS[1] as u32),
         ("DWR_PIXELS", DWR_PIXELS as u32),
         ("STEM_CH", STEM_CH),
+        ("SB_TILE", SB_TILE),
+        ("SB_CH", SB_CH as u32),
+        ("SB_THREADS", SB_THREADS),
         ("MV_THREADS", MV_THREADS),
         ("MV_LANES", MV_LANES),
         ("MV_ROWS", MV_ROWS),
@@ -383,12 +395,15 @@ pub struct Target {
     pub pointwise_warps: bool,
     /// Whether depthwise layers on large maps may use [`Kernel::DepthwiseRegion`] (likewise).
     pub depthwise_region: bool,
+    /// Whether the plan may run several layers in one kernel ([`Kernel::StemBlock`]) where it
+    /// otherwise makes a launch per layer (likewise).
+    pub fused: bool,
 }
 
 impl Target {
     /// A GPU with `sms` multiprocessors, every kernel allowed.
     pub fn new(sms: usize) -> Self {
-        Target { sms, pointwise_warps: true, depthwise_region: true }
+        Target { sms, pointwise_warps: true, depthwise_region: true, fused: true }
     }
 }
 
@@ -571,7 +586,7 @@ impl GpuImage {
         let (c0, c1) = (net.stem, net.first_block);
         let [scale, shift] = bn(BN_STEM);
         assert_eq!(c0 % STEM_CH as usize, 0, "the stem kernel computes {STEM_CH} channels per thread");
-        plan.push(one(Launch {
+        let stem = Launch {
             kernel: Kernel::Stem,
             grid: [(s0 * s0 * c0 / STEM_CH as usize).div_ceil(STEM_THREADS as usize) as u32, 1, 1],
             block: [STEM_THREADS, 1, 1],
@@ -587,7 +602,7 @@ impl GpuImage {
                 Arg::Ptr(Buffer::Io0, 0),
             ],
             model_us: None,
-        }));
+        };
 
         let (mut x, mut y) = (Buffer::Io0, Buffer::Io1);
         let first = BlockShape {
@@ -604,13 +619,8 @@ impl GpuImage {
             in_size: s0,
             out_size: s0,
         };
-        plan.push(each(
-            depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, target)
-                .into_iter()
-                .map(|d| d.0)
-                .collect(),
-        ));
-        plan.push(each(pointwise(
+        let dws = depthwise(&first, w(self.first_dw), c0, bn(BN_FIRST_DW), x, None, target);
+        let pws = pointwise(
             Buffer::Dw,
             s0 * s0,
             c0,
@@ -623,7 +633,45 @@ impl GpuImage {
             first.residual.then_some(x),
             y,
             target,
-        )));
+        );
+        // The stem and the first block as one step: every combination of their launches, and
+        // the kernel that runs all three where its shared arrays hold the channels.
+        let mut alternatives: Vec<Vec<Launch>> =
+            dws.iter().flat_map(|(d, _)| pws.iter().map(|p| vec![stem.clone(), d.clone(), p.clone()])).collect();
+        if target.fused && [c0, c1].iter().all(|&c| c <= SB_CH && c.is_multiple_of(4)) {
+            let (s, [p_scale, p_shift], [d_scale, d_shift]) = (s0, bn(BN_FIRST_PL), bn(BN_FIRST_DW));
+            let args = vec![
+                Arg::Ptr(Buffer::Input, 0),
+                int(r),
+                int(s),
+                w(self.stem),
+                int(c0),
+                int(c0),
+                scale,
+                shift,
+                w(self.first_dw),
+                int(c0),
+                d_scale,
+                d_shift,
+                w(self.first_pw),
+                int(c1),
+                int(c1),
+                p_scale,
+                p_shift,
+                int(usize::from(first.residual)),
+                Arg::Ptr(y, 0),
+            ];
+            let tiles = s.div_ceil(SB_TILE as usize).pow(2) as u32;
+            let fused = Launch {
+                kernel: Kernel::StemBlock,
+                grid: [tiles, 1, 1],
+                block: [SB_THREADS, 1, 1],
+                args,
+                model_us: None,
+            };
+            alternatives.insert(0, vec![fused]);
+        }
+        plan.push(Step { alternatives });
         core::mem::swap(&mut x, &mut y);
 
         for b in net.blocks(cfg) {
@@ -975,7 +1023,7 @@ mod tests {
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
                 // Xavier NX, Orin AGX, H100.
                 let targets = [6, 16, 132].map(Target::new).into_iter();
-                let old = Target { pointwise_warps: false, depthwise_region: false, ..Target::new(132) };
+                let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
                 for target in targets.chain([old]) {
                     let steps = image.steps(&cfg, target);
                     // Every alternative: GpuEngine may measure and pick any.

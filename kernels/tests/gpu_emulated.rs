@@ -127,7 +127,7 @@ fn emulated_kernels_match_the_goldens() {
     let cases: Vec<_> = goldens::load().unwrap().into_iter().filter(|g| wanted.contains(&g.name.as_str())).collect();
     assert_eq!(cases.len(), wanted.len(), "golden cases missing");
     let case = |name: &str| cases.iter().find(|g| g.name == name).unwrap();
-    let old = Target { pointwise_warps: false, depthwise_region: false, ..Target::new(132) };
+    let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
     let first = |g, target| (g, target, Pick::First);
     let runs = cases.iter().map(|g| first(g, Target::new(132))).chain([
         first(case("w10_mid_bn"), Target::new(6)),
@@ -158,7 +158,7 @@ fn emulated_kernels_match_the_goldens() {
     // What the runs covered: depthwise tiles of the fewest and the most runs, every kernel size
     // with both strides, both pointwise tilings, with and without k split, both PointwiseWarps
     // kernels with a gate, a residual and the head's pool, and with fewer input channels than the
-    // warps hold.
+    // warps hold; the fused stem and first block.
     for runs in [8, 32] {
         assert!(
             launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[8] == Arg::Int(runs)),
@@ -188,6 +188,13 @@ fn emulated_kernels_match_the_goldens() {
             );
         }
     }
+    // The fused stem and first block, for both widths' channels (24 and 16).
+    for c in [24, 16] {
+        assert!(
+            launches.iter().any(|l| l.kernel == Kernel::StemBlock && l.args[5] == Arg::Int(c)),
+            "no StemBlock launch with {c} channels ran"
+        );
+    }
     let warps: Vec<&Launch> = launches.iter().filter(|l| l.kernel == Kernel::PointwiseWarps).collect();
     let n = warps.len();
     assert!(
@@ -204,7 +211,8 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks() {
     let g = goldens::load().unwrap().into_iter().find(|g| g.name == "w12_min").expect("golden w12_min");
     // With and without the latency-shaped kernels: the split launches' last blocks, the warps'
     // sums, the region tiles' SE sums.
-    for target in [Target::new(132), Target { pointwise_warps: false, depthwise_region: false, ..Target::new(132) }] {
+    let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
+    for target in [Target::new(132), old] {
         let (forward, plan) = run(&emu, &g, target);
         let kernels: Vec<Kernel> = plan.iter().map(|l| l.kernel).collect();
         assert!(

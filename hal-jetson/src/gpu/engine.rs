@@ -51,6 +51,9 @@ pub struct GpuOptions {
     pub pointwise_warps: bool,
     /// [`Kernel::DepthwiseRegion`] for the depthwise layers on large maps.
     pub depthwise_region: bool,
+    /// Kernels that run several layers at once ([`Kernel::StemBlock`]) instead of a launch per
+    /// layer.
+    pub fused: bool,
     /// Measure, when a sub-network is captured, each layer's alternatives ([`Step`]: kernel,
     /// tiling, split) on this GPU and keep the fastest, rather than the one the plan's models
     /// rate fastest. Off by default: it adds about a millisecond per alternative at start-up
@@ -60,7 +63,13 @@ pub struct GpuOptions {
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { programmatic_launch: true, pointwise_warps: true, depthwise_region: true, tune: false }
+        GpuOptions {
+            programmatic_launch: true,
+            pointwise_warps: true,
+            depthwise_region: true,
+            fused: true,
+            tune: false,
+        }
     }
 }
 
@@ -274,6 +283,7 @@ impl GpuEngine {
                 sms: sms.max(1) as usize,
                 pointwise_warps: options.pointwise_warps,
                 depthwise_region: options.depthwise_region,
+                fused: options.fused,
             },
             tune: options.tune,
             programmatic: options.programmatic_launch && PROGRAMMATIC_BUILT && major >= 9,
