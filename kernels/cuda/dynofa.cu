@@ -659,19 +659,62 @@ __device__ __forceinline__ void depthwise_runs(const float* __restrict__ in, int
 // every thread issuing all its loads before storing any: one round trip to memory where reading
 // each run's rows from global memory was a chain of K dependent ones (a 7x7 layer on a 56x56 map
 // took 15 µs on an H100). Tiles are numbered row-major, ceil(osize / columns) per row.
+// A region tile's geometry: columns, the input region's rows, columns and pixels, and the region
+// pixels per thread row.
+template <int K, int S>
+struct DwRegion {
+    static constexpr int TW = S == 1 ? DWR_COLS1 : DWR_COLS2, RH = (DW_ROWS - 1) * S + K, RW = (TW - 1) * S + K;
+    static constexpr int PIXELS = RH * RW, LOADS = (PIXELS + DW_ROWS - 1) / DW_ROWS;
+    static_assert(PIXELS <= DWR_PIXELS, "the region fits the shared array");
+};
+
+// The second half of the region kernels: thread row y computes output row y of tile blockIdx.y from
+// `region` (filled, behind a barrier), then stores it and the SE sums.
+template <int K, int S>
+__device__ __forceinline__ void dw_from_region(const float* __restrict__ region, const float (&taps)[K * K], float s,
+                                               float t, int act, float* __restrict__ out, int osize, int c,
+                                               float* __restrict__ partial, float (*sums)[DW_CH]) {
+    using G = DwRegion<K, S>;
+    int lane = threadIdx.x, ty = threadIdx.y, ch = blockIdx.x * DW_CH + lane;
+    int per_row = (osize + G::TW - 1) / G::TW;
+    int oy0 = blockIdx.y / per_row * DW_ROWS, ox0 = blockIdx.y % per_row * G::TW;
+    float acc[G::TW];
+#pragma unroll
+    for (int r = 0; r < G::TW; ++r) acc[r] = 0.0f;
+#pragma unroll
+    for (int dy = 0; dy < K; ++dy) {
+        const float* row = region + (ty * S + dy) * G::RW * DW_CH + lane;
+        float seg[G::RW];
+#pragma unroll
+        for (int x = 0; x < G::RW; ++x) seg[x] = row[x * DW_CH];
+        dw_accumulate<K, S, G::TW>(seg, &taps[dy * K], acc);
+    }
+    DYNOFA_LAUNCH_DEPENDENTS();
+    int oy = oy0 + ty;
+    float sum = ch < c && oy < osize ? dw_store<G::TW>(acc, s, t, act, out, osize, c, ch, oy, ox0) : 0.0f;
+    if (partial) dw_partial(sum, partial, c, ch, sums);
+}
+
+// The region's first input pixel (row, column) of tile blockIdx.y.
+template <int K, int S>
+__device__ __forceinline__ void dw_region_origin(int osize, int& iy0, int& ix0) {
+    using G = DwRegion<K, S>;
+    int per_row = (osize + G::TW - 1) / G::TW;
+    iy0 = blockIdx.y / per_row * DW_ROWS * S - K / 2;
+    ix0 = blockIdx.y % per_row * G::TW * S - K / 2;
+}
+
 template <int K, int S>
 __device__ __forceinline__ void depthwise_region(const float* __restrict__ in, int size, int c,
                                                  const float* __restrict__ w, int ldw, int osize,
                                                  const float* __restrict__ scale, const float* __restrict__ shift,
                                                  int act, float* __restrict__ out, float* __restrict__ partial,
                                                  float* __restrict__ region, float (*sums)[DW_CH]) {
-    constexpr int TW = S == 1 ? DWR_COLS1 : DWR_COLS2, RH = (DW_ROWS - 1) * S + K, RW = (TW - 1) * S + K;
-    constexpr int PIXELS = RH * RW, LOADS = (PIXELS + DW_ROWS - 1) / DW_ROWS;
-    static_assert(PIXELS <= DWR_PIXELS, "the region fits the shared array");
+    using G = DwRegion<K, S>;
+    constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW;
     int lane = threadIdx.x, ty = threadIdx.y, ch = blockIdx.x * DW_CH + lane;
-    int per_row = (osize + TW - 1) / TW;
-    int oy0 = blockIdx.y / per_row * DW_ROWS, ox0 = blockIdx.y % per_row * TW;
-    int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
+    int iy0, ix0;
+    dw_region_origin<K, S>(osize, iy0, ix0);
     float taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
     DYNOFA_WAIT_PREVIOUS();
@@ -688,21 +731,94 @@ __device__ __forceinline__ void depthwise_region(const float* __restrict__ in, i
         if (px < PIXELS) region[px * DW_CH + lane] = v[l];
     }
     __syncthreads();
-    float acc[TW];
+    dw_from_region<K, S>(region, taps, s, t, act, out, osize, c, partial, sums);
+}
+
+// The expansion (1x1 `[in][ldwe]` + BN + act) and the depthwise layer after it in one kernel:
+// dynofa_depthwise_region with the region computed rather than read. The block copies its
+// channels' expansion weights into shared memory (before waiting for the previous kernel) and the
+// region's input pixels, all `in` channels (one round trip), then each thread computes its region
+// pixels' expanded values for its channel (zeros outside the map, the depthwise padding), and the
+// depthwise layer reads them from shared memory. The expanded map never goes through memory, and
+// a launch is saved; the halo's pixels are expanded by every tile that covers them. `buf` holds
+// the weights and the input, then the expanded region: the plan checks (PIXELS + DW_CH) * in <=
+// EDW_FLOATS; `in` is a multiple of 4.
+template <int K, int S>
+__device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, int size, int in,
+                                                 const float* __restrict__ we, int ldwe,
+                                                 const float* __restrict__ escale, const float* __restrict__ eshift,
+                                                 int eact, int c, const float* __restrict__ w, int ldw, int osize,
+                                                 const float* __restrict__ scale, const float* __restrict__ shift,
+                                                 int act, float* __restrict__ out, float* __restrict__ partial,
+                                                 float* __restrict__ buf, float (*sums)[DW_CH]) {
+    using G = DwRegion<K, S>;
+    constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW, THREADS = DW_CH * DW_ROWS;
+    constexpr int WLOADS = (EDW_MAX_IN * DW_CH + THREADS - 1) / THREADS, XLOADS = (EDW_FLOATS / 4 + THREADS - 1) / THREADS;
+    int lane = threadIdx.x, ty = threadIdx.y, tid = ty * DW_CH + lane, ch = blockIdx.x * DW_CH + lane;
+    int iy0, ix0;
+    dw_region_origin<K, S>(osize, iy0, ix0);
+    // buf: weights [in][DW_CH], then the region's input [PIXELS][in].
+    float* ws = buf;
+    float4* xs = reinterpret_cast<float4*>(buf + in * DW_CH);
+    {
+        float v[WLOADS];
 #pragma unroll
-    for (int r = 0; r < TW; ++r) acc[r] = 0.0f;
+        for (int l = 0; l < WLOADS; ++l) {
+            int e = tid + l * THREADS, i = e / DW_CH, o = blockIdx.x * DW_CH + e % DW_CH;
+            v[l] = i < in && o < c ? we[(long)i * ldwe + o] : 0.0f;
+        }
 #pragma unroll
-    for (int dy = 0; dy < K; ++dy) {
-        const float* row = region + (ty * S + dy) * RW * DW_CH + lane;
-        float seg[RW];
-#pragma unroll
-        for (int x = 0; x < RW; ++x) seg[x] = row[x * DW_CH];
-        dw_accumulate<K, S, TW>(seg, &taps[dy * K], acc);
+        for (int l = 0; l < WLOADS; ++l)
+            if (tid + l * THREADS < in * DW_CH) ws[tid + l * THREADS] = v[l];
     }
-    DYNOFA_LAUNCH_DEPENDENTS();
-    int oy = oy0 + ty;
-    float sum = ch < c && oy < osize ? dw_store<TW>(acc, s, t, act, out, osize, c, ch, oy, ox0) : 0.0f;
-    if (partial) dw_partial(sum, partial, c, ch, sums);
+    float es = ch < c ? escale[ch] : 0.0f, et = ch < c ? eshift[ch] : 0.0f;
+    float taps[K * K], s, t;
+    dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
+    DYNOFA_WAIT_PREVIOUS();
+    int quads = in / 4, total = PIXELS * quads;
+    {
+        float4 v[XLOADS];
+#pragma unroll
+        for (int l = 0; l < XLOADS; ++l) {
+            int e = tid + l * THREADS, px = e / quads, iy = iy0 + px / RW, ix = ix0 + px % RW;
+            bool inside = e < total && iy >= 0 && iy < size && ix >= 0 && ix < size;
+            v[l] = inside ? reinterpret_cast<const float4*>(x + ((long)iy * size + ix) * in)[e % quads]
+                          : float4{0.0f, 0.0f, 0.0f, 0.0f};
+        }
+#pragma unroll
+        for (int l = 0; l < XLOADS; ++l)
+            if (tid + l * THREADS < total) xs[tid + l * THREADS] = v[l];
+    }
+    __syncthreads();
+    // Thread row y expands region pixels y, y + DW_ROWS, ... for its channel, input channels in
+    // order; a warp's lanes read the same input (a broadcast) and consecutive weights.
+    float acc[LOADS];
+#pragma unroll
+    for (int l = 0; l < LOADS; ++l) acc[l] = 0.0f;
+    for (int q = 0; q < quads; ++q) {
+        float w0 = ws[(4 * q) * DW_CH + lane], w1 = ws[(4 * q + 1) * DW_CH + lane];
+        float w2 = ws[(4 * q + 2) * DW_CH + lane], w3 = ws[(4 * q + 3) * DW_CH + lane];
+#pragma unroll
+        for (int l = 0; l < LOADS; ++l) {
+            int px = ty + l * DW_ROWS;
+            if (px >= PIXELS) break;
+            float4 v = xs[px * quads + q];
+            acc[l] += v.x * w0;
+            acc[l] += v.y * w1;
+            acc[l] += v.z * w2;
+            acc[l] += v.w * w3;
+        }
+    }
+    __syncthreads();
+    // The expanded region replaces the weights and inputs: [PIXELS][DW_CH] as the region kernel's.
+#pragma unroll
+    for (int l = 0; l < LOADS; ++l) {
+        int px = ty + l * DW_ROWS, iy = iy0 + px / RW, ix = ix0 + px % RW;
+        bool inside = ch < c && iy >= 0 && iy < size && ix >= 0 && ix < size;
+        if (px < PIXELS) buf[px * DW_CH + lane] = inside ? dynofa_act(acc[l] * es + et, eact) : 0.0f;
+    }
+    __syncthreads();
+    dw_from_region<K, S>(buf, taps, s, t, act, out, osize, c, partial, sums);
 }
 
 // The plan passes k = 3, 5 or 7 and stride 1 or 2 only.
@@ -733,6 +849,26 @@ extern "C" __global__ void dynofa_depthwise_region(const float* __restrict__ in,
 #define DYNOFA_DW(K, S)                                                                                       \
     if (k == K && stride == S)                                                                               \
         return depthwise_region<K, S>(in, size, c, w, ldw, osize, scale, shift, act, out, partial, region, sums);
+    DYNOFA_DW_CASES(DYNOFA_DW)
+#undef DYNOFA_DW
+}
+
+// Arguments: the expansion's (input, size, in, weights, ldwe, BN, act), then dynofa_depthwise's
+// less its input and `per_tile`. Two blocks per multiprocessor at least: uncapped, ptxas took 148
+// registers (the 7x7 taps, the region's sums and the staged inputs), room for one.
+extern "C" __global__ void __launch_bounds__(DW_CH * DW_ROWS, 2)
+    dynofa_expand_depthwise(const float* __restrict__ x, int size, int in, const float* __restrict__ we, int ldwe,
+                            const float* __restrict__ escale, const float* __restrict__ eshift, int eact, int c,
+                            const float* __restrict__ w, int ldw, int k, int stride, int osize,
+                            const float* __restrict__ scale, const float* __restrict__ shift, int act,
+                            float* __restrict__ out, float* __restrict__ partial) {
+    __shared__ float4 buf4[EDW_FLOATS / 4];
+    __shared__ float sums[DW_ROWS][DW_CH];
+    float* buf = reinterpret_cast<float*>(buf4);
+#define DYNOFA_DW(K, S)                                                                                       \
+    if (k == K && stride == S)                                                                               \
+        return expand_depthwise<K, S>(x, size, in, we, ldwe, escale, eshift, eact, c, w, ldw, osize, scale, shift, \
+                                      act, out, partial, buf, sums);
     DYNOFA_DW_CASES(DYNOFA_DW)
 #undef DYNOFA_DW
 }

@@ -160,6 +160,14 @@ const DWR_PIXELS: usize = {
     most
 };
 
+/// Floats of [`Kernel::ExpandDepthwise`]'s shared array, which holds a block's expansion weights
+/// (`in` x [`DW_CH`]) and its region's inputs (`in` per pixel), then the expanded region: 46.4 KB,
+/// within the 48 KB a block may have without asking. The plan fuses the two layers where they fit.
+const EDW_FLOATS: usize = 11600;
+/// The most input channels [`Kernel::ExpandDepthwise`] may see: those that fit with the smallest
+/// region (3x3, stride 1), a multiple of 4.
+const EDW_MAX_IN: usize = EDW_FLOATS / (region_pixels(3, 1) + DW_CH as usize) / 4 * 4;
+
 /// Tiles of [`Kernel::DepthwiseRegion`] over an `size x size` output of stride `s`.
 fn region_tiles(size: usize, s: usize) -> usize {
     size.div_ceil(DW_ROWS as usize) * size.div_ceil(DWR_COLS[s - 1])
@@ -203,13 +211,16 @@ pub enum Kernel {
     Depthwise,
     /// [`Kernel::Depthwise`] from a shared-memory copy of each tile's input, for large maps.
     DepthwiseRegion,
+    /// A block's expansion (1x1 + BN + act) and [`Kernel::DepthwiseRegion`] in one kernel, the
+    /// expanded region computed in shared memory.
+    ExpandDepthwise,
     /// A fully connected layer, with a pooling over its input fused in.
     Matvec,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 10] = [
         Kernel::Stem,
         Kernel::StemBlock,
         Kernel::Pointwise,
@@ -218,6 +229,7 @@ impl Kernel {
         Kernel::PointwiseWarps16,
         Kernel::Depthwise,
         Kernel::DepthwiseRegion,
+        Kernel::ExpandDepthwise,
         Kernel::Matvec,
     ];
 
@@ -237,6 +249,7 @@ impl Kernel {
             Kernel::PointwiseWarps16 => "dynofa_pointwise_warps16",
             Kernel::Depthwise => "dynofa_depthwise",
             Kernel::DepthwiseRegion => "dynofa_depthwise_region",
+            Kernel::ExpandDepthwise => "dynofa_expand_depthwise",
             Kernel::Matvec => "dynofa_matvec",
         }
     }
@@ -261,6 +274,8 @@ pub fn source() -> String {
         ("DWR_COLS1", DWR_COLS[0] as u32),
         ("DWR_COLS2", DWR_COLS[1] as u32),
         ("DWR_PIXELS", DWR_PIXELS as u32),
+        ("EDW_FLOATS", EDW_FLOATS as u32),
+        ("EDW_MAX_IN", EDW_MAX_IN as u32),
         ("STEM_CH", STEM_CH),
         ("SB_TILE", SB_TILE),
         ("SB_CH", SB_CH as u32),
@@ -395,8 +410,8 @@ pub struct Target {
     pub pointwise_warps: bool,
     /// Whether depthwise layers on large maps may use [`Kernel::DepthwiseRegion`] (likewise).
     pub depthwise_region: bool,
-    /// Whether the plan may run several layers in one kernel ([`Kernel::StemBlock`]) where it
-    /// otherwise makes a launch per layer (likewise).
+    /// Whether the plan may run several layers in one kernel ([`Kernel::StemBlock`],
+    /// [`Kernel::ExpandDepthwise`]) where it otherwise makes a launch per layer (likewise).
     pub fused: bool,
 }
 
@@ -679,7 +694,7 @@ impl GpuImage {
             let [bn_e, bn_d, bn_p] =
                 [BlockPart::Expand, BlockPart::Depthwise, BlockPart::Project].map(|p| bn(bn_block(b.index, p)));
             let act = act_code(b.act);
-            plan.push(each(pointwise(
+            let expands = pointwise(
                 x,
                 b.in_size.pow(2),
                 b.in_ch,
@@ -692,16 +707,34 @@ impl GpuImage {
                 None,
                 Buffer::Expanded,
                 target,
-            )));
-            let dws = depthwise(
-                &b,
-                w(at.taps[b.kernel / 2 - 1]),
-                at.mid_max,
-                bn_d,
-                Buffer::Expanded,
-                b.se_mid.map(|_| Buffer::Partial),
-                target,
             );
+            let (taps, partial) = (w(at.taps[b.kernel / 2 - 1]), b.se_mid.map(|_| Buffer::Partial));
+            let dws = depthwise(&b, taps, at.mid_max, bn_d, Buffer::Expanded, partial, target);
+            // The expansion and the depthwise layer as one step: the kernel that runs both where
+            // it may and its shared array holds the region's inputs, then every combination of
+            // their separate launches; each with its number of depthwise tiles.
+            let fits = (region_pixels(b.kernel, b.stride) + DW_CH as usize) * b.in_ch <= EDW_FLOATS;
+            let fused = (target.fused && fits && b.in_ch <= EDW_MAX_IN && b.in_ch.is_multiple_of(4)).then(|| {
+                let (l, tiles) = dw_launch(Kernel::DepthwiseRegion, &b, taps, at.mid_max, bn_d, x, partial, 0);
+                let [escale, eshift] = bn_e;
+                let expand = [
+                    Arg::Ptr(x, 0),
+                    int(b.in_size),
+                    int(b.in_ch),
+                    w(at.expand),
+                    int(at.mid_max),
+                    escale,
+                    eshift,
+                    int(act),
+                ];
+                // The region launch's arguments less its input, size and per_tile.
+                let args = expand.into_iter().chain(l.args[2..8].iter().copied()).chain(l.args[9..].iter().copied());
+                (vec![Launch { kernel: Kernel::ExpandDepthwise, args: args.collect(), ..l }], tiles)
+            });
+            let dws: Vec<(Vec<Launch>, usize)> = fused
+                .into_iter()
+                .chain(expands.iter().flat_map(|e| dws.iter().map(|(d, tiles)| (vec![e.clone(), d.clone()], *tiles))))
+                .collect();
             let gate = match (b.se_mid, at.se) {
                 (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, se_max))) => {
                     // The SE reduce layer sums the depthwise launch's tiles: each alternative
@@ -712,7 +745,13 @@ impl GpuImage {
                         matvec(parts, w(reduce), at.mid_max, se_mid, b.mid, w(reduce_bias), ACT_RELU, Buffer::Hidden)
                     };
                     plan.push(Step {
-                        alternatives: dws.into_iter().map(|(dw, tiles)| vec![dw, squeeze(tiles)]).collect(),
+                        alternatives: dws
+                            .into_iter()
+                            .map(|(mut ls, tiles)| {
+                                ls.push(squeeze(tiles));
+                                ls
+                            })
+                            .collect(),
                     });
                     // The SE expand layer on its own: computed by every projection block for its
                     // slice of channels instead, it cost an H100 5 to 13 µs per launch, more than
@@ -731,7 +770,7 @@ impl GpuImage {
                     Some(Buffer::Gate)
                 }
                 _ => {
-                    plan.push(each(dws.into_iter().map(|d| d.0).collect()));
+                    plan.push(Step { alternatives: dws.into_iter().map(|d| d.0).collect() });
                     None
                 }
             };
@@ -938,43 +977,60 @@ fn depthwise(
     partial: Option<Buffer>,
     target: Target,
 ) -> Vec<(Launch, usize)> {
-    let groups = b.mid.div_ceil(DW_CH as usize);
-    let launch = |kernel, per_tile: usize, tiles: usize| {
-        let launch = Launch {
-            kernel,
-            grid: [groups as u32, tiles as u32, 1],
-            block: [DW_CH, DW_ROWS, 1],
-            args: vec![
-                Arg::Ptr(input, 0),
-                int(b.in_size),
-                int(b.mid),
-                taps,
-                int(ldw),
-                int(b.kernel),
-                int(b.stride),
-                int(b.out_size),
-                int(per_tile),
-                scale,
-                shift,
-                int(act_code(b.act)),
-                Arg::Ptr(Buffer::Dw, 0),
-                optional(partial),
-            ],
-            model_us: None,
-        };
-        (launch, tiles)
-    };
     let per_tile = dw_runs(b.out_size, b.mid, target.sms);
-    let mut found = vec![launch(Kernel::Depthwise, per_tile, tiles(b.out_size, per_tile))];
+    let bn = [scale, shift];
+    let mut found = vec![dw_launch(Kernel::Depthwise, b, taps, ldw, bn, input, partial, per_tile)];
     if target.depthwise_region {
-        let region = region_tiles(b.out_size, b.stride);
-        // per_tile is unused by this kernel.
-        found.push(launch(Kernel::DepthwiseRegion, 0, region));
-        if groups * region >= target.sms || b.kernel >= 5 {
-            found.reverse();
+        let region = dw_launch(Kernel::DepthwiseRegion, b, taps, ldw, bn, input, partial, 0);
+        if region.0.grid[0] as usize * region.1 >= target.sms || b.kernel >= 5 {
+            found.insert(0, region);
+        } else {
+            found.push(region);
         }
     }
     found
+}
+
+/// A depthwise launch of `kernel` for block `b` (see [`depthwise`]) with its number of tiles: of
+/// `per_tile` runs for [`Kernel::Depthwise`], of the region kernels' fixed size (`per_tile`
+/// unused) for [`Kernel::DepthwiseRegion`].
+fn dw_launch(
+    kernel: Kernel,
+    b: &BlockShape,
+    taps: Arg,
+    ldw: usize,
+    [scale, shift]: [Arg; 2],
+    input: Buffer,
+    partial: Option<Buffer>,
+    per_tile: usize,
+) -> (Launch, usize) {
+    let tiles = match kernel {
+        Kernel::Depthwise => tiles(b.out_size, per_tile),
+        _ => region_tiles(b.out_size, b.stride),
+    };
+    let launch = Launch {
+        kernel,
+        grid: [b.mid.div_ceil(DW_CH as usize) as u32, tiles as u32, 1],
+        block: [DW_CH, DW_ROWS, 1],
+        args: vec![
+            Arg::Ptr(input, 0),
+            int(b.in_size),
+            int(b.mid),
+            taps,
+            int(ldw),
+            int(b.kernel),
+            int(b.stride),
+            int(b.out_size),
+            int(per_tile),
+            scale,
+            shift,
+            int(act_code(b.act)),
+            Arg::Ptr(Buffer::Dw, 0),
+            optional(partial),
+        ],
+        model_us: None,
+    };
+    (launch, tiles)
 }
 
 /// A [`Kernel::Matvec`] launch: `out = act(W [rows][cols] (ld ldw) x + bias)` where `x` is the
@@ -1038,11 +1094,13 @@ mod tests {
                                 assert!(offset < len, "{:?}: {b:?} + {offset} outside {len}", l.kernel);
                             }
                         }
+                        // The channels are argument 8 of ExpandDepthwise (after the expansion's).
+                        let c = l.args[if l.kernel == Kernel::ExpandDepthwise { 8 } else { 2 }];
                         if let (
-                            Kernel::Depthwise | Kernel::DepthwiseRegion,
+                            Kernel::Depthwise | Kernel::DepthwiseRegion | Kernel::ExpandDepthwise,
                             Arg::Int(c),
                             Some(Arg::Ptr(Buffer::Partial, _)),
-                        ) = (l.kernel, l.args[2], l.args.last())
+                        ) = (l.kernel, c, l.args.last())
                         {
                             let sums = l.grid[1] as usize * c as usize;
                             assert!(sums <= Buffer::Partial.len(&net), "{sums} SE partial sums");
@@ -1125,9 +1183,10 @@ mod tests {
     #[test]
     fn large_maps_and_wide_kernels_take_the_region_kernel() {
         let image = GpuImage::new(&SupernetWeights::seeded(Supernet::W1_2, 1));
-        // (output size, kernel size) -> depthwise kernel, over a plan's depthwise launches.
+        // (output size, kernel size) -> depthwise kernel, over a plan's depthwise launches, every
+        // layer on its own (no ExpandDepthwise).
         let kernels = |cfg: SubnetConfig| -> Vec<(i32, i32, Kernel)> {
-            let plan = image.plan(&cfg, Target::new(132));
+            let plan = image.plan(&cfg, Target { fused: false, ..Target::new(132) });
             plan.iter()
                 .filter_map(|l| match (l.kernel, l.args[7], l.args[5]) {
                     (Kernel::Depthwise | Kernel::DepthwiseRegion, Arg::Int(size), Arg::Int(k)) => {
@@ -1146,5 +1205,34 @@ mod tests {
         let min = kernels(SubnetConfig::uniform(3, 3, 2, 160));
         assert!(min.contains(&(40, 3, Kernel::DepthwiseRegion)), "{min:?}");
         assert!(min.iter().filter(|l| l.0 <= 20).all(|l| l.2 == Kernel::Depthwise), "{min:?}");
+    }
+
+    #[test]
+    fn early_blocks_fuse_the_expansion_and_the_depthwise_layer() {
+        let image = GpuImage::new(&SupernetWeights::seeded(Supernet::W1_2, 1));
+        for (cfg, launches, fused) in [
+            // w1.2's blocks of 24 to 48 input channels fit every region (units 1 and 2, unit 3's
+            // first), those of 96 and more none; the stem and the first block are one launch.
+            (SubnetConfig::uniform(7, 6, 4, 224), 80, 8),
+            (SubnetConfig::uniform(3, 3, 2, 160), 41, 5),
+        ] {
+            let steps = image.steps(&cfg, Target::new(132));
+            let plan = image.plan(&cfg, Target::new(132));
+            let count = |k| plan.iter().filter(|l| l.kernel == k).count();
+            assert_eq!((plan.len(), count(Kernel::ExpandDepthwise), count(Kernel::StemBlock)), (launches, fused, 1));
+            let unfused = image.plan(&cfg, Target { fused: false, ..Target::new(132) });
+            assert_eq!(unfused.len(), launches + 2 + fused, "{cfg:?}");
+            for l in plan.iter().filter(|l| l.kernel == Kernel::ExpandDepthwise) {
+                let [Arg::Int(input), Arg::Int(k), Arg::Int(stride)] = [l.args[2], l.args[11], l.args[12]] else {
+                    panic!("ExpandDepthwise arguments")
+                };
+                let (input, k, stride) = (input as usize, k as usize, stride as usize);
+                assert!((region_pixels(k, stride) + DW_CH as usize) * input <= EDW_FLOATS, "{l:?}");
+            }
+            // A fused step still offers every combination of the separate launches to measure.
+            let step = steps.iter().find(|s| s.alternatives[0][0].kernel == Kernel::ExpandDepthwise).unwrap();
+            assert!(step.alternatives[1..].iter().all(|a| a[0].kernel.is_pointwise() && a.len() >= 2));
+            assert!(step.alternatives.len() >= 3, "{}", step.alternatives.len());
+        }
     }
 }

@@ -158,7 +158,7 @@ fn emulated_kernels_match_the_goldens() {
     // What the runs covered: depthwise tiles of the fewest and the most runs, every kernel size
     // with both strides, both pointwise tilings, with and without k split, both PointwiseWarps
     // kernels with a gate, a residual and the head's pool, and with fewer input channels than the
-    // warps hold; the fused stem and first block.
+    // warps hold; the fused kernels.
     for runs in [8, 32] {
         assert!(
             launches.iter().any(|l| l.kernel == Kernel::Depthwise && l.args[8] == Arg::Int(runs)),
@@ -188,6 +188,15 @@ fn emulated_kernels_match_the_goldens() {
             );
         }
     }
+    // The fused expansion and depthwise layer: every kernel size and stride, and with SE sums.
+    let fused: Vec<&Launch> = launches.iter().filter(|l| l.kernel == Kernel::ExpandDepthwise).collect();
+    for (k, stride) in [3, 5, 7].into_iter().flat_map(|k| [(k, 1), (k, 2)]) {
+        assert!(
+            fused.iter().any(|l| l.args[11..13] == [Arg::Int(k), Arg::Int(stride)]),
+            "no ExpandDepthwise launch with kernel {k} and stride {stride} ran"
+        );
+    }
+    assert!(fused.iter().any(|l| l.args.last() != Some(&Arg::Null)), "no ExpandDepthwise launch with SE sums ran");
     // The fused stem and first block, for both widths' channels (24 and 16).
     for c in [24, 16] {
         assert!(

@@ -47,7 +47,7 @@ VARIANTS = [
     ("nowarps", "without PointwiseWarps", "dynofa_pointwise_warps"),
     ("noregion", "without DepthwiseRegion", "dynofa_depthwise_region"),
     # A fused kernel replaces several launches: its plans do not line up launch by launch.
-    ("nofused", "without the fused kernels (StemBlock)", None),
+    ("nofused", "without the fused kernels (StemBlock, ExpandDepthwise)", None),
     ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", None),
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -51,8 +51,9 @@ pub struct GpuOptions {
     pub pointwise_warps: bool,
     /// [`Kernel::DepthwiseRegion`] for the depthwise layers on large maps.
     pub depthwise_region: bool,
-    /// Kernels that run several layers at once ([`Kernel::StemBlock`]) instead of a launch per
-    /// layer.
+    /// Kernels that run several layers at once ([`Kernel::StemBlock`], and
+    /// [`Kernel::ExpandDepthwise`] for the blocks whose inputs fit its shared array) instead of a
+    /// launch per layer.
     pub fused: bool,
     /// Measure, when a sub-network is captured, each layer's alternatives ([`Step`]: kernel,
     /// tiling, split) on this GPU and keep the fastest, rather than the one the plan's models
