@@ -8,16 +8,19 @@
 //! page-locked input, and the graph replay with its copies and the wait),
 //! `kernels <name>: ...` (GPU time per kernel kind, each launch repeated in a graph: where to
 //! tune), `launch floor: ...` (what a graph node that does nothing costs),
-//! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the same latency and kernel lines for plans
-//! without `PointwiseWarps` (`dynofa-cuda-nowarps ...`, `dynofa-cuda-nowarps-kernels ...`,
-//! `kernels <name>-nowarps: ...`), without `DepthwiseRegion` (`-noregion`), without the fused
-//! kernels (`-nofused`) and with every layer's
-//! alternatives measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where
-//! graphs use programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs
-//! without it. With `--launches FILE`, every launch of the three plans in each of those variants
-//! (`max`, `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its kernel, grid,
-//! block, integer arguments, the plan's estimate and the measured GPU time (per launch of a graph
-//! of 20 of it: what calibrates the pointwise models in `dynofa_kernels::gpu`).
+//! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the latency and `parts` lines with the
+//! host side's alternatives: cached rather than write-combined page-locked input
+//! (`dynofa-cuda-cachedinput ...`, `dynofa-cuda-parts-cachedinput ...`) and logits copied back by
+//! the graph rather than written into mapped host memory (`-copylogits`); then the same latency
+//! and kernel lines for plans without `PointwiseWarps` (`dynofa-cuda-nowarps ...`,
+//! `dynofa-cuda-nowarps-kernels ...`, `kernels <name>-nowarps: ...`), without `DepthwiseRegion`
+//! (`-noregion`), without the fused kernels (`-nofused`) and with every layer's alternatives
+//! measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
+//! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it.
+//! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
+//! `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
+//! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
+//! launch of a graph of 20 of it: what calibrates the pointwise models in `dynofa_kernels::gpu`).
 //! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
 
 #[cfg(not(feature = "cuda"))]
@@ -131,20 +134,23 @@ fn main() {
     profile(&mut engine, "", &mut csv);
     // Where dynofa-cuda's time beyond the kernels goes: the host's copy into the page-locked
     // input (stage) against the graph replay with its copies and the wait (run_staged).
-    for (name, cfg) in &named {
-        let (x, mut y) = (golden_input(0, cfg.r as usize), vec![0.0; 1000]);
-        engine.activate(cfg).expect("prepared");
-        let (mut stage, mut run) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
-        for _ in 0..runs {
-            let t = Instant::now();
-            engine.stage(&x).expect("staging");
-            stage.push(t.elapsed().as_secs_f64() * 1e6);
-            let t = Instant::now();
-            engine.run_staged(&mut y).expect("inference");
-            run.push(t.elapsed().as_secs_f64() * 1e6);
+    let parts = |engine: &mut GpuEngine, suffix: &str| {
+        for (name, cfg) in &named {
+            let (x, mut y) = (golden_input(0, cfg.r as usize), vec![0.0; 1000]);
+            engine.activate(cfg).expect("prepared");
+            let (mut stage, mut run) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+            for _ in 0..runs {
+                let t = Instant::now();
+                engine.stage(&x).expect("staging");
+                stage.push(t.elapsed().as_secs_f64() * 1e6);
+                let t = Instant::now();
+                engine.run_staged(&mut y).expect("inference");
+                run.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            println!("dynofa-cuda-parts{suffix} {name} stage_us={:.1} run_us={:.1}", median(stage), median(run));
         }
-        println!("dynofa-cuda-parts {name} stage_us={:.1} run_us={:.1}", median(stage), median(run));
-    }
+    };
+    parts(&mut engine, "");
 
     println!("launch floor: {:.2} us per graph node that does nothing", engine.launch_floor(200).expect("floor"));
 
@@ -168,6 +174,17 @@ fn main() {
         engine
     };
     let all = GpuOptions::default();
+    // The host side's alternatives (the same plans): the latency and infer's halves.
+    for (suffix, options) in [
+        ("-cachedinput", GpuOptions { write_combined_input: false, ..all }),
+        ("-copylogits", GpuOptions { mapped_logits: false, ..all }),
+    ] {
+        let mut engine = start(options);
+        for (name, cfg) in &named {
+            println!("dynofa-cuda{suffix} {name} median_ms={:.4}", latency(&mut engine, cfg));
+        }
+        parts(&mut engine, suffix);
+    }
     // The plans without each of the latency-shaped kernels, and the plans with every layer's
     // alternatives measured, for comparison.
     for (suffix, options) in [

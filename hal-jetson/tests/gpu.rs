@@ -41,6 +41,7 @@ fn main() {
             (GpuOptions { pointwise_warps: false, ..all }, ", no PointwiseWarps"),
             (GpuOptions { depthwise_region: false, ..all }, ", no DepthwiseRegion"),
             (GpuOptions { fused: false, ..all }, ", no fused kernels"),
+            (GpuOptions { write_combined_input: false, mapped_logits: false, ..all }, ", cached input, logits copied"),
             (GpuOptions { tune: true, ..all }, ", tuned"),
             (GpuOptions { programmatic_launch: false, ..all }, ""),
         ] {

@@ -44,6 +44,9 @@ MODES = ["eager", "graph", "compile"]
 # The bench's variants of dynofa's plans: line suffix, what the summary calls it, and the kernel it
 # leaves out (whose layers kernel_wins compares), if any.
 VARIANTS = [
+    # The host side's alternatives: the same plans, timed with infer's halves.
+    ("cachedinput", "cached (not write-combined) page-locked input", None),
+    ("copylogits", "logits copied back by the graph (not written to mapped host memory)", None),
     ("nowarps", "without PointwiseWarps", "dynofa_pointwise_warps"),
     ("noregion", "without DepthwiseRegion", "dynofa_depthwise_region"),
     # A fused kernel replaces several launches: its plans do not line up launch by launch.
@@ -341,8 +344,10 @@ def cmd_check(args):
     }
     tunings = re.findall(r"^tuning .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
-    parts = {m.group(1): (m.group(2), m.group(3))
-             for m in re.finditer(r"dynofa-cuda-parts (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench)}
+    # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
+    parts = {}
+    for m in re.finditer(r"dynofa-cuda-parts(-\w+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
+        parts.setdefault((m.group(1) or "")[1:], {})[m.group(2)] = (m.group(3), m.group(4))
     programmatic = re.search(r"programmatic dependent launch: (.*)", bench)
 
     tmp = tempfile.mkdtemp(prefix="dynofa-gpu-check-")
@@ -396,7 +401,7 @@ def cmd_check(args):
     for suffix, label, _ in VARIANTS:
         ms, us = variants[suffix]
         if ms:
-            say(f"{label} (ms; kernels alone): " + ", ".join(
+            say(f"{label} (ms{'; kernels alone' if us else ''}): " + ", ".join(
                 f"{w} {ms[w]:.3f} ({us[w] / 1e3:.3f})" if w in us else f"{w} {ms[w]:.3f}" for w in NAMED if w in ms))
     for line in tunings:
         say(line)
@@ -404,9 +409,11 @@ def cmd_check(args):
         say(f"a graph node that does nothing: {floor.group(1)} us")
     for line in kernel_wins(launches):
         say(line)
-    if parts:
-        say("dynofa's infer in halves, host copy into page-locked input + graph replay and wait (us): "
-            + ", ".join(f"{w} {parts[w][0]} + {parts[w][1]}" for w in NAMED if w in parts))
+    labels = {suffix: label for suffix, label, _ in VARIANTS}
+    for suffix, halves in parts.items():
+        which = f" ({labels.get(suffix, suffix)})" if suffix else ""
+        say(f"dynofa's infer in halves{which}, host copy into page-locked input + graph replay and wait (us): "
+            + ", ".join(f"{w} {halves[w][0]} + {halves[w][1]}" for w in NAMED if w in halves))
     print("\n".join(lines))
     if args.save:
         keep("summary.md", "\n".join(lines) + "\n")

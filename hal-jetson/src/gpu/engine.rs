@@ -55,6 +55,13 @@ pub struct GpuOptions {
     /// [`Kernel::ExpandDepthwise`] for the blocks whose inputs fit its shared array) instead of a
     /// launch per layer.
     pub fused: bool,
+    /// Page-locked input memory that is write-combined (the host only writes it) rather than
+    /// cached: which of the two the host copies a frame into faster depends on the machine
+    /// (`gpu-bench` times both).
+    pub write_combined_input: bool,
+    /// The classifier writes the logits straight into page-locked host memory mapped into the
+    /// GPU's address space, rather than the graph copying them there after it: a graph node less.
+    pub mapped_logits: bool,
     /// Measure, when a sub-network is captured, each layer's alternatives ([`Step`]: kernel,
     /// tiling, split) on this GPU and keep the fastest, rather than the one the plan's models
     /// rate fastest. Off by default: it adds about a millisecond per alternative at start-up
@@ -69,6 +76,8 @@ impl Default for GpuOptions {
             pointwise_warps: true,
             depthwise_region: true,
             fused: true,
+            write_combined_input: true,
+            mapped_logits: true,
             tune: false,
         }
     }
@@ -106,7 +115,8 @@ struct Captured {
 /// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
 /// [`InferenceEngine::activate`] then only selects it (no upload, no allocation) and
 /// [`InferenceEngine::infer`] puts the input in a page-locked buffer, replays the graph (which
-/// copies the input to the GPU, runs the plan and copies the logits back) and waits for it: one
+/// copies the input to the GPU and runs the plan, whose classifier writes the logits into mapped
+/// page-locked memory, or copies them there: [`GpuOptions::mapped_logits`]) and waits for it: one
 /// launch and one synchronisation per frame.
 pub struct GpuEngine {
     // Graphs first: they are dropped before the buffers and the module they use.
@@ -116,9 +126,11 @@ pub struct GpuEngine {
     bn_default: CudaSlice<f32>,
     work: Vec<(Buffer, CudaSlice<f32>)>,
     weights_dev: CudaSlice<f32>,
-    /// Page-locked input and logits, which the graphs copy from and to.
+    /// Page-locked input and logits, which the graphs copy from and to; with
+    /// [`GpuOptions::mapped_logits`], the logits' device address, where the classifier writes.
     host_in: PinnedHostSlice<f32>,
     host_out: PinnedHostSlice<f32>,
+    logits_mapped: Option<u64>,
     functions: Vec<(Kernel, CudaFunction)>,
     _module: Arc<CudaModule>,
     stream: Arc<CudaStream>,
@@ -257,14 +269,27 @@ impl GpuEngine {
         stream.synchronize().map_err(driver("upload"))?;
         // SAFETY: both are written before they are read: the input by `infer` before the graph
         // copies it, the logits by the graph before `infer` reads them.
-        let (host_in, host_out) = unsafe {
-            // Write-combined: the host only writes the input, which makes the copy faster.
+        let (host_in, mut host_out) = unsafe {
+            let wc = if options.write_combined_input { sys::CU_MEMHOSTALLOC_WRITECOMBINED } else { 0 };
             let host_in = ctx
-                .alloc_pinned::<f32>(3 * (MAX_RESOLUTION as usize).pow(2))
+                .alloc_pinned_with_flags::<f32>(3 * (MAX_RESOLUTION as usize).pow(2), wc)
                 .map_err(driver("page-locked input allocation"))?;
-            let host_out =
-                ctx.alloc_pinned_with_flags::<f32>(NUM_CLASSES, 0).map_err(driver("page-locked logits allocation"))?;
+            let mapped = if options.mapped_logits { sys::CU_MEMHOSTALLOC_DEVICEMAP } else { 0 };
+            let host_out = ctx
+                .alloc_pinned_with_flags::<f32>(NUM_CLASSES, mapped)
+                .map_err(driver("page-locked logits allocation"))?;
             (host_in, host_out)
+        };
+        let logits_mapped = if options.mapped_logits {
+            let host = host_out.as_mut_ptr().map_err(driver("page-locked logits"))?;
+            let mut device: sys::CUdeviceptr = 0;
+            // SAFETY: `host` was allocated with CU_MEMHOSTALLOC_DEVICEMAP in this context.
+            unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) }
+                .result()
+                .map_err(driver("mapped logits address"))?;
+            Some(device)
+        } else {
+            None
         };
         Ok(GpuEngine {
             graphs: Vec::new(),
@@ -275,6 +300,7 @@ impl GpuEngine {
             weights_dev,
             host_in,
             host_out,
+            logits_mapped,
             functions,
             _module: module,
             stream,
@@ -527,8 +553,12 @@ impl GpuEngine {
     ) -> Result<(), DriverError> {
         let s = &self.stream;
         let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
-        let bases: Vec<(Buffer, u64)> = [(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))]
+        // The mapped logits first: `base` takes the first entry of a buffer.
+        let bases: Vec<(Buffer, u64)> = self
+            .logits_mapped
+            .map(|p| (Buffer::Logits, p))
             .into_iter()
+            .chain([(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))])
             .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
             .collect();
         let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
@@ -553,7 +583,7 @@ impl GpuEngine {
                 first = false;
             }
         }
-        if let Some(((_, logits), _)) = host {
+        if let (Some(((_, logits), _)), None) = (host, self.logits_mapped) {
             // SAFETY: `logits` is `host_out`, page-locked, NUM_CLASSES long and read by the host
             // only after the stream is synchronised.
             unsafe {
