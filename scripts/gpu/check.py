@@ -230,6 +230,27 @@ def kernel_wins(path):
     return lines
 
 
+def verdicts(default, variants):
+    """Per bench variant timed on all three sub-networks, whether it was faster or slower than the
+    default engine on all of them (by more than 2%, the spread of repeated runs), as summary
+    lines: where the defaults (GpuOptions::default) should change."""
+    labels = {suffix: label for suffix, label, _ in VARIANTS}
+    lines = []
+    for suffix, ms in variants.items():
+        if not all(w in ms and w in default for w in NAMED):
+            continue
+        ratios = [ms[w] / default[w] for w in NAMED]
+        if all(r < 0.98 for r in ratios):
+            word = "faster"
+        elif all(r > 1.02 for r in ratios):
+            word = "slower"
+        else:
+            continue
+        lines.append(f"{word} than the defaults on max, mid and min ({', '.join(f'{r:.2f}x' for r in ratios)} "
+                     f"the time): {labels[suffix]}")
+    return lines
+
+
 def nvrtc_env():
     """The environment with a libnvrtc on the loader path: cudarc (built for CUDA 12) looks for
     libnvrtc.so and libnvrtc.so.12/.11, so a CUDA 13 libnvrtc.so.13 (e.g. torch's pip wheels) is
@@ -403,6 +424,8 @@ def cmd_check(args):
         if ms:
             say(f"{label} (ms{'; kernels alone' if us else ''}): " + ", ".join(
                 f"{w} {ms[w]:.3f} ({us[w] / 1e3:.3f})" if w in us else f"{w} {ms[w]:.3f}" for w in NAMED if w in ms))
+    for line in verdicts(dynofa, {suffix: ms for suffix, (ms, _) in variants.items()}):
+        say(line)
     for line in tunings:
         say(line)
     if floor:
