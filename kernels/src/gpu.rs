@@ -972,13 +972,12 @@ fn depthwise(
     b: &BlockShape,
     taps: Arg,
     ldw: usize,
-    [scale, shift]: [Arg; 2],
+    bn: [Arg; 2],
     input: Buffer,
     partial: Option<Buffer>,
     target: Target,
 ) -> Vec<(Launch, usize)> {
     let per_tile = dw_runs(b.out_size, b.mid, target.sms);
-    let bn = [scale, shift];
     let mut found = vec![dw_launch(Kernel::Depthwise, b, taps, ldw, bn, input, partial, per_tile)];
     if target.depthwise_region {
         let region = dw_launch(Kernel::DepthwiseRegion, b, taps, ldw, bn, input, partial, 0);
