@@ -58,12 +58,13 @@ fn main() {
     };
     let r = engine.compile_report();
     println!(
-        "device {:?} arch {} multiprocessors {} compile_s={:.3} cached={}",
+        "device {:?} arch {} multiprocessors {} compile_s={:.3} cached={} mapped_logits={}",
         r.device,
         r.arch,
         engine.target().sms,
         r.compile_s,
-        r.cached
+        r.cached,
+        engine.mapped_logits()
     );
     let named = [
         ("max", SubnetConfig::uniform(7, 6, 4, 224)),

@@ -267,29 +267,19 @@ impl GpuEngine {
             .collect::<Result<_, _>>()
             .map_err(driver("work buffer allocation"))?;
         stream.synchronize().map_err(driver("upload"))?;
-        // SAFETY: both are written before they are read: the input by `infer` before the graph
-        // copies it, the logits by the graph before `infer` reads them.
-        let (host_in, mut host_out) = unsafe {
-            let wc = if options.write_combined_input { sys::CU_MEMHOSTALLOC_WRITECOMBINED } else { 0 };
-            let host_in = ctx
-                .alloc_pinned_with_flags::<f32>(3 * (MAX_RESOLUTION as usize).pow(2), wc)
-                .map_err(driver("page-locked input allocation"))?;
-            let mapped = if options.mapped_logits { sys::CU_MEMHOSTALLOC_DEVICEMAP } else { 0 };
-            let host_out = ctx
-                .alloc_pinned_with_flags::<f32>(NUM_CLASSES, mapped)
-                .map_err(driver("page-locked logits allocation"))?;
-            (host_in, host_out)
-        };
-        let logits_mapped = if options.mapped_logits {
-            let host = host_out.as_mut_ptr().map_err(driver("page-locked logits"))?;
-            let mut device: sys::CUdeviceptr = 0;
-            // SAFETY: `host` was allocated with CU_MEMHOSTALLOC_DEVICEMAP in this context.
-            unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) }
-                .result()
-                .map_err(driver("mapped logits address"))?;
-            Some(device)
-        } else {
-            None
+        let wc = if options.write_combined_input { sys::CU_MEMHOSTALLOC_WRITECOMBINED } else { 0 };
+        // SAFETY: `infer` writes the input before the graph copies it.
+        let host_in = unsafe { ctx.alloc_pinned_with_flags::<f32>(3 * (MAX_RESOLUTION as usize).pow(2), wc) }
+            .map_err(driver("page-locked input allocation"))?;
+        // Mapped logits where the driver maps them, else a buffer the graph copies into.
+        let (host_out, logits_mapped) = match options.mapped_logits.then(|| mapped_logits(&ctx)) {
+            Some(Ok((buffer, device))) => (buffer, Some(device)),
+            _ => {
+                // SAFETY: the graph writes the logits before `infer` reads them.
+                let buffer = unsafe { ctx.alloc_pinned_with_flags::<f32>(NUM_CLASSES, 0) }
+                    .map_err(driver("page-locked logits allocation"))?;
+                (buffer, None)
+            }
         };
         Ok(GpuEngine {
             graphs: Vec::new(),
@@ -679,10 +669,27 @@ impl GpuEngine {
         Ok(())
     }
 
+    /// Whether the classifier writes the logits into mapped page-locked memory
+    /// ([`GpuOptions::mapped_logits`], where the driver maps it) rather than the graph copying them.
+    pub fn mapped_logits(&self) -> bool {
+        self.logits_mapped.is_some()
+    }
+
     /// What the plans are made for: the GPU's multiprocessors, and the kernels they may use.
     pub fn target(&self) -> Target {
         self.target
     }
+}
+
+/// Page-locked logits mapped into the GPU's address space, and their device address.
+fn mapped_logits(ctx: &Arc<CudaContext>) -> Result<(PinnedHostSlice<f32>, u64), DriverError> {
+    // SAFETY: written by the classifier before the host reads them (see GpuEngine::with_options).
+    let mut buffer = unsafe { ctx.alloc_pinned_with_flags::<f32>(NUM_CLASSES, sys::CU_MEMHOSTALLOC_DEVICEMAP) }?;
+    let host = buffer.as_mut_ptr()?;
+    let mut device: sys::CUdeviceptr = 0;
+    // SAFETY: `host` was allocated with CU_MEMHOSTALLOC_DEVICEMAP in this context.
+    unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) }.result()?;
+    Ok((buffer, device))
 }
 
 /// Launch `l` of function `f` on `stream`, with programmatic dependent launch if `programmatic`
