@@ -230,6 +230,43 @@ def kernel_wins(path):
     return lines
 
 
+# The fused kernels and how many launches of the plans without them (`-nofused`) each replaces.
+FUSED = {"dynofa_stem_block": 3, "dynofa_expand_depthwise": 2}
+
+
+def fused_wins(path):
+    """Per fused kernel, its launches in the default plans against the launches they replace in
+    the plans without fused kernels (launches.csv rows `max` and `max-nofused` ..., walked side by
+    side: the plans differ only there), as summary lines."""
+    try:
+        with open(path) as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return []
+    plans = {}
+    for r in rows:
+        plans.setdefault(r["subnet"], []).append((int(r["index"]), r["kernel"], float(r["gpu_us"])))
+    lines = []
+    for kernel, replaced in FUSED.items():
+        parts = []
+        for which in NAMED:
+            fused, apart = sorted(plans.get(which, [])), sorted(plans.get(f"{which}-nofused", []))
+            pairs, j = [], 0
+            for _, k, us in fused:
+                n = FUSED.get(k, 1)
+                if k == kernel:
+                    pairs.append((us, sum(t for _, _, t in apart[j:j + n])))
+                j += n
+            if pairs and j == len(apart):
+                mine, theirs = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+                wins = sum(p[0] < p[1] for p in pairs)
+                parts.append(f"{which} {len(pairs)} x: {mine:.1f} us vs {theirs:.1f} us (faster on {wins})")
+        if parts:
+            lines.append(f"{kernel} against the {replaced} launches it replaces, each launch timed alone: "
+                         + "; ".join(parts))
+    return lines
+
+
 def verdicts(default, variants):
     """Per bench variant timed on all three sub-networks, whether it was faster or slower than the
     default engine on all of them (by more than 2%, the spread of repeated runs), as summary
@@ -430,7 +467,7 @@ def cmd_check(args):
         say(line)
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
-    for line in kernel_wins(launches):
+    for line in kernel_wins(launches) + fused_wins(launches):
         say(line)
     labels = {suffix: label for suffix, label, _ in VARIANTS}
     for suffix, halves in parts.items():
