@@ -11,7 +11,8 @@
 //! `switch median_us=<v> p99_us=<v> max_us=<v>`, then the latency and `parts` lines with the
 //! host side's alternatives: cached rather than write-combined page-locked input
 //! (`dynofa-cuda-cachedinput ...`, `dynofa-cuda-parts-cachedinput ...`) and logits copied back by
-//! the graph rather than written into mapped host memory (`-copylogits`); then the same latency
+//! the graph rather than written into mapped host memory (`-copylogits`) and the input read from
+//! mapped host memory rather than copied to the GPU (`-mappedinput`); then the same latency
 //! and kernel lines for plans without `PointwiseWarps` (`dynofa-cuda-nowarps ...`,
 //! `dynofa-cuda-nowarps-kernels ...`, `kernels <name>-nowarps: ...`), without `DepthwiseRegion`
 //! (`-noregion`), without the fused kernels (`-nofused`) and with every layer's alternatives
@@ -58,13 +59,13 @@ fn main() {
     };
     let r = engine.compile_report();
     println!(
-        "device {:?} arch {} multiprocessors {} compile_s={:.3} cached={} mapped_logits={}",
+        "device {:?} arch {} multiprocessors {} compile_s={:.3} cached={} mapped (input, logits)={:?}",
         r.device,
         r.arch,
         engine.target().sms,
         r.compile_s,
         r.cached,
-        engine.mapped_logits()
+        engine.mapped()
     );
     let named = [
         ("max", SubnetConfig::uniform(7, 6, 4, 224)),
@@ -179,6 +180,7 @@ fn main() {
     for (suffix, options) in [
         ("-cachedinput", GpuOptions { write_combined_input: false, ..all }),
         ("-copylogits", GpuOptions { mapped_logits: false, ..all }),
+        ("-mappedinput", GpuOptions { mapped_input: true, ..all }),
     ] {
         let mut engine = start(options);
         for (name, cfg) in &named {

@@ -42,6 +42,7 @@ fn main() {
             (GpuOptions { depthwise_region: false, ..all }, ", no DepthwiseRegion"),
             (GpuOptions { fused: false, ..all }, ", no fused kernels"),
             (GpuOptions { write_combined_input: false, mapped_logits: false, ..all }, ", cached input, logits copied"),
+            (GpuOptions { mapped_input: true, ..all }, ", mapped input"),
             (GpuOptions { tune: true, ..all }, ", tuned"),
             (GpuOptions { programmatic_launch: false, ..all }, ""),
         ] {

@@ -47,6 +47,7 @@ VARIANTS = [
     # The host side's alternatives: the same plans, timed with infer's halves.
     ("cachedinput", "cached (not write-combined) page-locked input", None),
     ("copylogits", "logits copied back by the graph (not written to mapped host memory)", None),
+    ("mappedinput", "input read by the first kernel from mapped host memory (not copied to the GPU)", None),
     ("nowarps", "without PointwiseWarps", "dynofa_pointwise_warps"),
     ("noregion", "without DepthwiseRegion", "dynofa_depthwise_region"),
     # A fused kernel replaces several launches: its plans do not line up launch by launch.

@@ -62,6 +62,11 @@ pub struct GpuOptions {
     /// The classifier writes the logits straight into page-locked host memory mapped into the
     /// GPU's address space, rather than the graph copying them there after it: a graph node less.
     pub mapped_logits: bool,
+    /// The first kernel reads the input straight from mapped page-locked host memory, rather than
+    /// the graph copying it to the GPU first. Off by default: a discrete GPU then reads it over
+    /// PCIe, some of it twice (the tiles' halos); on a Jetson, whose GPU shares the host's memory,
+    /// it saves a copy within the same DRAM. Measured on neither yet (`gpu-bench` times it).
+    pub mapped_input: bool,
     /// Measure, when a sub-network is captured, each layer's alternatives ([`Step`]: kernel,
     /// tiling, split) on this GPU and keep the fastest, rather than the one the plan's models
     /// rate fastest. Off by default: it adds about a millisecond per alternative at start-up
@@ -78,6 +83,7 @@ impl Default for GpuOptions {
             fused: true,
             write_combined_input: true,
             mapped_logits: true,
+            mapped_input: false,
             tune: false,
         }
     }
@@ -115,9 +121,9 @@ struct Captured {
 /// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
 /// [`InferenceEngine::activate`] then only selects it (no upload, no allocation) and
 /// [`InferenceEngine::infer`] puts the input in a page-locked buffer, replays the graph (which
-/// copies the input to the GPU and runs the plan, whose classifier writes the logits into mapped
-/// page-locked memory, or copies them there: [`GpuOptions::mapped_logits`]) and waits for it: one
-/// launch and one synchronisation per frame.
+/// copies the input to the GPU, unless the first kernel reads it mapped, and runs the plan, whose
+/// classifier writes the logits into mapped page-locked memory, or the graph copies them there:
+/// [`GpuOptions`]) and waits for it: one launch and one synchronisation per frame.
 pub struct GpuEngine {
     // Graphs first: they are dropped before the buffers and the module they use.
     graphs: Vec<Captured>,
@@ -126,10 +132,12 @@ pub struct GpuEngine {
     bn_default: CudaSlice<f32>,
     work: Vec<(Buffer, CudaSlice<f32>)>,
     weights_dev: CudaSlice<f32>,
-    /// Page-locked input and logits, which the graphs copy from and to; with
-    /// [`GpuOptions::mapped_logits`], the logits' device address, where the classifier writes.
+    /// Page-locked input and logits, which the graphs copy from and to; where they are mapped
+    /// ([`GpuOptions::mapped_input`], [`GpuOptions::mapped_logits`]), their device addresses,
+    /// which the kernels read and write instead.
     host_in: PinnedHostSlice<f32>,
     host_out: PinnedHostSlice<f32>,
+    input_mapped: Option<u64>,
     logits_mapped: Option<u64>,
     functions: Vec<(Kernel, CudaFunction)>,
     _module: Arc<CudaModule>,
@@ -268,19 +276,13 @@ impl GpuEngine {
             .map_err(driver("work buffer allocation"))?;
         stream.synchronize().map_err(driver("upload"))?;
         let wc = if options.write_combined_input { sys::CU_MEMHOSTALLOC_WRITECOMBINED } else { 0 };
-        // SAFETY: `infer` writes the input before the graph copies it.
-        let host_in = unsafe { ctx.alloc_pinned_with_flags::<f32>(3 * (MAX_RESOLUTION as usize).pow(2), wc) }
-            .map_err(driver("page-locked input allocation"))?;
-        // Mapped logits where the driver maps them, else a buffer the graph copies into.
-        let (host_out, logits_mapped) = match options.mapped_logits.then(|| mapped_logits(&ctx)) {
-            Some(Ok((buffer, device))) => (buffer, Some(device)),
-            _ => {
-                // SAFETY: the graph writes the logits before `infer` reads them.
-                let buffer = unsafe { ctx.alloc_pinned_with_flags::<f32>(NUM_CLASSES, 0) }
-                    .map_err(driver("page-locked logits allocation"))?;
-                (buffer, None)
-            }
-        };
+        let input_len = 3 * (MAX_RESOLUTION as usize).pow(2);
+        // SAFETY: `infer` writes the input before the graph reads it, and the graph writes the
+        // logits before `infer` reads them.
+        let (host_in, input_mapped) =
+            unsafe { page_locked(&ctx, input_len, wc, options.mapped_input, "page-locked input allocation") }?;
+        let (host_out, logits_mapped) =
+            unsafe { page_locked(&ctx, NUM_CLASSES, 0, options.mapped_logits, "page-locked logits allocation") }?;
         Ok(GpuEngine {
             graphs: Vec::new(),
             active: None,
@@ -290,6 +292,7 @@ impl GpuEngine {
             weights_dev,
             host_in,
             host_out,
+            input_mapped,
             logits_mapped,
             functions,
             _module: module,
@@ -543,16 +546,16 @@ impl GpuEngine {
     ) -> Result<(), DriverError> {
         let s = &self.stream;
         let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
-        // The mapped logits first: `base` takes the first entry of a buffer.
-        let bases: Vec<(Buffer, u64)> = self
-            .logits_mapped
-            .map(|p| (Buffer::Logits, p))
+        // The mapped input and logits first: `base` takes the first entry of a buffer.
+        let mapped = [(Buffer::Input, self.input_mapped), (Buffer::Logits, self.logits_mapped)];
+        let bases: Vec<(Buffer, u64)> = mapped
             .into_iter()
+            .filter_map(|(b, p)| p.map(|p| (b, p)))
             .chain([(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))])
             .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
             .collect();
         let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
-        if let Some(((input, _), input_len)) = host {
+        if let (Some(((input, _), input_len)), None) = (host, self.input_mapped) {
             // SAFETY: `input` is `host_in`, page-locked and sized for the largest resolution, as
             // is `Buffer::Input`; `input_len` is the sub-network's.
             unsafe {
@@ -669,10 +672,11 @@ impl GpuEngine {
         Ok(())
     }
 
-    /// Whether the classifier writes the logits into mapped page-locked memory
-    /// ([`GpuOptions::mapped_logits`], where the driver maps it) rather than the graph copying them.
-    pub fn mapped_logits(&self) -> bool {
-        self.logits_mapped.is_some()
+    /// Whether the first kernel reads the input from, and the classifier writes the logits into,
+    /// mapped page-locked memory ([`GpuOptions::mapped_input`], [`GpuOptions::mapped_logits`],
+    /// where the driver maps it) rather than the graph copying them.
+    pub fn mapped(&self) -> (bool, bool) {
+        (self.input_mapped.is_some(), self.logits_mapped.is_some())
     }
 
     /// What the plans are made for: the GPU's multiprocessors, and the kernels they may use.
@@ -681,15 +685,34 @@ impl GpuEngine {
     }
 }
 
-/// Page-locked logits mapped into the GPU's address space, and their device address.
-fn mapped_logits(ctx: &Arc<CudaContext>) -> Result<(PinnedHostSlice<f32>, u64), DriverError> {
-    // SAFETY: written by the classifier before the host reads them (see GpuEngine::with_options).
-    let mut buffer = unsafe { ctx.alloc_pinned_with_flags::<f32>(NUM_CLASSES, sys::CU_MEMHOSTALLOC_DEVICEMAP) }?;
-    let host = buffer.as_mut_ptr()?;
-    let mut device: sys::CUdeviceptr = 0;
-    // SAFETY: `host` was allocated with CU_MEMHOSTALLOC_DEVICEMAP in this context.
-    unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) }.result()?;
-    Ok((buffer, device))
+/// `len` floats of page-locked host memory allocated with `flags` and, with `map`, mapped into the
+/// GPU's address space, with its device address (`None` without `map`, or where the driver does
+/// not map it: then the graphs copy).
+///
+/// # Safety
+/// The memory is uninitialised: the caller writes it before anything reads it.
+unsafe fn page_locked(
+    ctx: &Arc<CudaContext>,
+    len: usize,
+    flags: u32,
+    map: bool,
+    what: &'static str,
+) -> Result<(PinnedHostSlice<f32>, Option<u64>), GpuError> {
+    let mapped = || -> Result<(PinnedHostSlice<f32>, u64), DriverError> {
+        // SAFETY: the caller's.
+        let mut buffer = unsafe { ctx.alloc_pinned_with_flags::<f32>(len, flags | sys::CU_MEMHOSTALLOC_DEVICEMAP) }?;
+        let host = buffer.as_mut_ptr()?;
+        let mut device: sys::CUdeviceptr = 0;
+        // SAFETY: `host` was allocated with CU_MEMHOSTALLOC_DEVICEMAP in this context.
+        unsafe { sys::cuMemHostGetDevicePointer_v2(&mut device, host.cast(), 0) }.result()?;
+        Ok((buffer, device))
+    };
+    if let Some(Ok((buffer, device))) = map.then(mapped) {
+        return Ok((buffer, Some(device)));
+    }
+    // SAFETY: the caller's.
+    let buffer = unsafe { ctx.alloc_pinned_with_flags::<f32>(len, flags) }.map_err(driver(what))?;
+    Ok((buffer, None))
 }
 
 /// Launch `l` of function `f` on `stream`, with programmatic dependent launch if `programmatic`
