@@ -8,8 +8,10 @@
 // - __shared__ is a static array (one block runs at a time), blockIdx/threadIdx/... are globals set by
 //   the scheduler before a fiber resumes;
 // - a barrier that only some threads reach (undefined on a GPU) fails the launch;
-// - blocks run in grid order, or last block first after dynofa_emu_reverse(1): a test runs both to
-//   check that no result depends on the order.
+// - blocks run in grid order, or last block first after dynofa_emu_reverse(1); the threads of a
+//   block run in order between barriers, or last thread first after dynofa_emu_reverse(2) (3: both).
+//   A test runs each to check that no result depends on the order: a read of shared memory that
+//   misses its barrier sees another value in one of the two thread orders.
 //
 // A translation unit includes this header, then the kernel source (dynofa_kernels::gpu::source()),
 // then writes DYNOFA_EMU_ENTRY, which defines the C entry points dynofa_emu_launch and
@@ -59,7 +61,7 @@ static std::vector<Fiber> fibers;
 static ucontext_t scheduler;
 static std::size_t current;
 static std::function<void()> body;
-static bool reverse;
+static bool reverse, reverse_threads;
 
 static void trampoline() {
     body();
@@ -80,7 +82,8 @@ static bool run_block(std::size_t threads) {
     }
     for (;;) {
         std::size_t waiting = 0, finished = 0;
-        for (std::size_t t = 0; t < threads; ++t) {
+        for (std::size_t i = 0; i < threads; ++i) {
+            std::size_t t = reverse_threads ? threads - 1 - i : i;
             if (fibers[t].done) {
                 ++finished;
                 continue;
@@ -144,7 +147,10 @@ static inline float __ldcg(const float* p) { return *p; }
 #define DYNOFA_EMU_DISPATCH(k) \
     if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, args);
 #define DYNOFA_EMU_ENTRY                                                                               \
-    extern "C" void dynofa_emu_reverse(int on) { dynofa_emu::reverse = on != 0; }                         \
+    extern "C" void dynofa_emu_reverse(int mode) {                                                      \
+        dynofa_emu::reverse = (mode & 1) != 0;                                                         \
+        dynofa_emu::reverse_threads = (mode & 2) != 0;                                                 \
+    }                                                                                                  \
     extern "C" int dynofa_emu_launch(const char* name, const unsigned* grid_dim, const unsigned* block_dim, \
                                      void** args) {                                                    \
         dim3 grid{grid_dim[0], grid_dim[1], grid_dim[2]}, block{block_dim[0], block_dim[1], block_dim[2]}; \

@@ -216,11 +216,12 @@ fn emulated_kernels_match_the_goldens() {
 }
 
 #[test]
-fn emulated_results_do_not_depend_on_the_order_of_blocks() {
+fn emulated_results_do_not_depend_on_the_order_of_blocks_or_threads() {
     let Some(emu) = emulator() else { return };
     let g = goldens::load().unwrap().into_iter().find(|g| g.name == "w12_min").expect("golden w12_min");
-    // With and without the latency-shaped kernels: the split launches' last blocks, the warps'
-    // sums, the region tiles' SE sums.
+    // With and without the latency-shaped and fused kernels: the split launches' last blocks, the
+    // warps' sums, the region tiles' SE sums; and every barrier, which a thread order that runs
+    // a reader before its writer would expose.
     let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
     for target in [Target::new(132), old] {
         let (forward, plan) = run(&emu, &g, target);
@@ -229,12 +230,14 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks() {
             plan.iter().any(|l| l.grid[2] > 1) || kernels.contains(&Kernel::PointwiseWarps),
             "{target:?}: the plan neither splits k nor uses PointwiseWarps"
         );
-        // SAFETY: sets a flag of the emulator.
-        unsafe { (emu.reverse)(1) };
-        let (reverse, _) = run(&emu, &g, target);
-        // SAFETY: as above.
-        unsafe { (emu.reverse)(0) };
-        let differ = forward.iter().zip(&reverse).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-        assert_eq!(differ, 0, "{target:?}: {differ} logits differ when the blocks run last first");
+        for (mode, what) in [(1, "the blocks"), (2, "each block's threads")] {
+            // SAFETY: sets a flag of the emulator.
+            unsafe { (emu.reverse)(mode) };
+            let (reverse, _) = run(&emu, &g, target);
+            // SAFETY: as above.
+            unsafe { (emu.reverse)(0) };
+            let differ = forward.iter().zip(&reverse).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            assert_eq!(differ, 0, "{target:?}: {differ} logits differ when {what} run last first");
+        }
     }
 }
