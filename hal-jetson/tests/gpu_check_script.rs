@@ -1,0 +1,123 @@
+//! `scripts/gpu/check.py`, the GPU check that runs where device time is scarce, end to end on stub
+//! binaries: a staged folder whose `gpu-test`, `gpu-bench` and `dynofa` print what the real ones
+//! print (the bench's line formats, `hal-jetson/benches/gpu.rs`) and write `launches.csv`. Checks
+//! the summary it derives: the table, the variants' lines, the verdicts, the fused kernels against
+//! the launches they replace, `infer`'s halves, and the exit status. Says it skipped without
+//! `python3`.
+
+use std::path::Path;
+use std::process::Command;
+
+/// What `gpu-bench` prints for the three sub-networks: the default engine 0.50 / 0.30 / 0.18 ms,
+/// without fused kernels 10% to 40% slower, cached input faster on max only.
+const BENCH: &str = "\
+device \"Stub GPU\" arch compute_90 multiprocessors 132 compile_s=0.100 cached=false mapped (input, logits)=(false, true)
+programmatic dependent launch: true
+dynofa-cuda max median_ms=0.5000
+dynofa-cuda-kernels max gpu_us=420.0
+dynofa-cuda mid median_ms=0.3000
+dynofa-cuda-kernels mid gpu_us=250.0
+dynofa-cuda min median_ms=0.1800
+dynofa-cuda-kernels min gpu_us=140.0
+dynofa-cuda-parts max stage_us=20.1 run_us=480.2
+dynofa-cuda-parts mid stage_us=15.0 run_us=285.0
+dynofa-cuda-parts min stage_us=10.0 run_us=170.0
+launch floor: 0.81 us per graph node that does nothing
+switch median_us=0.117 p99_us=0.138 max_us=16.2
+dynofa-cuda-cachedinput max median_ms=0.4800
+dynofa-cuda-cachedinput mid median_ms=0.3000
+dynofa-cuda-cachedinput min median_ms=0.1800
+dynofa-cuda-parts-cachedinput max stage_us=10.1 run_us=480.2
+dynofa-cuda-nofused max median_ms=0.5500
+dynofa-cuda-nofused-kernels max gpu_us=470.0
+dynofa-cuda-nofused mid median_ms=0.3600
+dynofa-cuda-nofused-kernels mid gpu_us=300.0
+dynofa-cuda-nofused min median_ms=0.2500
+dynofa-cuda-nofused-kernels min gpu_us=200.0
+tuning max: 40 steps measured, 7 changed, 300.0 us planned -> 280.0 us picked, 0.05 s
+dynofa-cuda-tuned max median_ms=0.4800
+dynofa-cuda-tuned-kernels max gpu_us=400.0
+";
+
+/// Rows of `launches.csv`: max's stem block and one fused expansion against the launches they
+/// replace in the plan without fused kernels (3.0 us against 10.0, 4.0 against 6.0).
+const LAUNCHES: &str = "\
+subnet,index,kernel,grid,block,ints,model_us,gpu_us
+max,0,dynofa_stem_block,196x1x1,256x1x1,224 112,,3.00
+max,1,dynofa_expand_depthwise,5x98x1,32x8x1,112 24,,4.00
+max,2,dynofa_pointwise_warps,5x49x1,32x16x1,196 816,1.00,2.00
+max-nofused,0,dynofa_stem,294x1x1,256x1x1,224 112,,2.00
+max-nofused,1,dynofa_depthwise,1x392x1,32x8x1,112 24,,4.00
+max-nofused,2,dynofa_pointwise_small,1x784x1,128x1x1,12544 24,2.46,4.00
+max-nofused,3,dynofa_pointwise,3x196x1,256x1x1,12544 24,10.92,3.00
+max-nofused,4,dynofa_depthwise_region,5x98x1,32x8x1,112 144,,3.00
+max-nofused,5,dynofa_pointwise_warps,5x49x1,32x16x1,196 816,1.00,2.00
+";
+
+fn stub(dir: &Path, name: &str, body: &str) {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+}
+
+#[test]
+fn check_py_summarises_the_bench() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: no python3 to run scripts/gpu/check.py");
+        return;
+    }
+    let staged = tempfile::tempdir().unwrap();
+    let dir = staged.path();
+    stub(dir, "gpu-test", "echo 'gpu: ok'\n");
+    let launches = dir.join("launches.csv");
+    std::fs::write(&launches, LAUNCHES).unwrap();
+    // The bench writes --launches FILE: copy the canned rows there.
+    let bench = format!(
+        "while [ $# -gt 0 ]; do [ \"$1\" = --launches ] && cp '{}' \"$2\"; shift; done\ncat <<'EOF'\n{BENCH}EOF\n",
+        launches.display()
+    );
+    stub(dir, "gpu-bench", &bench);
+    // dynofa gen-weights --width 1.2 --out FILE
+    stub(dir, "dynofa", "while [ $# -gt 0 ]; do [ \"$1\" = --out ] && : > \"$2\"; shift; done\n");
+    let save = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let out = Command::new("python3")
+        .arg(root.join("scripts/gpu/check.py"))
+        .arg(dir)
+        .args(["--modes", "", "--save"])
+        .arg(save.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check.py failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for line in [
+        "correctness + allocation-free (gpu-test): ok",
+        "switch (activate between captured graphs, host): median 0.117 us, p99 0.138 us, max 16.2 us; median <= 5 us: yes",
+        "| max | 0.500 | 0.420 |",
+        "| max (tuned) | 0.480 | 0.400 |",
+        "| min | 0.180 | 0.140 |",
+        "without the fused kernels (StemBlock, ExpandDepthwise) (ms; kernels alone): max 0.550 (0.470), mid 0.360 \
+         (0.300), min 0.250 (0.200)",
+        "cached (not write-combined) page-locked input (ms): max 0.480, mid 0.300, min 0.180",
+        // Slower on all three: a verdict; cached input only faster on max: none.
+        "slower than the defaults on max, mid and min (1.10x, 1.20x, 1.39x the time): without the fused kernels",
+        "dynofa_stem_block against the 3 launches it replaces, each launch timed alone: max 1 x: 3.0 us vs 10.0 us \
+         (faster on 1)",
+        "dynofa_expand_depthwise against the 2 launches it replaces, each launch timed alone: max 1 x: 4.0 us vs 6.0 \
+         us (faster on 1)",
+        "dynofa's infer in halves, host copy into page-locked input + graph replay and wait (us): max 20.1 + 480.2, \
+         mid 15.0 + 285.0, min 10.0 + 170.0",
+        "dynofa's infer in halves (cached (not write-combined) page-locked input), host copy into page-locked input \
+         + graph replay and wait (us): max 10.1 + 480.2",
+        "tuning max: 40 steps measured, 7 changed",
+        "a graph node that does nothing: 0.81 us",
+    ] {
+        assert!(text.contains(line), "the summary lacks {line:?}:\n{text}");
+    }
+    assert!(!text.lines().any(|l| l.starts_with("faster than the defaults")), "no variant was faster on all:\n{text}");
+    let summary = std::fs::read_to_string(save.path().join("summary.md")).unwrap();
+    // It echoes the steps' output as they run, then the summary.
+    assert!(text.trim_end().ends_with(summary.trim()), "summary.md is not what it printed last:\n{summary}");
+}
