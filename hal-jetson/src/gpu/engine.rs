@@ -418,12 +418,15 @@ impl GpuEngine {
     /// Record `cfg`'s launch plan into a graph (replacing an earlier one of the same sub-network),
     /// with programmatic dependent launch if that is on and the driver takes it.
     fn capture(&mut self, cfg: &SubnetConfig) -> Result<(), GpuError> {
-        match self.capture_with(cfg, self.programmatic) {
+        match self.capture_with(cfg) {
             Err(e) if self.programmatic => {
                 // Only a plain capture that works shows that the driver refused the programmatic
-                // one; an error both share leaves the setting alone.
-                self.capture_with(cfg, false)?;
+                // one; an error both share leaves the setting alone. The setting is off during
+                // the retry, so that measuring the alternatives (tune) captures plain graphs too.
                 self.programmatic = false;
+                let plain = self.capture_with(cfg);
+                self.programmatic = plain.is_err();
+                plain?;
                 self.programmatic_refused = Some(e.to_string());
                 Ok(())
             }
@@ -431,14 +434,16 @@ impl GpuEngine {
         }
     }
 
-    fn capture_with(&mut self, cfg: &SubnetConfig, programmatic: bool) -> Result<(), GpuError> {
+    /// [`Self::capture`] with the current launch setting.
+    fn capture_with(&mut self, cfg: &SubnetConfig) -> Result<(), GpuError> {
         // Before the capture: these wait on the buffers' (never recorded) events.
         let host = (
             self.host_in.as_ptr().map_err(driver("page-locked input"))?,
             self.host_out.as_mut_ptr().map_err(driver("page-locked logits"))?,
         );
         let (plan, tuning) = self.choose(cfg)?;
-        let graph = self.record(&plan, self.bn_set(cfg), 1, Some((host, 3 * (cfg.r as usize).pow(2))), programmatic)?;
+        let input = Some((host, 3 * (cfg.r as usize).pow(2)));
+        let graph = self.record(&plan, self.bn_set(cfg), 1, input, self.programmatic)?;
         let id = cfg.id();
         let captured = Captured { id, r: cfg.r as usize, graph, plan, tuning };
         match self.find(id) {
