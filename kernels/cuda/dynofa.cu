@@ -668,6 +668,16 @@ struct DwRegion {
     static_assert(PIXELS <= DWR_PIXELS, "the region fits the shared array");
 };
 
+// Tile blockIdx.y's first output pixel (row, column); its region starts at (oy0 * S - K / 2,
+// ox0 * S - K / 2).
+template <int K, int S>
+__device__ __forceinline__ void dw_tile_origin(int osize, int& oy0, int& ox0) {
+    using G = DwRegion<K, S>;
+    int per_row = (osize + G::TW - 1) / G::TW;
+    oy0 = blockIdx.y / per_row * DW_ROWS;
+    ox0 = blockIdx.y % per_row * G::TW;
+}
+
 // The second half of the region kernels: thread row y computes output row y of tile blockIdx.y from
 // `region` (filled, behind a barrier), then stores it and the SE sums.
 template <int K, int S>
@@ -676,8 +686,8 @@ __device__ __forceinline__ void dw_from_region(const float* __restrict__ region,
                                                float* __restrict__ partial, float (*sums)[DW_CH]) {
     using G = DwRegion<K, S>;
     int lane = threadIdx.x, ty = threadIdx.y, ch = blockIdx.x * DW_CH + lane;
-    int per_row = (osize + G::TW - 1) / G::TW;
-    int oy0 = blockIdx.y / per_row * DW_ROWS, ox0 = blockIdx.y % per_row * G::TW;
+    int oy0, ox0;
+    dw_tile_origin<K, S>(osize, oy0, ox0);
     float acc[G::TW];
 #pragma unroll
     for (int r = 0; r < G::TW; ++r) acc[r] = 0.0f;
@@ -695,15 +705,6 @@ __device__ __forceinline__ void dw_from_region(const float* __restrict__ region,
     if (partial) dw_partial(sum, partial, c, ch, sums);
 }
 
-// The region's first input pixel (row, column) of tile blockIdx.y.
-template <int K, int S>
-__device__ __forceinline__ void dw_region_origin(int osize, int& iy0, int& ix0) {
-    using G = DwRegion<K, S>;
-    int per_row = (osize + G::TW - 1) / G::TW;
-    iy0 = blockIdx.y / per_row * DW_ROWS * S - K / 2;
-    ix0 = blockIdx.y % per_row * G::TW * S - K / 2;
-}
-
 template <int K, int S>
 __device__ __forceinline__ void depthwise_region(const float* __restrict__ in, int size, int c,
                                                  const float* __restrict__ w, int ldw, int osize,
@@ -713,8 +714,9 @@ __device__ __forceinline__ void depthwise_region(const float* __restrict__ in, i
     using G = DwRegion<K, S>;
     constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW;
     int lane = threadIdx.x, ty = threadIdx.y, ch = blockIdx.x * DW_CH + lane;
-    int iy0, ix0;
-    dw_region_origin<K, S>(osize, iy0, ix0);
+    int oy0, ox0;
+    dw_tile_origin<K, S>(osize, oy0, ox0);
+    int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     float taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
     DYNOFA_WAIT_PREVIOUS();
@@ -755,8 +757,9 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
     constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW, THREADS = DW_CH * DW_ROWS;
     constexpr int WLOADS = (EDW_MAX_IN * DW_CH + THREADS - 1) / THREADS, XLOADS = (EDW_FLOATS / 4 + THREADS - 1) / THREADS;
     int lane = threadIdx.x, ty = threadIdx.y, tid = ty * DW_CH + lane, ch = blockIdx.x * DW_CH + lane;
-    int iy0, ix0;
-    dw_region_origin<K, S>(osize, iy0, ix0);
+    int oy0, ox0;
+    dw_tile_origin<K, S>(osize, oy0, ox0);
+    int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     // buf: weights [in][DW_CH], then the region's input [PIXELS][in].
     float* ws = buf;
     float4* xs = reinterpret_cast<float4*>(buf + in * DW_CH);
@@ -821,8 +824,14 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
     dw_from_region<K, S>(buf, taps, s, t, act, out, osize, c, partial, sums);
 }
 
-// The plan passes k = 3, 5 or 7 and stride 1 or 2 only.
-#define DYNOFA_DW_CASES(X) X(3, 1) X(3, 2) X(5, 1) X(5, 2) X(7, 1) X(7, 2)
+// `return F<K, S>(args...)` for the kernel's k and stride: the plan passes k = 3, 5 or 7 and
+// stride 1 or 2 only.
+#define DYNOFA_DW_CASE(K, S, F, ...) \
+    if (k == K && stride == S) return F<K, S>(__VA_ARGS__);
+#define DYNOFA_DW_DISPATCH(F, ...)                                                                  \
+    DYNOFA_DW_CASE(3, 1, F, __VA_ARGS__) DYNOFA_DW_CASE(3, 2, F, __VA_ARGS__)                       \
+    DYNOFA_DW_CASE(5, 1, F, __VA_ARGS__) DYNOFA_DW_CASE(5, 2, F, __VA_ARGS__)                       \
+    DYNOFA_DW_CASE(7, 1, F, __VA_ARGS__) DYNOFA_DW_CASE(7, 2, F, __VA_ARGS__)
 
 extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int size, int c,
                                             const float* __restrict__ w, int ldw, int k, int stride, int osize,
@@ -830,11 +839,7 @@ extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int si
                                             const float* __restrict__ shift, int act, float* __restrict__ out,
                                             float* __restrict__ partial) {
     __shared__ float sums[DW_ROWS][DW_CH];
-#define DYNOFA_DW(K, S)                                                                                       \
-    if (k == K && stride == S)                                                                               \
-        return depthwise_runs<K, S>(in, size, c, w, ldw, osize, per_tile, scale, shift, act, out, partial, sums);
-    DYNOFA_DW_CASES(DYNOFA_DW)
-#undef DYNOFA_DW
+    DYNOFA_DW_DISPATCH(depthwise_runs, in, size, c, w, ldw, osize, per_tile, scale, shift, act, out, partial, sums)
 }
 
 // The same arguments as dynofa_depthwise; `per_tile` is unused (a tile is fixed by the stride).
@@ -846,11 +851,7 @@ extern "C" __global__ void dynofa_depthwise_region(const float* __restrict__ in,
     // One array for every instantiation (each would otherwise reserve its own).
     __shared__ float region[DWR_PIXELS * DW_CH];
     __shared__ float sums[DW_ROWS][DW_CH];
-#define DYNOFA_DW(K, S)                                                                                       \
-    if (k == K && stride == S)                                                                               \
-        return depthwise_region<K, S>(in, size, c, w, ldw, osize, scale, shift, act, out, partial, region, sums);
-    DYNOFA_DW_CASES(DYNOFA_DW)
-#undef DYNOFA_DW
+    DYNOFA_DW_DISPATCH(depthwise_region, in, size, c, w, ldw, osize, scale, shift, act, out, partial, region, sums)
 }
 
 // Arguments: the expansion's (input, size, in, weights, ldwe, BN, act), then dynofa_depthwise's
@@ -865,12 +866,8 @@ extern "C" __global__ void __launch_bounds__(DW_CH * DW_ROWS, 2)
     __shared__ float4 buf4[EDW_FLOATS / 4];
     __shared__ float sums[DW_ROWS][DW_CH];
     float* buf = reinterpret_cast<float*>(buf4);
-#define DYNOFA_DW(K, S)                                                                                       \
-    if (k == K && stride == S)                                                                               \
-        return expand_depthwise<K, S>(x, size, in, we, ldwe, escale, eshift, eact, c, w, ldw, osize, scale, shift, \
-                                      act, out, partial, buf, sums);
-    DYNOFA_DW_CASES(DYNOFA_DW)
-#undef DYNOFA_DW
+    DYNOFA_DW_DISPATCH(expand_depthwise, x, size, in, we, ldwe, escale, eshift, eact, c, w, ldw, osize, scale, shift,
+                       act, out, partial, buf, sums)
 }
 
 // A fully connected layer: out[o] = act(sum_i x[i] * w[o * ldw + i] + bias[o]) for o < rows, i < cols,
