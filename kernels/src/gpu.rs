@@ -654,16 +654,9 @@ impl GpuImage {
         let mut alternatives: Vec<Vec<Launch>> =
             dws.iter().flat_map(|(d, _)| pws.iter().map(|p| vec![stem.clone(), d.clone(), p.clone()])).collect();
         if target.fused && [c0, c1].iter().all(|&c| c <= SB_CH && c.is_multiple_of(4)) {
-            let (s, [p_scale, p_shift], [d_scale, d_shift]) = (s0, bn(BN_FIRST_PL), bn(BN_FIRST_DW));
-            let args = vec![
-                Arg::Ptr(Buffer::Input, 0),
-                int(r),
-                int(s),
-                w(self.stem),
-                int(c0),
-                int(c0),
-                scale,
-                shift,
+            let ([d_scale, d_shift], [p_scale, p_shift]) = (bn(BN_FIRST_DW), bn(BN_FIRST_PL));
+            // The stem launch's arguments less its output, then the first block's.
+            let block = [
                 w(self.first_dw),
                 int(c0),
                 d_scale,
@@ -676,7 +669,8 @@ impl GpuImage {
                 int(usize::from(first.residual)),
                 Arg::Ptr(y, 0),
             ];
-            let tiles = s.div_ceil(SB_TILE as usize).pow(2) as u32;
+            let args = stem.args[..stem.args.len() - 1].iter().copied().chain(block).collect();
+            let tiles = s0.div_ceil(SB_TILE as usize).pow(2) as u32;
             let fused = Launch {
                 kernel: Kernel::StemBlock,
                 grid: [tiles, 1, 1],

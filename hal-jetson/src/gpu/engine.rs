@@ -464,12 +464,12 @@ impl GpuEngine {
     fn choose(&self, cfg: &SubnetConfig) -> Result<(Vec<Launch>, Option<Tuning>), GpuError> {
         let steps = self.image.steps(cfg, self.target);
         let first = |s: &Step| s.alternatives[0].clone();
+        let planned: Vec<Launch> = steps.iter().flat_map(first).collect();
         if !self.tune {
-            return Ok((steps.iter().flat_map(first).collect(), None));
+            return Ok((planned, None));
         }
         let start = Instant::now();
         let bn = self.bn_set(cfg);
-        let planned: Vec<Launch> = steps.iter().flat_map(first).collect();
         self.fill(&planned, bn)?;
         let (mut plan, mut tuning) = (Vec::with_capacity(planned.len()), Tuning::default());
         for mut step in steps {
