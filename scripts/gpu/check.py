@@ -206,26 +206,40 @@ def cmd_peer(args):
 # the check
 
 
-def kernel_wins(path):
-    """Per latency-shaped kernel, the layers where the default plans use it against the same layers
-    in the plans without it (launches.csv rows `max` and `max-nowarps` ... line up by index: the
-    plans differ only in the kernel of those layers), as summary lines."""
+def read_plans(path):
+    """launches.csv as {subnet row name (`max`, `max-nowarps`, ...): [(kernel, gpu us)] in launch
+    order}; empty if the bench wrote none."""
     try:
         with open(path) as f:
             rows = list(csv.DictReader(f))
     except OSError:
-        return []
-    us = {(r["subnet"], int(r["index"])): (r["kernel"], float(r["gpu_us"])) for r in rows}
+        return {}
+    plans = {}
+    for r in sorted(rows, key=lambda r: int(r["index"])):
+        plans.setdefault(r["subnet"], []).append((r["kernel"], float(r["gpu_us"])))
+    return plans
+
+
+def wins(which, pairs, what):
+    """`max N <what>: mine us vs theirs us (faster on W)` for (mine, theirs) pairs of GPU times."""
+    mine, theirs = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+    faster = sum(p[0] < p[1] for p in pairs)
+    return f"{which} {len(pairs)} {what} {mine:.1f} us vs {theirs:.1f} us (faster on {faster})"
+
+
+def kernel_wins(plans):
+    """Per latency-shaped kernel, the layers where the default plans use it against the same layers
+    in the plans without it (rows `max` and `max-nowarps` ... line up by index: the plans differ
+    only in the kernel of those layers), as summary lines."""
     lines = []
     for suffix, _, kernel in [v for v in VARIANTS if v[2]]:
         parts = []
         for which in NAMED:
-            pairs = [(t, us[(f"{which}-{suffix}", i)][1]) for (name, i), (k, t) in us.items()
-                     if name == which and k == kernel and (f"{which}-{suffix}", i) in us]
+            other = plans.get(f"{which}-{suffix}", [])
+            pairs = [(t, other[i][1]) for i, (k, t) in enumerate(plans.get(which, []))
+                     if k == kernel and i < len(other)]
             if pairs:
-                mine, theirs = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
-                wins = sum(p[0] < p[1] for p in pairs)
-                parts.append(f"{which} {len(pairs)} layers {mine:.1f} us vs {theirs:.1f} us (faster on {wins})")
+                parts.append(wins(which, pairs, "layers"))
         if parts:
             lines.append(f"{kernel} against the plans without it, each launch timed alone: " + "; ".join(parts))
     return lines
@@ -235,33 +249,23 @@ def kernel_wins(path):
 FUSED = {"dynofa_stem_block": 3, "dynofa_expand_depthwise": 2}
 
 
-def fused_wins(path):
+def fused_wins(plans):
     """Per fused kernel, its launches in the default plans against the launches they replace in
-    the plans without fused kernels (launches.csv rows `max` and `max-nofused` ..., walked side by
-    side: the plans differ only there), as summary lines."""
-    try:
-        with open(path) as f:
-            rows = list(csv.DictReader(f))
-    except OSError:
-        return []
-    plans = {}
-    for r in rows:
-        plans.setdefault(r["subnet"], []).append((int(r["index"]), r["kernel"], float(r["gpu_us"])))
+    the plans without fused kernels (rows `max` and `max-nofused` ..., walked side by side: the
+    plans differ only there), as summary lines."""
     lines = []
     for kernel, replaced in FUSED.items():
         parts = []
         for which in NAMED:
-            fused, apart = sorted(plans.get(which, [])), sorted(plans.get(f"{which}-nofused", []))
+            apart = plans.get(f"{which}-nofused", [])
             pairs, j = [], 0
-            for _, k, us in fused:
+            for k, us in plans.get(which, []):
                 n = FUSED.get(k, 1)
                 if k == kernel:
-                    pairs.append((us, sum(t for _, _, t in apart[j:j + n])))
+                    pairs.append((us, sum(t for _, t in apart[j:j + n])))
                 j += n
             if pairs and j == len(apart):
-                mine, theirs = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
-                wins = sum(p[0] < p[1] for p in pairs)
-                parts.append(f"{which} {len(pairs)} x: {mine:.1f} us vs {theirs:.1f} us (faster on {wins})")
+                parts.append(wins(which, pairs, "x:"))
         if parts:
             lines.append(f"{kernel} against the {replaced} launches it replaces, each launch timed alone: "
                          + "; ".join(parts))
@@ -468,7 +472,8 @@ def cmd_check(args):
         say(line)
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
-    for line in kernel_wins(launches) + fused_wins(launches):
+    plans = read_plans(launches)
+    for line in kernel_wins(plans) + fused_wins(plans):
         say(line)
     labels = {suffix: label for suffix, label, _ in VARIANTS}
     for suffix, halves in parts.items():
