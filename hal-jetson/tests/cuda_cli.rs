@@ -1,6 +1,6 @@
-//! `dynofa infer --backend cuda` (and with `--tune`): logits on a machine with an NVIDIA GPU;
-//! elsewhere (no driver, no GPU, a build without CUDA) a non-zero exit with a one-line reason,
-//! never a panic.
+//! `dynofa infer --backend cuda` (and with `--tune`) and `dynofa run --backend cuda`: logits, and
+//! a managed run, on a machine with an NVIDIA GPU; elsewhere (no driver, no GPU, a build without
+//! CUDA) a non-zero exit with a one-line reason, never a panic.
 
 use std::process::Command;
 
@@ -36,10 +36,92 @@ fn cuda_backend_runs_or_refuses_in_one_line() {
             assert_eq!(y.tensor("logits").unwrap().shape(), &[1, 1000]);
             continue;
         }
-        assert_eq!(err.lines().count(), 1, "{extra:?}: one line: {err}");
-        if !dynofa_hal_jetson::gpu::driver_present() {
-            let why = if cfg!(feature = "cuda") { "no CUDA driver: libcuda.so was not found" } else { "without CUDA" };
-            assert!(err.contains(why), "{extra:?}: {err}");
-        }
+        refused_in_one_line(&err);
     }
+}
+
+/// A refusal: one line, with the reason where there is no driver.
+fn refused_in_one_line(err: &str) {
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    if !dynofa_hal_jetson::gpu::driver_present() {
+        let why = if cfg!(feature = "cuda") { "no CUDA driver: libcuda.so was not found" } else { "without CUDA" };
+        assert!(err.contains(why), "{err}");
+    }
+}
+
+#[test]
+fn cuda_profile_writes_a_gpu_lut_or_refuses_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let subnets = dir.path().join("subnets.json");
+    std::fs::write(&subnets, format!("[{MIN}]")).unwrap();
+    let out_lut = dir.path().join("host-gpu.json");
+    let profile = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dynofa"))
+            .args(["profile", "--backend", "cuda", "--reps", "3", "--subnets"])
+            .arg(&subnets)
+            .arg("--out")
+            .arg(&out_lut)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Per-op tables are the CPU engine's, with or without a GPU.
+    let ops = profile(&["--ops", dir.path().join("ops").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&ops.stderr).trim().to_string();
+    assert!(!ops.status.success() && err.lines().count() == 1 && err.contains("drop --backend cuda"), "{err}");
+    let out = profile(&[]);
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!err.contains("panicked"), "{err}");
+    if !out.status.success() {
+        return refused_in_one_line(&err);
+    }
+    let lut = std::fs::read_to_string(&out_lut).unwrap();
+    assert!(lut.contains(r#""unit": "gpu""#) && lut.contains("cuda engine"), "{lut}");
+}
+
+#[test]
+fn cuda_run_manages_the_gpu_or_refuses_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two small sub-networks with CPU latencies only, so that the run times them on the GPU at
+    // start-up; the first target fits both, the second neither; a GPU stream contends part-way.
+    let entry = |k: u8, r: u16, top1: f32| {
+        format!(
+            r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":{r},"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"cpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
+            [k; 20], [3; 20], [2; 5]
+        )
+    };
+    let lut = dir.path().join("small.json");
+    let entries = [entry(3, 160, 70.0), entry(5, 192, 75.0)].join(",");
+    std::fs::write(&lut, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{entries}]}}"#)).unwrap();
+    let schedule = dir.path().join("schedule.json");
+    std::fs::write(
+        &schedule,
+        r#"{"duration_s": 3, "events": [{"at_s": 0, "target_ms": 1000}, {"at_s": 1, "contend": 1},
+            {"at_s": 2, "target_ms": 0.0001}]}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dynofa"))
+        .args(["run", "--backend", "cuda", "--lut"])
+        .arg(&lut)
+        .arg("--schedule")
+        .arg(&schedule)
+        .arg("--trace")
+        .arg(dir.path().join("trace.csv"))
+        .arg("--plot")
+        .arg(dir.path().join("plot.svg"))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr).trim().to_string());
+    assert!(!err.contains("panicked"), "{err}");
+    if !out.status.success() {
+        return refused_in_one_line(&err);
+    }
+    println!("CUDA present: {text}");
+    assert!(text.contains("engine: cuda engine") && text.contains("has no gpu latencies"), "{text}");
+    assert!(text.contains("contention on: 1 stream of the largest sub-network"), "{text}");
+    let trace = std::fs::read_to_string(dir.path().join("trace.csv")).unwrap();
+    let entries: Vec<&str> = trace.lines().skip(1).map(|l| l.split(',').nth(7).unwrap()).collect();
+    // The most accurate under the loose target, the fastest under the tight one.
+    assert!(entries.len() > 100 && entries.first() == Some(&"1") && entries.last() == Some(&"0"), "{entries:?}");
 }

@@ -39,6 +39,15 @@ dynofa-cuda-tuned max median_ms=0.4800
 dynofa-cuda-tuned-kernels max gpu_us=400.0
 ";
 
+/// What `dynofa run --backend cuda` prints (abridged).
+const RUN: &str = "\
+engine: cuda engine, \"Stub GPU\", compute_90 per model; weights: seeded
+sub-networks: 9 on the gpu front, 0.210 ms at top-1 80.8% to 0.450 ms at 85.4%
+summary: 10.0 s, 1 model on the cuda engine, dynofa's manager
+  classifier: 30000 frames, deadlines met 97.0% (of 29990 counted), mean top-1 83.10%, 12 switches
+trace: run-cuda.csv (30000 frames)
+";
+
 /// Rows of `launches.csv`: max's stem block and one fused expansion against the launches they
 /// replace in the plan without fused kernels (3.0 us against 10.0, 4.0 against 6.0).
 const LAUNCHES: &str = "\
@@ -79,8 +88,15 @@ fn check_py_summarises_the_bench() {
         launches.display()
     );
     stub(dir, "gpu-bench", &bench);
-    // dynofa gen-weights --width 1.2 --out FILE
-    stub(dir, "dynofa", "while [ $# -gt 0 ]; do [ \"$1\" = --out ] && : > \"$2\"; shift; done\n");
+    // dynofa gen-weights --width 1.2 --out FILE, and dynofa run --backend cuda ...
+    stub(
+        dir,
+        "dynofa",
+        &format!(
+            "[ \"$1\" = run ] && {{ cat <<'EOF'\n{RUN}EOF\nexit 0; }}\n{}",
+            "while [ $# -gt 0 ]; do [ \"$1\" = --out ] && : > \"$2\"; shift; done\n"
+        ),
+    );
     let save = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let out = Command::new("python3")
@@ -113,6 +129,9 @@ fn check_py_summarises_the_bench() {
          + graph replay and wait (us): max 10.1 + 480.2",
         "tuning max: 40 steps measured, 7 changed",
         "a graph node that does nothing: 0.81 us",
+        "dynofa run --backend cuda (the demo, 10 s): exit 0",
+        "  sub-networks: 9 on the gpu front, 0.210 ms at top-1 80.8% to 0.450 ms at 85.4%",
+        "  classifier: 30000 frames, deadlines met 97.0% (of 29990 counted), mean top-1 83.10%, 12 switches",
     ] {
         assert!(text.contains(line), "the summary lacks {line:?}:\n{text}");
     }

@@ -23,7 +23,7 @@ fn per_op_tables_with_a_header_and_a_check() {
     let text = std::fs::read_to_string(ops.join("160_lookup_table.yaml")).unwrap();
     let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
     assert_eq!(header.len(), 3, "{text}");
-    assert!(header[2].starts_with("# profile_cli test; cpu engine 1 threads"), "{}", header[2]);
+    assert!(header[2].starts_with("# profile_cli test; cpu engine, 1 threads"), "{}", header[2]);
     let tables = OpTables::load_dir(&ops).unwrap();
     let l = tables.network(&SUPERNET, &SubnetConfig::uniform(3, 3, 2, 160)).unwrap();
     assert!(l.mean_ms > 0.0);

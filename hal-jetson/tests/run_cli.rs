@@ -72,7 +72,7 @@ fn a_short_run_switches_on_a_target_change_and_writes_trace_and_plot() {
     let out = dynofa(dir.path(), &["--schedule", schedule.to_str().unwrap()]).output().unwrap();
     let text = ok(&out);
     assert!(text.contains("has no cpu latencies: timing its 3 sub-networks here"), "{text}");
-    assert!(text.contains("classifier: target 0.0 ms: switch to"), "{text}");
+    assert!(text.contains("classifier: target 0.001 ms: switch to"), "{text}");
     assert!(text.contains("summary: 2.0 s, 1 model") && text.contains("trace: ") && text.contains("plot:  "), "{text}");
 
     let rows = trace(dir.path());
@@ -93,7 +93,7 @@ fn a_short_run_switches_on_a_target_change_and_writes_trace_and_plot() {
     let switch: f64 = after[0]["switch_us"].parse().unwrap();
     assert!(switch > 0.0 && switch < 10_000.0, "{switch} us");
     assert_eq!(rows[0]["frame"], "0");
-    assert_eq!(rows[0]["contend_threads"], "0");
+    assert_eq!(rows[0]["contenders"], "0");
     plot_written(dir.path());
 
     // Bad input is a message, not a panic.
@@ -127,7 +127,7 @@ fn two_models_share_the_cpu_under_one_plan_and_contention_is_recorded() {
         let mine: Vec<_> = rows.iter().filter(|r| r["model"] == k.to_string()).collect();
         assert!(mine.len() >= 3 && mine.iter().all(|r| r["name"] == name), "{name}: {} frames", mine.len());
     }
-    let contended = rows.iter().find(|r| r["contend_threads"] == "1").expect("frames under contention");
+    let contended = rows.iter().find(|r| r["contenders"] == "1").expect("frames under contention");
     // One busy thread beside two engine threads takes a third of the CPU when all are runnable.
     assert!((contended["share"].parse::<f64>().unwrap() - 1.0 / 3.0).abs() < 1e-6);
     plot_written(dir.path());
@@ -149,25 +149,36 @@ fn governor(root: &Path) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
+/// The GPU devfreq limits (min, max) in the Xavier NX tree at `root`.
+fn gpu_limits(root: &Path) -> (String, String) {
+    let node = root.join("sys/class/devfreq/17000000.gv11b");
+    let read = |f: &str| std::fs::read_to_string(node.join(f)).unwrap().trim().to_owned();
+    (read("min_freq"), read("max_freq"))
+}
+
 #[test]
 fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
     let dir = tempfile::tempdir().unwrap();
     let (root, schedule) = fake_board(
         dir.path(),
-        r#"{"duration_s": 1.2, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0.4, "cpu_khz": 1190400}]}"#,
+        r#"{"duration_s": 1.2, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0.4, "cpu_khz": 1190400},
+            {"at_s": 0.5, "gpu_khz": 510000}]}"#,
     );
-    let original = governor(&root);
+    let (original, original_gpu) = (governor(&root), gpu_limits(&root));
     let out = dynofa(dir.path(), &["--root", root.to_str().unwrap(), "--schedule", schedule.to_str().unwrap()])
         .output()
         .unwrap();
     let text = ok(&out);
     assert!(text.contains("platform: Jetson Xavier NX") && text.contains("dvfs ready"), "{text}");
     assert!(text.contains("cpu pinned to 1190400 kHz"), "{text}");
+    // A schedule that pins the GPU has its clock probed and pinned, even with the CPU engine.
+    assert!(text.contains("gpu clock: ") && text.contains("gpu pinned to 510000 kHz"), "{text}");
     let rows = trace(dir.path());
     let clocks: Vec<&str> = rows.iter().map(|r| r["clock_mhz"].as_str()).collect();
     assert!(clocks.first().is_some_and(|c| *c != "1190.4") && clocks.last() == Some(&"1190.4"), "{clocks:?}");
-    // The pin ended with the run.
+    // The pins ended with the run.
     assert_eq!(governor(&root), original);
+    assert_eq!(gpu_limits(&root), original_gpu);
 
     // Without cpufreq the event is skipped with the reason and the run goes on.
     let bare = dir.path().join("bare");
@@ -177,6 +188,7 @@ fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
         .unwrap();
     let text = ok(&out);
     assert!(text.contains("cpu dvfs: unavailable") && text.contains("cpu clock event skipped"), "{text}");
+    assert!(text.contains("gpu dvfs: unavailable") && text.contains("gpu clock event skipped"), "{text}");
 }
 
 /// Start `cmd`, wait for a line that is `ready` and a little more, send Ctrl-C, and return what it printed

@@ -12,13 +12,15 @@ repository root:
    between captured sub-networks (gpu-bench; also the latency of plans without the PointwiseWarps
    or the DepthwiseRegion kernel and, where the GPU has programmatic dependent launch, of graphs
    that do not use it);
-3. PyTorch on the same sub-networks and weights (`dynofa gen-weights`, loaded into the `ofa`
+3. `dynofa run --backend cuda`: the runtime manager's built-in demo on the GPU for 10 s (trace
+   and plot saved as run-cuda.csv and run-cuda.svg);
+4. PyTorch on the same sub-networks and weights (`dynofa gen-weights`, loaded into the `ofa`
    package from the staged wheel): eager, CUDA graph, torch.compile(mode="reduce-overhead"), each
    mode in its own process. Every timed call does what dynofa's infer does: input from host
    memory, logits back to host memory, synchronised;
-4. the table of ratios, last. Exit status 1 unless the correctness check ran and passed.
+5. the table of ratios, last. Exit status 1 unless the correctness check ran and passed.
 
-`python3 scripts/gpu/check.py peer ...` is one PyTorch process (used by step 3).
+`python3 scripts/gpu/check.py peer ...` is one PyTorch process (used by step 4).
 """
 
 import argparse
@@ -413,6 +415,14 @@ def cmd_check(args):
         parts.setdefault((m.group(1) or "")[1:], {})[m.group(2)] = (m.group(3), m.group(4))
     programmatic = re.search(r"programmatic dependent launch: (.*)", bench)
 
+    # The runtime manager on the GPU: the built-in demo, shortened (its target steps, and a stream
+    # running the largest sub-network part-way), with the LUT's GPU front timed here at start-up.
+    run_cmd = [os.path.join(staged, "dynofa"), "run", "--backend", "cuda", "--duration-s", "10",
+               "--trace", os.path.join(out_dir, "run-cuda.csv"), "--plot", os.path.join(out_dir, "run-cuda.svg")]
+    rc_run, run_out = run(run_cmd, env=env, timeout=180)
+    keep("run-cuda.txt", run_out)
+    managed = re.findall(r"^(?:sub-networks: .*|  \S+: \d+ frames, deadlines met .*)$", run_out, re.M)
+
     tmp = tempfile.mkdtemp(prefix="dynofa-gpu-check-")
     weights = os.path.join(tmp, "w12.safetensors")
     run([os.path.join(staged, "dynofa"), "gen-weights", "--width", "1.2", "--out", weights], timeout=120)
@@ -480,6 +490,9 @@ def cmd_check(args):
         which = f" ({labels.get(suffix, suffix)})" if suffix else ""
         say(f"dynofa's infer in halves{which}, host copy into page-locked input + graph replay and wait (us): "
             + ", ".join(f"{w} {halves[w][0]} + {halves[w][1]}" for w in NAMED if w in halves))
+    say(f"dynofa run --backend cuda (the demo, 10 s): exit {rc_run}" + ("" if managed else ", no summary"))
+    for line in managed:
+        say("  " + line.strip())
     print("\n".join(lines))
     if args.save:
         keep("summary.md", "\n".join(lines) + "\n")

@@ -19,7 +19,7 @@ use super::{FigureError, Options, Platform, csv_header, lut_point, shown_path, w
 use crate::design::lutgen::DesignLut;
 use crate::design::profile::{ProfileParams, measure};
 use crate::linux::Platform as LinuxPlatform;
-use crate::run::contend::Contention;
+use crate::run::contend::{Contention, spin};
 
 /// Shares of a unit that co-running applications take on the simulator.
 const SIM_SHARES: [f64; 9] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8];
@@ -240,7 +240,8 @@ fn timed(opts: &Options, lut: &DesignLut) -> Result<Data, FigureError> {
     }
     let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);
     let mut engine = CpuEngine::new(weights);
-    let contention = Contention::new(2 * cores).map_err(|e| platform_err(format!("cannot start busy threads: {e}")))?;
+    let contention = Contention::new((0..2 * cores).map(spin).collect())
+        .map_err(|e| platform_err(format!("cannot start busy threads: {e}")))?;
     let params = ProfileParams { warmup: 2, reps: opts.reps.max(2) };
     let mut rows = Vec::new();
     for &khz in &clocks {

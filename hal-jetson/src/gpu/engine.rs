@@ -155,6 +155,12 @@ pub struct GpuEngine {
     report: CompileReport,
 }
 
+// SAFETY: what keeps cudarc's graph handles from being `Send` is their raw pointers. The driver's
+// objects are not tied to a thread, only to the context, and every call binds the context first:
+// cudarc's own calls do, and `enqueue` does before its raw launches and copies. The engine is used by
+// one thread at a time (`&mut self`), so `dynofa run` can build it on one thread and run it on another.
+unsafe impl Send for GpuEngine {}
+
 impl std::fmt::Debug for GpuEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GpuEngine")
@@ -550,6 +556,8 @@ impl GpuEngine {
         programmatic: bool,
     ) -> Result<(), DriverError> {
         let s = &self.stream;
+        // The raw calls below do not bind the context themselves (`fill` runs outside a capture).
+        s.context().bind_to_thread()?;
         let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
         // The mapped input and logits first: `base` takes the first entry of a buffer.
         let mapped = [(Buffer::Input, self.input_mapped), (Buffer::Logits, self.logits_mapped)];

@@ -1,5 +1,6 @@
-//! The contention generator: busy threads that compete with the models for the cores, as another
-//! application would, switched on and off by the run's schedule.
+//! The contention generator: threads that compete with the models for their unit, as another
+//! application would (busy threads for the cores, another stream of inference for the GPU),
+//! switched on and off by the run's schedule.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,7 +18,21 @@ struct Shared {
     wake: Condvar,
 }
 
-/// Up to `max` busy threads; none busy at first. Dropping it ends them.
+/// One contender's work, called over and over while the contender is on; each call is short (a
+/// tenth of a millisecond to a frame), so that switching it off takes effect soon.
+pub type Work = Box<dyn FnMut() + Send>;
+
+/// A busy thread's work: about a tenth of a millisecond of floating-point arithmetic per call.
+pub fn spin(index: usize) -> Work {
+    let mut x = 1.0f64 + index as f64;
+    Box::new(move || {
+        for _ in 0..20_000 {
+            x = black_box(x * 1.000_000_1 + 1e-9);
+        }
+    })
+}
+
+/// A thread per contender, none on at first. Dropping it ends them.
 #[derive(Debug)]
 pub struct Contention {
     shared: Arc<Shared>,
@@ -25,29 +40,31 @@ pub struct Contention {
 }
 
 impl Contention {
-    /// A generator that can run up to `max` busy threads.
-    pub fn new(max: usize) -> std::io::Result<Self> {
+    /// A generator whose contender `i` does `workers[i]`.
+    pub fn new(workers: Vec<Work>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
-        let threads = (0..max)
-            .map(|i| {
+        let threads = workers
+            .into_iter()
+            .enumerate()
+            .map(|(i, work)| {
                 let shared = Arc::clone(&shared);
-                std::thread::Builder::new().name(format!("contend-{i}")).spawn(move || busy(&shared, i))
+                std::thread::Builder::new().name(format!("contend-{i}")).spawn(move || busy(&shared, i, work))
             })
             .collect::<std::io::Result<_>>()?;
         Ok(Contention { shared, threads })
     }
 
-    /// Threads it can run.
+    /// Contenders it has.
     pub fn max(&self) -> usize {
         self.threads.len()
     }
 
-    /// Busy threads now.
+    /// Contenders on now.
     pub fn active(&self) -> usize {
         self.shared.active.load(Ordering::Relaxed)
     }
 
-    /// Make `n` threads busy (at most [`Contention::max`]).
+    /// Switch `n` contenders on (at most [`Contention::max`]).
     pub fn set(&self, n: usize) {
         let _guard = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
         self.shared.active.store(n.min(self.max()), Ordering::Relaxed);
@@ -68,18 +85,14 @@ impl Drop for Contention {
     }
 }
 
-/// Thread `i`: spin while it is among the active ones, else wait for a change.
-fn busy(shared: &Shared, i: usize) {
-    let mut x = 1.0f64 + i as f64;
+/// Thread `i`: work while it is among the active ones, else wait for a change.
+fn busy(shared: &Shared, i: usize, mut work: Work) {
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return;
         }
         if i < shared.active.load(Ordering::Relaxed) {
-            // About a tenth of a millisecond of floating-point work between checks.
-            for _ in 0..20_000 {
-                x = black_box(x * 1.000_000_1 + 1e-9);
-            }
+            work();
             continue;
         }
         let guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -119,7 +132,7 @@ mod tests {
 
     #[test]
     fn busy_threads_use_cpu_only_while_on() {
-        let c = Contention::new(1).unwrap();
+        let c = Contention::new(vec![spin(0)]).unwrap();
         assert_eq!((c.max(), c.active()), (1, 0));
         let at = |start: Duration| cpu_time() - start;
         // Off, it sleeps.

@@ -1,11 +1,14 @@
 //! The LUT a run plans with: latencies of this machine, never another's.
 //!
-//! - `--lut FILE`, or else a committed host LUT (`luts/host-*.json` beside the binary or in the
-//!   workspace, written by `cargo xtask profile`): used as it is after two of its entries are timed
-//!   here; when they are more than 2x off, the run says so, says how to re-profile, and times the
-//!   LUT's entries now instead. A LUT without CPU latencies is timed now.
-//! - Otherwise the CPU Pareto set of the searched Xavier NX LUT (`luts/xavier-nx.json`, embedded in
-//!   the binary), with its predicted top-1, timed on this machine at start-up.
+//! Latencies are the run's unit's: the CPU's for the CPU engine, the GPU's for the CUDA engine.
+//!
+//! - `--lut FILE`, or else a committed host LUT (`luts/host-cpu.json` or `luts/host-gpu.json`, else
+//!   another `luts/host-*.json`, beside the binary or in the workspace, written by `cargo xtask
+//!   profile`): used as it is after two of its entries are timed here; when they are more than 2x
+//!   off, the run says so, says how to re-profile, and times the LUT's entries now instead. A LUT
+//!   without latencies of the unit is timed now.
+//! - Otherwise the unit's Pareto set of the searched Xavier NX LUT (`luts/xavier-nx.json`, embedded
+//!   in the binary), with its predicted top-1, timed on this machine at start-up.
 //! - When the run times the entries itself and the LUT was not given with `--lut`, it times a ladder
 //!   below the fastest too (that sub-network at lower resolutions and the smallest sub-network,
 //!   top-1 from OFA's predictor): the searched sets span only about 2x in latency, and contention
@@ -15,17 +18,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use dynofa_core::hal::InferenceEngine;
 use dynofa_core::lut::{LatencyPoint, OperatingPoint, SOURCE_LEN, Unit};
 use dynofa_core::{SubnetConfig, Supernet, Top1Source};
 
 use super::RunError;
+use super::backend::UnitEngine;
 use crate::design::lutgen::{self, DesignLut};
 use crate::design::predictor::PredictorWeights;
 use crate::design::profile::{ProfileParams, measure};
 use crate::design::workspace_path;
 
-/// The searched LUT whose CPU Pareto set is the default set of sub-networks.
+/// The searched LUT whose Pareto set of the unit is the default set of sub-networks.
 const EMBEDDED: &str = include_str!("../../../luts/xavier-nx.json");
 /// Its name in messages.
 const EMBEDDED_NAME: &str = "luts/xavier-nx.json (built in)";
@@ -48,23 +51,26 @@ pub enum LutSource {
 }
 
 impl LutSource {
-    /// `--lut FILE` if given, else a committed host LUT, else the built-in set.
-    pub fn pick(given: Option<&Path>) -> Self {
+    /// `--lut FILE` if given, else a committed host LUT for `unit`, else the built-in set.
+    pub fn pick(given: Option<&Path>, unit: Unit) -> Self {
         match given {
             Some(p) => LutSource::Given(p.into()),
-            None => host_lut().map_or(LutSource::Embedded, LutSource::Host),
+            None => host_lut(unit).map_or(LutSource::Embedded, LutSource::Host),
         }
     }
 }
 
-/// A committed host LUT: `luts/host-cpu.json`, else the first `luts/host-*.json` by name, in the
-/// binary's folder (a board the runtime was installed on) or in the workspace.
-pub fn host_lut() -> Option<PathBuf> {
+/// A committed host LUT for `unit`: `luts/host-<unit>.json`, else the first other
+/// `luts/host-*.json` by name but the other unit's, in the binary's folder (a board the runtime was
+/// installed on) or in the workspace.
+pub fn host_lut(unit: Unit) -> Option<PathBuf> {
+    let own = format!("host-{unit}.json");
+    let others: Vec<String> = Unit::ALL.iter().filter(|&&u| u != unit).map(|u| format!("host-{u}.json")).collect();
     let beside_binary = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("luts")));
     for dir in beside_binary.into_iter().chain([workspace_path("luts")]) {
         // Without the `..` that the workspace path carries, for messages.
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        let preferred = dir.join("host-cpu.json");
+        let preferred = dir.join(&own);
         if preferred.is_file() {
             return Some(preferred);
         }
@@ -73,7 +79,7 @@ pub fn host_lut() -> Option<PathBuf> {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                name.starts_with("host-") && name.ends_with(".json")
+                name.starts_with("host-") && name.ends_with(".json") && !others.iter().any(|o| o == name)
             })
             .collect();
         found.sort();
@@ -84,14 +90,16 @@ pub fn host_lut() -> Option<PathBuf> {
     None
 }
 
-/// The CPU operating point a LUT's CPU latencies were measured at (the first one it lists).
-pub fn cpu_point(lut: &DesignLut) -> Option<OperatingPoint> {
-    lut.entries().iter().flat_map(|e| e.latency.iter()).find(|l| l.unit == Unit::Cpu).map(|l| l.point())
+/// The operating point of `unit` that a LUT's latencies of it were measured at (the first one it
+/// lists).
+pub fn unit_point(lut: &DesignLut, unit: Unit) -> Option<OperatingPoint> {
+    lut.entries().iter().flat_map(|e| e.latency.iter()).find(|l| l.unit == unit).map(|l| l.point())
 }
 
-/// The LUT to plan with, its latencies this machine's. `engine` is the run's engine (its threads as
-/// in the run); `clock_khz` the CPU clock if pinned (0: not). `say` gets what happened, line by line.
-pub fn prepare<E: InferenceEngine>(
+/// The LUT to plan with, its latencies this machine's for `E::UNIT`. `engine` is the run's engine
+/// (its threads as in the run); `clock_khz` the unit's clock if pinned (0: not). `say` gets what
+/// happened, line by line.
+pub fn prepare<E: UnitEngine>(
     engine: &mut E,
     engine_name: &str,
     net: &Supernet,
@@ -113,14 +121,15 @@ pub fn prepare<E: InferenceEngine>(
             reason: format!("it is for the w{} supernet but the weights are w{}", lut.width, net.width_mult),
         });
     }
-    let op = cpu_point(&lut);
+    let unit = E::UNIT;
+    let op = unit_point(&lut, unit);
     let front: Vec<usize> = op.map(|op| lut.pareto(op).to_vec()).unwrap_or_default();
     let all: Vec<usize> = (0..lut.len()).collect();
     // The entries to plan with, and whether those of the LUT keep its latencies.
     let (picked, keep) = match (source, op) {
         (LutSource::Embedded, Some(_)) => {
             say(format!(
-                "lut: no host lut (luts/host-*.json; `cargo xtask profile` writes one): timing the cpu Pareto set of {name} ({} of {} sub-networks) here",
+                "lut: no host lut (luts/host-*.json; `cargo xtask profile` writes one): timing the {unit} Pareto set of {name} ({} of {} sub-networks) here",
                 front.len(),
                 lut.len(),
             ));
@@ -128,7 +137,9 @@ pub fn prepare<E: InferenceEngine>(
         }
         (_, Some(op)) => {
             let mut ratios = Vec::new();
-            for i in [front[0], front[front.len() - 1]] {
+            let ends = [front[0], front[front.len() - 1]];
+            engine.ready(&ends.map(|i| lut.entries()[i].config))?;
+            for i in ends {
                 let e = &lut.entries()[i];
                 let m = measure(engine, &e.config, &CHECK, &|| {})?;
                 ratios.push(m.latency.mean_ms as f32 / e.mean_ms(op).unwrap_or(f32::NAN));
@@ -151,7 +162,7 @@ pub fn prepare<E: InferenceEngine>(
             (all, agrees)
         }
         (_, None) => {
-            say(format!("lut: {name} has no cpu latencies: timing its {} sub-networks here", lut.len()));
+            say(format!("lut: {name} has no {unit} latencies: timing its {} sub-networks here", lut.len()));
             (all, false)
         }
     };
@@ -187,8 +198,8 @@ fn ladder(fastest: &SubnetConfig, net: &Supernet) -> Result<Vec<Subnet>, RunErro
         .collect()
 }
 
-/// A LUT of `subnets` with this machine's CPU latencies, timed on `engine` now.
-fn time_here<E: InferenceEngine>(
+/// A LUT of `subnets` with this machine's latencies of `E::UNIT`, timed on `engine` now.
+fn time_here<E: UnitEngine>(
     engine: &mut E,
     engine_name: &str,
     net: &Supernet,
@@ -197,6 +208,7 @@ fn time_here<E: InferenceEngine>(
     say: &mut dyn FnMut(String),
 ) -> Result<DesignLut, RunError> {
     let start = Instant::now();
+    engine.ready(&subnets.iter().map(|s| s.0).collect::<Vec<_>>())?;
     let mut note = format!(
         "dynofa run: timed at start-up ({} warm-up, {} timed frames each); {engine_name}; {}; {}",
         STARTUP.warmup,
@@ -211,7 +223,7 @@ fn time_here<E: InferenceEngine>(
     let lut = lutgen::lut_of(net, subnets, &note, |cfg: &SubnetConfig| {
         let m = measure(engine, cfg, &STARTUP, &|| {})?;
         Ok(vec![LatencyPoint {
-            unit: Unit::Cpu,
+            unit: E::UNIT,
             freq_khz: clock_khz,
             mean_ms: m.latency.mean_ms as f32,
             std_ms: m.latency.std_ms as f32,
@@ -231,7 +243,7 @@ fn time_here<E: InferenceEngine>(
 mod tests {
     use std::time::Duration;
 
-    use dynofa_core::hal::{ErrorKind, ErrorType};
+    use dynofa_core::hal::{ErrorKind, ErrorType, InferenceEngine};
 
     use super::*;
 
@@ -247,6 +259,14 @@ mod tests {
 
     impl ErrorType for Blocks {
         type Error = ErrorKind;
+    }
+
+    impl UnitEngine for Blocks {
+        const UNIT: Unit = Unit::Cpu;
+
+        fn ready(&mut self, _: &[SubnetConfig]) -> Result<(), RunError> {
+            Ok(())
+        }
     }
 
     impl InferenceEngine for Blocks {
@@ -272,7 +292,7 @@ mod tests {
         let net = Supernet::W1_2;
         let (lut, said) = lines(|say| prepare(&mut e, "blocks", &net, &LutSource::Embedded, 0, say).unwrap());
         let embedded = DesignLut::from_json(EMBEDDED.as_bytes()).unwrap();
-        let front = embedded.pareto(cpu_point(&embedded).unwrap());
+        let front = embedded.pareto(unit_point(&embedded, Unit::Cpu).unwrap());
         // The front, then its fastest at r 192, 176, 160 (it is at 208), then the smallest sub-network.
         let fastest = embedded.entries()[front[0]].config;
         assert_eq!(fastest.r, 208);

@@ -2,12 +2,16 @@
 //! hardware changes under it.
 //!
 //! ```text
-//! frames (synthetic or images) ──> FrameEngine (resample to the active r, CPU engine) ──> latency
-//!     ──> Runtime (one per model thread) ──> ModelView ──> Joint<Dynofa> (one joint plan) ──> switch
-//! schedule: target steps per model; contention (busy threads) on/off; CPU clock pins (DVFS)
+//! frames (synthetic or images) ──> FrameEngine (resample to the active r, CPU or CUDA engine)
+//!     ──> latency ──> Runtime (one per model thread) ──> ModelView ──> Joint<Dynofa> (one joint
+//!     plan) ──> switch
+//! schedule: target steps per model; contention (busy threads, or GPU streams) on/off; CPU and GPU
+//!     clock pins (DVFS)
 //! ──> status line, summary, trace CSV and SVG plot (the simulator's formats)
 //! ```
 //!
+//! - [`backend`]: the CPU and the CUDA engine as the run drives them, with their unit's clock,
+//!   load sensor and contention.
 //! - [`hostlut`]: the LUT, with this machine's latencies (timed at start-up unless a committed host
 //!   LUT agrees with a quick measurement).
 //! - [`schedule`]: models, targets and the machine's events; the built-in demo.
@@ -16,6 +20,7 @@
 //! - [`joint`]: one policy shared by the models' threads; the wall clock.
 //! - [`session`]: the threads, the status line and the trace.
 
+pub mod backend;
 pub mod console;
 pub mod contend;
 pub mod frames;
@@ -58,6 +63,9 @@ pub enum RunError {
         /// What is wrong.
         reason: String,
     },
+    /// The CUDA engine could not start or refused a call.
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
     /// The weights cannot be loaded.
     #[error(transparent)]
     Weights(#[from] dynofa_kernels::WeightsError),

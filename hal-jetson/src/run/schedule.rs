@@ -1,5 +1,5 @@
 //! What a run does over time: its models (each with a target schedule, a priority and a frame
-//! period) and what happens to the machine (contention on and off, CPU clock pins).
+//! period) and what happens to the machine (contention on and off, CPU and GPU clock pins).
 //!
 //! A model file (`--model FILE`, or a built-in name: `detector`, `classifier`):
 //! ```json
@@ -9,7 +9,8 @@
 //! A schedule file (`--schedule FILE`); targets without `model` are the first model's:
 //! ```json
 //! {"duration_s": 36, "events": [{"at_s": 0, "target_ms": 90}, {"at_s": 8, "target_ms": 60},
-//!   {"at_s": 16, "contend": 2}, {"at_s": 26, "contend": 0}, {"at_s": 30, "cpu_khz": 1190400}]}
+//!   {"at_s": 16, "contend": 2}, {"at_s": 26, "contend": 0}, {"at_s": 30, "cpu_khz": 1190400},
+//!   {"at_s": 32, "gpu_khz": 510000}]}
 //! ```
 //! Times are `*_ms`, or `*_rel`: multiples of the fastest sub-network's mean latency on this machine,
 //! so that one file suits a fast PC and a slow board alike.
@@ -17,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use dynofa_core::control::MAX_MODELS;
+use dynofa_core::lut::Unit;
 use serde::Deserialize;
 
 use super::RunError;
@@ -181,13 +183,14 @@ fn in_order(times: impl Iterator<Item = f64>) -> Result<(), String> {
 /// Something that happens to the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum World {
-    /// The contention generator runs this many busy threads from now on (0: off).
+    /// The contention generator runs this many contenders from now on (0: off): busy threads for
+    /// the CPU engine, streams of the largest sub-network for the CUDA engine.
     Contend(usize),
-    /// The CPU is pinned to this operating point in kHz (needs CPU DVFS).
-    CpuKhz(u32),
+    /// The unit's clock is pinned to this operating point in kHz (needs the unit's DVFS).
+    Pin(Unit, u32),
 }
 
-/// Most busy threads a schedule may ask for.
+/// Most contenders a schedule may ask for.
 pub const MAX_CONTEND: usize = 256;
 
 /// A schedule file: its length, the machine's events and target changes of named models.
@@ -229,6 +232,7 @@ impl ScheduleFile {
             target_rel: Option<f32>,
             contend: Option<usize>,
             cpu_khz: Option<u32>,
+            gpu_khz: Option<u32>,
         }
         let bad = |reason: String| RunError::Spec { origin: origin.into(), reason };
         let f: File = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
@@ -240,22 +244,27 @@ impl ScheduleFile {
         for (i, e) in f.events.into_iter().enumerate() {
             let what = |r: String| bad(format!("event {i}: {r}"));
             let target = Amount::from_fields(e.target_ms, e.target_rel, "target").map_err(what)?;
-            let given =
-                usize::from(target.is_some()) + usize::from(e.contend.is_some()) + usize::from(e.cpu_khz.is_some());
+            let pin = match (e.cpu_khz, e.gpu_khz) {
+                (Some(khz), None) => Some(World::Pin(Unit::Cpu, khz)),
+                (None, Some(khz)) => Some(World::Pin(Unit::Gpu, khz)),
+                (None, None) => None,
+                (Some(_), Some(_)) => return Err(what("give cpu_khz and gpu_khz in separate events".into())),
+            };
+            let given = usize::from(target.is_some()) + usize::from(e.contend.is_some()) + usize::from(pin.is_some());
             if given != 1 {
-                return Err(what("give exactly one of target_ms, target_rel, contend and cpu_khz".into()));
+                return Err(what("give exactly one of target_ms, target_rel, contend, cpu_khz and gpu_khz".into()));
             }
             if e.model.is_some() && target.is_none() {
                 return Err(what("\"model\" goes with a target".into()));
             }
-            match (target, e.contend, e.cpu_khz) {
+            match (target, e.contend, pin) {
                 (Some(t), _, _) if t.ms(1.0, 1.0) > 0.0 => s.targets.push((e.model, e.at_s, t)),
                 (Some(_), _, _) => return Err(what("targets must be positive".into())),
                 (_, Some(n), _) if n > MAX_CONTEND => {
-                    return Err(what(format!("contend is a number of busy threads, at most {MAX_CONTEND}")));
+                    return Err(what(format!("contend is a number of contenders, at most {MAX_CONTEND}")));
                 }
                 (_, Some(n), _) => s.world.push((e.at_s, World::Contend(n))),
-                (_, _, Some(khz)) => s.world.push((e.at_s, World::CpuKhz(khz))),
+                (_, _, Some(pin)) => s.world.push((e.at_s, pin)),
                 _ => unreachable!("exactly one field was given"),
             }
         }
@@ -424,12 +433,14 @@ mod tests {
         assert!(det.targets.len() >= 2 && matches!(det.period, Amount::Rel(_)));
         let text = r#"{"duration_s": 10, "events": [
             {"at_s": 0, "target_ms": 90}, {"at_s": 2, "model": "detector", "target_rel": 1.5},
-            {"at_s": 3, "contend": 2}, {"at_s": 5, "cpu_khz": 1190400}, {"at_s": 6, "contend": 0}]}"#;
+            {"at_s": 3, "contend": 2}, {"at_s": 5, "cpu_khz": 1190400}, {"at_s": 6, "contend": 0},
+            {"at_s": 7, "gpu_khz": 510000}]}"#;
         let sched = ScheduleFile::from_json(text, "s.json").unwrap();
         let ask = Ask { models: vec![det, cls], schedule: Some((sched, "s.json".into())), ..Ask::default() };
         let s = ask.script(&LEVELS).unwrap();
         assert_eq!(s.duration_s, 10.0);
-        assert_eq!(s.world, vec![(3.0, World::Contend(2)), (5.0, World::CpuKhz(1_190_400)), (6.0, World::Contend(0))]);
+        let pins = [(5.0, World::Pin(Unit::Cpu, 1_190_400)), (7.0, World::Pin(Unit::Gpu, 510_000))];
+        assert_eq!(s.world, vec![(3.0, World::Contend(2)), pins[0], (6.0, World::Contend(0)), pins[1]]);
         let det = &s.models[0];
         assert_eq!(det.targets[0], (0.0, Amount::Ms(90.0)));
         assert_eq!(det.targets[1], (2.0, Amount::Rel(1.5)));
@@ -451,6 +462,7 @@ mod tests {
         let sched = |t: &str| ScheduleFile::from_json(t, "s.json").unwrap_err().to_string();
         assert!(sched(r#"{"events": [{"at_s": 1}]}"#).contains("exactly one"));
         assert!(sched(r#"{"events": [{"at_s": 1, "contend": 2, "cpu_khz": 5}]}"#).contains("exactly one"));
+        assert!(sched(r#"{"events": [{"at_s": 1, "cpu_khz": 5, "gpu_khz": 5}]}"#).contains("separate events"));
         assert!(sched(r#"{"events": [{"at_s": 1, "model": "a", "contend": 2}]}"#).contains("goes with a target"));
         assert!(sched(r#"{"duration_s": -1}"#).contains("duration_s"));
         let named = ScheduleFile::from_json(r#"{"events": [{"at_s": 0, "model": "x", "target_ms": 5}]}"#, "s").unwrap();

@@ -1,5 +1,5 @@
-//! One run: the platform, the engines, the LUT, the manager, a thread per model, the machine's events
-//! on the main thread with the status line, then the summary, the trace and the plot.
+//! One run: the platform, the engines (CPU or CUDA), the LUT, the manager, a thread per model, the
+//! machine's events on the main thread with the status line, then the summary, the trace and the plot.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,30 +9,33 @@ use std::time::{Duration, Instant};
 
 use dynofa_core::arch::NUM_CLASSES;
 use dynofa_core::control::{Dynofa, DynofaParams, Goal, ModelSpec, Policy};
-use dynofa_core::hal::FrequencyControl;
-use dynofa_core::lut::{OperatingPoint, Unit};
+
+use dynofa_core::lut::OperatingPoint;
+use dynofa_core::lut::Unit;
 use dynofa_core::runtime::{ModelSlot, Runtime, UnitIo};
-use dynofa_core::{SubnetId, Supernet};
+use dynofa_core::{SubnetConfig, SubnetId, Supernet};
 use dynofa_hal_sim::scenario::{Event, EventKind, ModelDef as SimModel, Scenario, TargetChange};
 use dynofa_hal_sim::sim::{FrameRow, ModelSummary, PolicyKind, Run, SETTLE_FRAMES, Summary, summarize};
 use dynofa_hal_sim::{SimError, plot, trace};
-use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights};
+use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
 
 use super::RunError;
+use super::backend::{self, Backend, Clocks, Engines, RunEngine};
 use super::console::Console;
 use super::contend::Contention;
 use super::frames::{FrameEngine, FrameSource};
-use super::hostlut::{LutSource, cpu_point, prepare};
+use super::hostlut::{LutSource, prepare, unit_point};
 use super::joint::{Joint, ModelView, SharedFreq, WallClock};
 use super::schedule::{Amount, Ask, Levels, Script, World};
 use crate::design::lutgen::{self, DesignLut};
-use crate::linux::{CpuFreq, CpuLoad, Platform};
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Models, targets, schedule and contention as asked.
     pub ask: Ask,
+    /// The engine that runs the models.
+    pub backend: Backend,
     /// `--lut`.
     pub lut: Option<PathBuf>,
     /// Supernet weights (default: the seeded w1.2 weights).
@@ -41,7 +44,7 @@ pub struct Options {
     pub images: Option<PathBuf>,
     /// Most images to load.
     pub max_images: usize,
-    /// Engine threads per model (default: one per core).
+    /// CPU engine threads per model (default: one per core).
     pub threads: Option<usize>,
     /// Where the trace CSV goes.
     pub trace: PathBuf,
@@ -113,7 +116,9 @@ type Manager<'l> = Dynofa<'l, { lutgen::LUT_CAPACITY }, { dynofa_core::lut::DEFA
 struct Ctx<'a> {
     lut: &'a DesignLut,
     joint: &'a Mutex<Joint<Manager<'a>>>,
-    freq: Option<&'a Mutex<CpuFreq>>,
+    /// The models' unit.
+    unit: Unit,
+    clocks: &'a Clocks,
     root: &'a Path,
     origin: Instant,
     end_ns: u64,
@@ -121,8 +126,11 @@ struct Ctx<'a> {
     /// Bumped at every machine event: frames after one settle before deadlines count.
     epoch: &'a AtomicU64,
     contention: Option<&'a Contention>,
-    /// Engine threads of all models, to express contention as a share.
-    engine_threads: usize,
+    /// A contender, singular and plural, for messages.
+    contender: [&'static str; 2],
+    /// Lanes of the unit all models' engines keep busy (threads, streams), to express contention
+    /// as a share.
+    lanes: usize,
     live: &'a Mutex<Vec<Live>>,
 }
 
@@ -132,12 +140,17 @@ impl Ctx<'_> {
     }
 
     fn share(&self) -> f64 {
-        share(self.contend(), self.engine_threads)
+        share(self.contend(), self.lanes)
     }
 
     fn now_s(&self) -> f64 {
         self.origin.elapsed().as_secs_f64()
     }
+}
+
+/// `n` contenders, in words (`noun`: singular and plural).
+fn contenders(n: usize, noun: [&str; 2]) -> String {
+    format!("{n} {}", noun[usize::from(n != 1)])
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,44 +165,83 @@ fn describe(lut: &DesignLut, entry: usize) -> String {
 
 /// Run as `opts` asks, printing through `console`.
 pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
-    let freq = cpu_control(&opts.root, console);
+    let pins_gpu = opts
+        .ask
+        .schedule
+        .as_ref()
+        .is_some_and(|(f, _)| f.world.iter().any(|(_, w)| matches!(w, World::Pin(Unit::Gpu, _))));
     let weights = match &opts.weights {
         Some(path) => SupernetWeights::load(path)?,
         None => SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED),
     };
+    let models = opts.ask.models.len().max(1);
+    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // The engines first: a machine without CUDA gets its one-line reason before anything else.
+    let engines = backend::build(opts.backend, &weights, models, threads)?;
+    let clocks = Clocks::probe(&opts.root, opts.backend == Backend::Cuda || pins_gpu, console);
+    match engines {
+        Engines::Cpu(engines) => drive(opts, console, &clocks, &weights, engines),
+        #[cfg(feature = "cuda")]
+        Engines::Cuda(engines) => drive(opts, console, &clocks, &weights, engines),
+    }
+}
+
+/// The run over `engines`, one per model.
+fn drive<E: RunEngine>(
+    opts: &Options,
+    console: &mut Console,
+    clocks: &Clocks,
+    weights: &SupernetWeights,
+    mut engines: Vec<E>,
+) -> Result<Outcome, RunError> {
     let net = *weights.supernet();
+    let unit = E::UNIT;
     let frames = match &opts.images {
         Some(dir) => FrameSource::images(dir, opts.max_images, &mut |w| console.line(&format!("images: {w}")))?,
         None => FrameSource::synthetic(),
     };
-    let models = opts.ask.models.len().max(1);
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let mut engines: Vec<CpuEngine> = (0..models).map(|_| CpuEngine::with_threads(weights.clone(), threads)).collect();
-    let engine_name = format!("cpu engine, {} threads, {:?}", engines[0].threads(), engines[0].isa());
+    let engine_name = engines[0].describe();
     let weights_name = match &opts.weights {
         Some(path) => path.display().to_string(),
         None => format!("seeded OFA MobileNetV3 w{} (seed {DEFAULT_SEED:#x})", net.width_mult),
     };
-    console
-        .line(&format!("engine: {engine_name} per model (the gpu engine is not built yet); weights: {weights_name}"));
+    console.line(&format!("engine: {engine_name} per model; weights: {weights_name}"));
     console.line(&format!("frames: {}", frames.describe()));
 
-    let source = LutSource::pick(lut_file(opts)?.as_deref());
+    let source = LutSource::pick(lut_file(opts)?.as_deref(), unit);
     let lut = prepare(&mut engines[0], &engine_name, &net, &source, 0, &mut |s| console.line(&s))?;
-    let op = cpu_point(&lut).unwrap_or(OperatingPoint { unit: Unit::Cpu, freq_khz: 0 });
+    let op = unit_point(&lut, unit).unwrap_or(OperatingPoint { unit, freq_khz: 0 });
     let front = lut.pareto(op);
     let point = |i: usize| {
         let e = &lut.entries()[i];
         (e.predict_ms(op).unwrap_or(f32::NAN), e.top1)
     };
     let (Some(&fast), Some(&slow)) = (front.first(), front.last()) else {
-        return Err(RunError::Lut { name: lut.source.to_string(), reason: "no entry has a cpu latency".into() });
+        return Err(RunError::Lut { name: lut.source.to_string(), reason: format!("no entry has a {unit} latency") });
     };
     let ((fastest_ms, fastest_top1), (slowest_ms, best_top1)) = (point(fast), point(slow));
     console.line(&format!(
-        "sub-networks: {} on the cpu front, {fastest_ms:.1} ms at top-1 {fastest_top1:.1}% to {slowest_ms:.1} ms at {best_top1:.1}%",
+        "sub-networks: {} on the {unit} front, {} at top-1 {fastest_top1:.1}% to {} at {best_top1:.1}%",
         front.len(),
+        ms(fastest_ms.into()),
+        ms(slowest_ms.into()),
     ));
+    // Every model may switch to every entry: make them all ready now (the CUDA engine captures a
+    // graph per entry), so that a switch allocates nothing.
+    let configs: Vec<SubnetConfig> = lut.entries().iter().map(|e| e.config).collect();
+    let start = Instant::now();
+    for engine in &mut engines {
+        engine.ready(&configs)?;
+    }
+    if start.elapsed() > Duration::from_millis(100) {
+        console.line(&format!(
+            "engines: {} sub-networks ready on {} engine{} in {:.1} s",
+            configs.len(),
+            engines.len(),
+            if engines.len() == 1 { "" } else { "s" },
+            start.elapsed().as_secs_f64()
+        ));
+    }
 
     if opts.stop.load(Ordering::Relaxed) {
         return Err(RunError::Stopped);
@@ -208,11 +260,10 @@ pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
             fastest_ms,
         })
         .collect();
-    say_script(console, &script, &plan);
+    say_script(console, &script, &plan, E::CONTENDER);
 
-    let specs: Vec<ModelSpec> =
-        plan.iter().map(|m| ModelSpec { unit: Unit::Cpu, goal: m.goal(m.target_ms(0, 1.0)) }).collect();
-    let manager = Manager::new(&lut, &specs, [0, op.freq_khz], DynofaParams::default()).map_err(RunError::Control)?;
+    let specs: Vec<ModelSpec> = plan.iter().map(|m| ModelSpec { unit, goal: m.goal(m.target_ms(0, 1.0)) }).collect();
+    let manager = Manager::new(&lut, &specs, unit_clocks(op), DynofaParams::default()).map_err(RunError::Control)?;
     let live: Vec<Live> = plan
         .iter()
         .enumerate()
@@ -221,7 +272,11 @@ pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
     let joint = Joint::new(manager);
     let most = script.world.iter().map(|(_, w)| if let World::Contend(n) = w { *n } else { 0 }).max().unwrap_or(0);
     let contention = if most > 0 {
-        Some(Contention::new(most).map_err(|e| RunError::Thread(format!("cannot start the contention threads: {e}")))?)
+        let workers = (0..most).map(|i| engines[0].contender(i)).collect::<Result<Vec<_>, _>>()?;
+        Some(
+            Contention::new(workers)
+                .map_err(|e| RunError::Thread(format!("cannot start the contention threads: {e}")))?,
+        )
     } else {
         None
     };
@@ -231,14 +286,16 @@ pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
     let ctx = Ctx {
         lut: &lut,
         joint: &joint,
-        freq: freq.as_ref(),
+        unit,
+        clocks,
         root: &opts.root,
         origin: Instant::now(),
         end_ns: (script.duration_s * 1e9) as u64,
         stop,
         epoch: &epoch,
         contention: contention.as_ref(),
-        engine_threads: threads * plan.len(),
+        contender: E::CONTENDER,
+        lanes: engines[0].lanes() * plan.len(),
         live: &live,
     };
     let (tx, rx) = mpsc::channel::<String>();
@@ -285,32 +342,17 @@ pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
         console.line(&format!("stopped at {elapsed_s:.1} s; summarising what ran"));
     }
     rows.sort_by(|a, b| a.frame.t_ms.total_cmp(&b.frame.t_ms).then(a.frame.model.cmp(&b.frame.model)));
-    let outcome =
-        outcome(&script, &plan, rows, &lut, elapsed_s.min(script.duration_s).max(1e-3), ctx.engine_threads, opts)?;
-    say_summary(console, &outcome, &plan, opts);
+    let duration_s = elapsed_s.min(script.duration_s).max(1e-3);
+    let outcome = outcome(&ctx, &script, &plan, rows, duration_s, &engine_name, opts)?;
+    say_summary(console, &outcome, &plan, &engine_name, opts);
     Ok(outcome)
 }
 
-/// The CPU's clock control where cpufreq exists (DVFS ready or not), reported.
-fn cpu_control(root: &Path, console: &mut Console) -> Option<Mutex<CpuFreq>> {
-    let Platform { board, cpu, .. } = Platform::probe(root);
-    console.line(&format!("platform: {board}"));
-    match cpu {
-        Ok(mut c) => {
-            let now = c.current_khz().map_or_else(|e| format!("unreadable ({e})"), |k| format!("{k} kHz"));
-            let governor = c.policies()[0].governor().unwrap_or_else(|_| "unknown".into());
-            let dvfs = match c.dvfs() {
-                Ok(()) => "dvfs ready (a schedule's cpu_khz events pin it; restored at exit)".to_string(),
-                Err(e) => format!("dvfs unavailable: {e}; the clocks stay as the system sets them"),
-            };
-            console.line(&format!("cpu clock: {now}, governor {governor}; {dvfs}"));
-            Some(Mutex::new(c))
-        }
-        Err(e) => {
-            console.line(&format!("cpu dvfs: unavailable: {e}; the run goes on at the clocks the system sets"));
-            None
-        }
-    }
+/// The clocks to plan at first, per unit ([`Unit::index`]): `op`'s for its unit.
+fn unit_clocks(op: OperatingPoint) -> [u32; 2] {
+    let mut khz = [0; 2];
+    khz[op.unit.index()] = op.freq_khz;
+    khz
 }
 
 /// The LUT file asked for: `--lut`, else the one the model files name (one for all: the manager
@@ -333,8 +375,8 @@ fn lut_file(opts: &Options) -> Result<Option<PathBuf>, RunError> {
 fn margin(lut: &DesignLut, op: OperatingPoint, best: usize, best_ms: f32) -> Result<f32, RunError> {
     const MOST: f32 = 8.0;
     let picks_best = |target_ms: f32| {
-        let spec = [ModelSpec { unit: Unit::Cpu, goal: Goal::target(target_ms) }];
-        let m = Manager::new(lut, &spec, [0, op.freq_khz], DynofaParams::default()).map_err(RunError::Control)?;
+        let spec = [ModelSpec { unit: op.unit, goal: Goal::target(target_ms) }];
+        let m = Manager::new(lut, &spec, unit_clocks(op), DynofaParams::default()).map_err(RunError::Control)?;
         Ok::<bool, RunError>(m.entry(0) == best)
     };
     let (mut lo, mut hi) = (best_ms, best_ms * MOST);
@@ -349,19 +391,19 @@ fn margin(lut: &DesignLut, op: OperatingPoint, best: usize, best_ms: f32) -> Res
 }
 
 /// Print what the run will do.
-fn say_script(console: &mut Console, script: &Script, plan: &[Model]) {
+fn say_script(console: &mut Console, script: &Script, plan: &[Model], contender: [&str; 2]) {
     for m in plan {
         let steps: Vec<String> = (0..m.targets.len())
             .map(|i| {
-                let (at, ms) = (m.targets[i].0, m.target_ms(i, 1.0));
+                let (at, target) = (m.targets[i].0, ms(m.target_ms(i, 1.0).into()));
                 match m.targets[i].1 {
-                    Amount::Live(_) => format!("{ms:.1} ms x the speed frames show then, from {at:.1} s"),
-                    _ => format!("{ms:.1} ms from {at:.1} s"),
+                    Amount::Live(_) => format!("{target} x the speed frames show then, from {at:.1} s"),
+                    _ => format!("{target} from {at:.1} s"),
                 }
             })
             .collect();
         let period = if m.period_ms > 0.0 {
-            format!("a frame every {:.1} ms", m.period_ms)
+            format!("a frame every {}", ms(m.period_ms.into()))
         } else {
             "frames back to back".into()
         };
@@ -372,9 +414,8 @@ fn say_script(console: &mut Console, script: &Script, plan: &[Model]) {
         .iter()
         .map(|(at, w)| match w {
             World::Contend(0) => format!("contention off at {at:.1} s"),
-            World::Contend(1) => format!("1 busy thread from {at:.1} s"),
-            World::Contend(n) => format!("{n} busy threads from {at:.1} s"),
-            World::CpuKhz(k) => format!("cpu pinned to {k} kHz at {at:.1} s"),
+            World::Contend(n) => format!("{} from {at:.1} s", contenders(*n, contender)),
+            World::Pin(unit, k) => format!("{unit} pinned to {k} kHz at {at:.1} s"),
         })
         .collect();
     let machine = if events.is_empty() { "no events".to_string() } else { events.join(", ") };
@@ -382,19 +423,19 @@ fn say_script(console: &mut Console, script: &Script, plan: &[Model]) {
 }
 
 /// One model's thread: its runtime over the shared manager, frame after frame until the end.
-fn model_loop(
+fn model_loop<E: RunEngine>(
     k: usize,
     model: &Model,
     ctx: &Ctx<'_>,
-    engine: FrameEngine<CpuEngine>,
+    engine: FrameEngine<E>,
     mut frames: FrameSource,
     tx: &Sender<String>,
 ) -> Result<Vec<Row>, RunError> {
     let err = |source| RunError::Runtime { model: model.name.clone(), source };
     let clock = WallClock::new(ctx.origin);
     let period_ns = (f64::from(model.period_ms) * 1e6) as u64;
-    let mut slots = [ModelSlot::new(clock, engine, clock, Unit::Cpu, period_ns)];
-    let mut units = [UnitIo::new(Unit::Cpu, ctx.freq.map(SharedFreq::new), CpuLoad::open(ctx.root).ok())];
+    let mut slots = [ModelSlot::new(clock, engine, clock, E::UNIT, period_ns)];
+    let mut units = [UnitIo::new(E::UNIT, E::clock(ctx.clocks).map(SharedFreq::new), E::load(ctx.root, ctx.clocks))];
     let mut rt = Runtime::new(ctx.lut, &mut slots, &mut units, ModelView::new(ctx.joint, k)).map_err(err)?;
     let mut logits = vec![0.0f32; NUM_CLASSES];
     let mut rows = Vec::with_capacity(4096);
@@ -415,7 +456,7 @@ fn model_loop(
             let d = rt.set_goal(0, model.goal(t)).map_err(err)?;
             since_change = 0;
             let switched = d.switch(0).map_or(String::new(), |e| format!(": switch to {}", describe(ctx.lut, e)));
-            let _ = tx.send(format!("{at:6.2} s  {}: target {t:.1} ms{switched}", model.name));
+            let _ = tx.send(format!("{at:6.2} s  {}: target {}{switched}", model.name, ms(t.into())));
         }
         let entry_before = rt.slots()[0].active();
         let epoch = ctx.epoch.load(Ordering::Relaxed);
@@ -428,12 +469,12 @@ fn model_loop(
         let switch_ns = (after.0 > before.0).then(|| after.1 - before.1);
         let (est_share, slowdown) = {
             let j = lock(ctx.joint);
-            (j.policy().external_share(Unit::Cpu), j.policy().slowdown(k).unwrap_or(1.0))
+            (j.policy().external_share(ctx.unit), j.policy().slowdown(k).unwrap_or(1.0))
         };
         let us = switch_ns.unwrap_or(0) as f64 * 1e-3;
         let at = |ns: u64| ns as f64 * 1e-9;
         if r.entry != entry_before {
-            // Switched before its frame: another model's frame or a clock change re-planned the CPU.
+            // Switched before its frame: another model's frame or a clock change re-planned the unit.
             let to = describe(ctx.lut, r.entry);
             let _ = tx.send(format!(
                 "{:6.2} s  {}: re-planned with the others: switch to {to}",
@@ -493,14 +534,13 @@ fn timeline(ctx: &Ctx<'_>, script: &Script, plan: &[Model], console: &mut Consol
                     }
                     match n {
                         0 => "contention off".to_string(),
-                        1 => "contention on: 1 busy thread".into(),
-                        n => format!("contention on: {n} busy threads"),
+                        n => format!("contention on: {}", contenders(n, ctx.contender)),
                     }
                 }
-                World::CpuKhz(khz) => match ctx.freq.map(|f| lock(f).set_khz(khz)) {
-                    Some(Ok(())) => format!("cpu pinned to {khz} kHz"),
-                    Some(Err(e)) => format!("cpu clock event skipped: {e}"),
-                    None => "cpu clock event skipped: cpu dvfs unavailable".into(),
+                World::Pin(unit, khz) => match ctx.clocks.pin(unit, khz) {
+                    Some(Ok(())) => format!("{unit} pinned to {khz} kHz"),
+                    Some(Err(e)) => format!("{unit} clock event skipped: {e}"),
+                    None => format!("{unit} clock event skipped: {unit} dvfs unavailable"),
                 },
             };
             ctx.epoch.fetch_add(1, Ordering::Relaxed);
@@ -528,33 +568,37 @@ fn status_line(ctx: &Ctx<'_>, now: f64, plan: &[Model], live: &[Live]) -> String
     if let [l] = live {
         let subnet = describe(ctx.lut, l.entry);
         return format!(
-            "{now:6.1} s  frame {:>5}  latency {:6.1} ms  target {:5.1} ms  sub-net {subnet}{contend}",
-            l.frames, l.latency_ms, l.target_ms
+            "{now:6.1} s  frame {:>5}  latency {:>9}  target {:>9}  sub-net {subnet}{contend}",
+            l.frames,
+            ms(l.latency_ms),
+            ms(l.target_ms.into())
         );
     }
     let parts: Vec<String> = plan
         .iter()
         .zip(live)
-        .map(|(m, l)| format!("{} #{} {:.1}/{:.1} ms {:.1}%", m.name, l.frames, l.latency_ms, l.target_ms, top1(l)))
+        .map(|(m, l)| {
+            format!("{} #{} {}/{} {:.1}%", m.name, l.frames, ms(l.latency_ms), ms(l.target_ms.into()), top1(l))
+        })
         .collect();
     format!("{now:6.1} s  {}{contend}", parts.join(" | "))
 }
 
 /// The run in the simulator's terms, its trace and its plot.
 fn outcome(
+    ctx: &Ctx<'_>,
     script: &Script,
     plan: &[Model],
     rows: Vec<Row>,
-    lut: &DesignLut,
     duration_s: f64,
-    engine_threads: usize,
+    engine_name: &str,
     opts: &Options,
 ) -> Result<Outcome, RunError> {
     let models: Vec<SimModel> = plan
         .iter()
         .map(|m| SimModel {
             name: m.name.clone(),
-            unit: Unit::Cpu,
+            unit: ctx.unit,
             target_ms: m.target_ms(0, 1.0),
             period_ms: m.period_ms,
             floor_top1: 0.0,
@@ -577,15 +621,15 @@ fn outcome(
     }
     for &(at_s, w) in &script.world {
         let kind = match w {
-            World::Contend(n) => EventKind::Share { unit: Unit::Cpu, value: share(n, engine_threads) as f32 },
-            World::CpuKhz(khz) => EventKind::Clock { unit: Unit::Cpu, khz },
+            World::Contend(n) => EventKind::Share { unit: ctx.unit, value: share(n, ctx.lanes) as f32 },
+            World::Pin(unit, khz) => EventKind::Clock { unit, khz },
         };
         events.push(Event { at_s, kind });
     }
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
     let scenario = Scenario {
         name: format!("dynofa run ({})", lutgen::machine()),
-        description: format!("real inference on the cpu engine; lut: {}", lut.source),
+        description: format!("real inference on the {engine_name}; lut: {}", ctx.lut.source),
         seed: DEFAULT_SEED,
         duration_s,
         gpu_khz: None,
@@ -618,8 +662,7 @@ fn outcome(
             r.contend
         )
     };
-    let extra =
-        trace::Extra { header: "frame,subnet,switch_us,class,cpu_load_pct,est_share,contend_threads", values: &values };
+    let extra = trace::Extra { header: "frame,subnet,switch_us,class,load_pct,est_share,contenders", values: &values };
     let mut csv = Vec::new();
     trace::write_csv(&run, Some(extra), &mut csv)
         .map_err(|source| SimError::Write { path: opts.trace.clone(), source })?;
@@ -644,16 +687,28 @@ fn provenance(path: &Path, scenario: &Scenario) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The share of CPU time `n` busy threads take beside `engine_threads` when every thread is runnable
-/// (the scheduler shares the cores fairly).
-fn share(n: usize, engine_threads: usize) -> f64 {
-    if n == 0 { 0.0 } else { n as f64 / (n + engine_threads) as f64 }
+/// The share of the unit that `n` contenders take beside the models' `lanes` when all are runnable
+/// and the unit is shared fairly (the scheduler's threads on the cores; streams on the GPU).
+fn share(n: usize, lanes: usize) -> f64 {
+    if n == 0 { 0.0 } else { n as f64 / (n + lanes) as f64 }
 }
 
-fn say_summary(console: &mut Console, outcome: &Outcome, plan: &[Model], opts: &Options) {
+/// A time in ms with three significant digits or more: a GPU frame takes a fraction of one.
+fn ms(v: f64) -> String {
+    let decimals = if v.abs() >= 10.0 {
+        1
+    } else if v.abs() >= 1.0 {
+        2
+    } else {
+        3
+    };
+    format!("{v:.decimals$} ms")
+}
+
+fn say_summary(console: &mut Console, outcome: &Outcome, plan: &[Model], engine_name: &str, opts: &Options) {
     let run = &outcome.run;
     console.line(&format!(
-        "summary: {:.1} s, {} model{} on the cpu engine, dynofa's manager",
+        "summary: {:.1} s, {} model{} on the {engine_name}, dynofa's manager",
         run.scenario.duration_s,
         plan.len(),
         if plan.len() == 1 { "" } else { "s" }
@@ -677,12 +732,13 @@ fn say_summary(console: &mut Console, outcome: &Outcome, plan: &[Model], opts: &
             format!("switch cost (activate) {:.1} us mean, {:.1} us max", mean * 1e-3, max as f64 * 1e-3)
         };
         console.line(&format!(
-            "  {}: {} frames, deadlines met {:.1}% (of {counted} counted: all but the {SETTLE_FRAMES} after each change; {met_time:.1}% of their time), mean top-1 {:.2}%, {} switches, {cost}, mean latency {mean_ms:.1} ms",
+            "  {}: {} frames, deadlines met {:.1}% (of {counted} counted: all but the {SETTLE_FRAMES} after each change; {met_time:.1}% of their time), mean top-1 {:.2}%, {} switches, {cost}, mean latency {}",
             m.name,
             s.frames,
             100.0 * s.deadline_met_frac,
             s.mean_top1,
-            s.switches
+            s.switches,
+            ms(mean_ms)
         ));
     }
     console.line(&format!(

@@ -7,16 +7,8 @@ use anyhow::{Result, anyhow};
 use dynofa_core::arch::NUM_CLASSES;
 use dynofa_core::hal::InferenceEngine;
 use dynofa_core::{SubnetConfig, Supernet};
+use dynofa_hal_jetson::run::backend::Backend;
 use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights, load_tensor, save_tensor};
-
-/// Inference backends.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Backend {
-    /// The CPU engine (dynofa-kernels).
-    Cpu,
-    /// The CUDA engine (NVRTC kernels, one CUDA graph); needs an NVIDIA driver and libnvrtc.
-    Cuda,
-}
 
 /// Options of `dynofa infer`.
 #[derive(clap::Args)]

@@ -1,29 +1,27 @@
-//! `dynofa profile`: time whole sub-networks on this machine's CPU engine and write them as a LUT
-//! of measured latencies, and/or time every op into OFA per-op tables; with per-op tables, report
-//! how well their sums predict the measured sub-networks.
+//! `dynofa profile`: time whole sub-networks on this machine's CPU engine (or its GPU, with
+//! `--backend cuda`) and write them as a LUT of measured latencies, and/or time every op on the CPU
+//! engine into OFA per-op tables; with per-op tables, report how well their sums predict the
+//! measured sub-networks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use dynofa_core::lut::{LatencyPoint, Unit};
+use dynofa_core::SubnetConfig;
+use dynofa_core::lut::LatencyPoint;
+use dynofa_core::{Supernet, Top1Source};
+use dynofa_hal_jetson::design::DesignError;
 use dynofa_hal_jetson::design::latency::OpTables;
 use dynofa_hal_jetson::design::lutgen::{self, CheckLatency};
 use dynofa_hal_jetson::design::predictor::PredictorWeights;
 use dynofa_hal_jetson::design::profile::{ProfileParams, agreement, load_average, measure, measure_ops};
-use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights};
+use dynofa_hal_jetson::run::backend::{self, Backend, Engines, RunEngine};
+use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
 use indicatif::{ProgressBar, ProgressStyle};
-
-/// Profiling backends.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Backend {
-    /// The CPU engine (dynofa-kernels).
-    Cpu,
-}
 
 /// Options of `dynofa profile`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Backend to time.
+    /// Backend to time: its unit's latencies go into the LUT (per-op tables need the CPU engine).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     backend: Backend,
     /// The sub-networks to time: a LUT (its top-1 is kept) or a JSON list of OFA config dicts
@@ -49,7 +47,7 @@ pub struct Args {
     /// (latency does not depend on the values).
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// Engine threads (default: one per core).
+    /// CPU engine threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
     /// Untimed runs per sub-network.
@@ -58,7 +56,7 @@ pub struct Args {
     /// Timed runs per sub-network.
     #[arg(long, default_value_t = ProfileParams::default().reps)]
     reps: usize,
-    /// The CPU clock in kHz if it is pinned (0: not pinned).
+    /// The clock of the backend's unit in kHz if it is pinned (0: not pinned).
     #[arg(long, default_value_t = 0)]
     freq_khz: u32,
     /// Per-op tables of this unit (OFA format) to compare with the measurements.
@@ -70,7 +68,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let Backend::Cpu = args.backend;
     let weights = match &args.weights {
         Some(path) => SupernetWeights::load(path)?,
         None => SupernetWeights::seeded(dynofa_core::Supernet::W1_2, DEFAULT_SEED),
@@ -96,54 +93,93 @@ pub fn run(args: Args) -> Result<()> {
     if args.ops.is_some() && resolutions.is_empty() {
         bail!("--ops needs resolutions: give --resolutions or --subnets");
     }
-    let mut engine = match args.threads {
-        Some(t) => CpuEngine::with_threads(weights, t),
-        None => CpuEngine::new(weights),
+    if args.ops.is_some() && args.backend == Backend::Cuda {
+        bail!(
+            "--ops times each op inside the CPU engine's frames, and the CUDA engine runs a frame as one graph: \
+             drop --backend cuda, or time whole sub-networks (--subnets, --out)"
+        );
+    }
+    if args.check {
+        return check(&args, &net, subnets, &resolutions);
+    }
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let params = ProfileParams { warmup: args.warmup, reps: args.reps };
+    match backend::build(args.backend, &weights, 1, threads)? {
+        Engines::Cpu(engines) => profile(&args, &net, subnets, &resolutions, engines, |engine, dir, tick| {
+            measure_ops(engine, &net, &resolutions, dir, &params, tick)
+        }),
+        #[cfg(feature = "cuda")]
+        Engines::Cuda(engines) => {
+            profile(&args, &net, subnets, &resolutions, engines, |_, _, _| unreachable!("--ops was refused above"))
+        }
+    }
+}
+
+/// What a LUT's "source" says of how it was made (its engine given by `engine`).
+fn source(args: &Args, engine: &str, load: (Option<f64>, Option<f64>)) -> String {
+    let load = match load {
+        (Some(a), Some(b)) => format!("; load average {a:.1} to {b:.1}"),
+        _ => String::new(),
     };
+    format!(
+        "{}; {engine}, warmup {} reps {}; {}; {}{load}",
+        args.note,
+        args.warmup,
+        args.reps,
+        lutgen::machine(),
+        lutgen::today()
+    )
+}
+
+/// `--check`: measure nothing; fail unless `--out` lists the sub-networks of `--subnets` and the
+/// tables of `--ops` have every op of the resolutions.
+fn check(
+    args: &Args,
+    net: &Supernet,
+    subnets: Vec<(SubnetConfig, f32, Top1Source)>,
+    resolutions: &[u16],
+) -> Result<()> {
+    if let Some(dir) = &args.ops {
+        OpTables::load_dir(dir)?.compile(net, resolutions)?;
+        println!("{} has every op of resolutions {resolutions:?}", dir.display());
+    }
+    if let (Some(path), Some(out)) = (&args.subnets, &args.out) {
+        let lut = lutgen::lut_of(net, subnets, &source(args, "no engine", (None, None)), |_| Ok(vec![]))?;
+        lutgen::check(out, &lut, CheckLatency::Ignore)?;
+        println!("{} lists the sub-networks of {} ({} entries)", out.display(), path.display(), lut.len());
+    }
+    Ok(())
+}
+
+/// Time `subnets` (and with `--ops` every op, through `ops`) on the one engine of `engines`.
+fn profile<E: RunEngine>(
+    args: &Args,
+    net: &Supernet,
+    subnets: Vec<(SubnetConfig, f32, Top1Source)>,
+    resolutions: &[u16],
+    mut engines: Vec<E>,
+    ops: impl FnOnce(&mut E, &Path, &dyn Fn()) -> Result<OpTables, DesignError>,
+) -> Result<()> {
+    let mut engine = engines.pop().expect("one engine");
     let params = ProfileParams { warmup: args.warmup, reps: args.reps };
     let load_before = load_average();
-    let (threads, isa) = (engine.threads(), engine.isa());
-    let source = |load_after: Option<f64>| {
-        let load = match (load_before, load_after) {
-            (Some(a), Some(b)) => format!("; load average {a:.1} to {b:.1}"),
-            _ => String::new(),
-        };
-        format!(
-            "{}; cpu engine {threads} threads {isa:?}, warmup {} reps {}; {}; {}{load}",
-            args.note,
-            params.warmup,
-            params.reps,
-            lutgen::machine(),
-            lutgen::today()
-        )
-    };
+    let name = engine.describe();
+    let source = |load_after: Option<f64>| source(args, &name, (load_before, load_after));
     let point = |mean_ms: f64, std_ms: f64| LatencyPoint {
-        unit: Unit::Cpu,
+        unit: E::UNIT,
         freq_khz: args.freq_khz,
         mean_ms: mean_ms as f32,
         std_ms: std_ms as f32,
     };
-    if args.check {
-        if let Some(dir) = &args.ops {
-            OpTables::load_dir(dir)?.compile(&net, &resolutions)?;
-            println!("{} has every op of resolutions {resolutions:?}", dir.display());
-        }
-        if let (Some(path), Some(out)) = (&args.subnets, &args.out) {
-            let lut = lutgen::lut_of(&net, subnets, &source(None), |_| Ok(vec![]))?;
-            lutgen::check(out, &lut, CheckLatency::Ignore)?;
-            println!("{} lists the sub-networks of {} ({} entries)", out.display(), path.display(), lut.len());
-        }
-        return Ok(());
-    }
+    let configs: Vec<SubnetConfig> = subnets.iter().map(|s| s.0).collect();
+    engine.ready(&configs)?;
 
     let covering = OpTables::covering_configs(0).count();
     let op_runs = args.ops.as_ref().map_or(0, |_| resolutions.len() * covering);
     eprintln!(
-        "timing {} sub-networks and every op of {} resolutions ({op_runs} sub-networks) on the cpu engine ({} threads, {:?}): {} warm-up and {} timed runs each",
+        "timing {} sub-networks and every op of {} resolutions ({op_runs} sub-networks) on the {name}: {} warm-up and {} timed runs each",
         subnets.len(),
         if args.ops.is_some() { resolutions.len() } else { 0 },
-        threads,
-        isa,
         params.warmup,
         params.reps
     );
@@ -154,7 +190,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let tables = match &args.ops {
         Some(dir) => {
-            let tables = measure_ops(&mut engine, &net, &resolutions, dir, &params, &|| bar.inc(1))?;
+            let tables = ops(&mut engine, dir, &|| bar.inc(1))?;
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
             let note = source(load_average());
             for (r, table) in &tables.tables {
@@ -177,11 +213,11 @@ pub fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for (cfg, _, _) in &subnets {
         let m = measure(&mut engine, cfg, &params, &|| bar.inc(1))?;
-        let sum = tables.as_ref().map(|t| t.network(&net, cfg)).transpose()?;
+        let sum = tables.as_ref().map(|t| t.network(net, cfg)).transpose()?;
         rows.push((*cfg, m, sum));
     }
     bar.finish_and_clear();
-    let lut = lutgen::lut_of(&net, subnets.iter().copied(), &source(load_average()), |cfg| {
+    let lut = lutgen::lut_of(net, subnets.iter().copied(), &source(load_average()), |cfg| {
         let m = rows.iter().find(|(c, _, _)| c == cfg).map(|(_, m, _)| m).expect("every sub-network was timed");
         Ok(vec![point(m.latency.mean_ms, m.latency.std_ms)])
     })?;

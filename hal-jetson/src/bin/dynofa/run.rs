@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use dynofa_hal_jetson::linux::restore;
+use dynofa_hal_jetson::run::backend::Backend;
 use dynofa_hal_jetson::run::console::Console;
 use dynofa_hal_jetson::run::schedule::{Ask, DEMO_SECONDS, ModelDef, ScheduleFile};
 use dynofa_hal_jetson::run::{Options, run as run_job};
@@ -24,17 +25,25 @@ pub struct Args {
     #[arg(long)]
     target_ms: Option<f32>,
     /// A schedule JSON file: duration_s, and events at_s with target_ms/target_rel (optionally with a
-    /// model's name), contend (busy threads) or cpu_khz (a CPU clock pin).
+    /// model's name), contend (busy threads; GPU streams with --backend cuda), cpu_khz or gpu_khz (a
+    /// clock pin).
     #[arg(long, value_name = "FILE")]
     schedule: Option<PathBuf>,
     /// Length of the run in seconds (default: the schedule's, else the demo's 36 s).
     #[arg(long)]
     duration_s: Option<f64>,
-    /// Busy threads the demo's contention runs part-way (default: one per core; 0: none).
+    /// Contenders the demo runs part-way: busy threads (default: one per core), or with --backend
+    /// cuda streams running the largest sub-network (default: 1); 0: none.
     #[arg(long, value_name = "THREADS")]
     contend: Option<usize>,
-    /// The LUT (default: luts/host-*.json if committed, checked against this machine; else the CPU
-    /// Pareto set of luts/xavier-nx.json timed here at start-up).
+    /// The engine that runs the models: the CPU engine, or the CUDA engine (the LUT's GPU latencies
+    /// plan it; contention is streams running the largest sub-network; a schedule's gpu_khz events
+    /// pin the GPU's clock).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+    /// The LUT (default: luts/host-cpu.json or luts/host-gpu.json for the backend if committed,
+    /// checked against this machine; else the backend's Pareto set of luts/xavier-nx.json timed here
+    /// at start-up).
     #[arg(long)]
     lut: Option<PathBuf>,
     /// Supernet weights (OFA's state dict as safetensors); default: the seeded w1.2 weights.
@@ -48,7 +57,7 @@ pub struct Args {
     /// Most images to load from --images.
     #[arg(long, default_value_t = 256)]
     max_images: usize,
-    /// Engine threads per model (default: one per core).
+    /// CPU engine threads per model (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
     /// Where the trace CSV goes.
@@ -74,7 +83,10 @@ pub fn run(args: Args) -> Result<()> {
         target_ms: args.target_ms,
         schedule,
         duration_s: args.duration_s,
-        contend: args.contend.unwrap_or(cores),
+        contend: args.contend.unwrap_or(match args.backend {
+            Backend::Cpu => cores,
+            Backend::Cuda => 1,
+        }),
     };
     // Ctrl-C (or SIGTERM) ends the run after the frames in flight, still writing the summary, the
     // trace and the plot, and restoring any clock a schedule pinned; a second one restores the clocks
@@ -83,6 +95,7 @@ pub fn run(args: Args) -> Result<()> {
     restore::stop_on_signal(Arc::clone(&stop)).context("cannot install the Ctrl-C handler")?;
     let opts = Options {
         ask,
+        backend: args.backend,
         lut: args.lut,
         weights: args.weights,
         images: args.images,
