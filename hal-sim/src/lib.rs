@@ -84,7 +84,7 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The LUT built from Dynamic-OFA's stored levels ([`derive`]).
+/// The LUT built from Dynamic-OFA's stored levels ([`mod@derive`]).
 pub fn dynamic_ofa_lut_path() -> PathBuf {
     workspace_root().join("luts/dynamic-ofa-nx.json")
 }

@@ -66,6 +66,11 @@ pub fn run(args: Args) -> Result<()> {
                 ]))
             }),
         ),
+        (
+            // Broken intra-doc links and stray HTML in rustdoc are mistakes a reader meets first.
+            "docs",
+            Box::new(|| sh(cargo().args(["doc", "--workspace", "--no-deps"]).env("RUSTDOCFLAGS", "-D warnings"))),
+        ),
         ("tests", Box::new(|| sh(cargo().args(["test", "--workspace"])))),
         ("tests (core, defmt)", Box::new(|| sh(cargo().args(["test", "-p", "dynofa-core", "--features", "defmt"])))),
         (

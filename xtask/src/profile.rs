@@ -31,7 +31,7 @@ pub struct Args {
     /// The sub-networks to time (a LUT or a JSON list of OFA configs).
     #[arg(long, default_value = SUBNETS)]
     pub subnets: String,
-    /// The LUT to write (default: luts/host-cpu.json; with --remote, luts/<BOARD>-cpu.json).
+    /// The LUT to write (default: luts/host-cpu.json; with --remote, luts/BOARD-cpu.json).
     #[arg(long)]
     pub out: Option<String>,
     /// Also time every op into OFA per-op tables (luts/host-cpu-ops/) and compare their sums with

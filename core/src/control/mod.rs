@@ -18,11 +18,11 @@ mod estimate;
 mod plan;
 mod power;
 
-pub use dynamic_ofa::{DynamicOfa, StepParams};
+pub use dynamic_ofa::{DynamicOfa, MAX_WINDOW, StepParams};
 pub use dynofa::{Dynofa, DynofaParams};
 pub use estimate::{EstimatorParams, Slowdown, Step};
 pub use plan::{Candidate, Plan, PlanModel, candidates, plan, shared_latency_ms};
-pub use power::{PowerError, PowerPoint, PowerTable};
+pub use power::{MAX_POWER_POINTS, PowerError, PowerPoint, PowerTable};
 
 use crate::lut::Unit;
 

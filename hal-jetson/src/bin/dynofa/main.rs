@@ -1,5 +1,9 @@
 //! `dynofa`: the Dynamic-OFA runtime and its design-time tools.
 
+// The options' doc comments are clap's `--help` text, written for a terminal: JSON such as
+// `{"ks": [20], ...}` in them is an example to type, not an intra-doc link or an HTML tag.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod calibrate_bn;
 mod eval;
 mod figures;
