@@ -149,13 +149,6 @@ fn governor(root: &Path) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
 
-/// The GPU devfreq limits (min, max) in the Xavier NX tree at `root`.
-fn gpu_limits(root: &Path) -> (String, String) {
-    let node = root.join("sys/class/devfreq/17000000.gv11b");
-    let read = |f: &str| std::fs::read_to_string(node.join(f)).unwrap().trim().to_owned();
-    (read("min_freq"), read("max_freq"))
-}
-
 #[test]
 fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
     let dir = tempfile::tempdir().unwrap();
@@ -164,7 +157,7 @@ fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
         r#"{"duration_s": 1.2, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0.4, "cpu_khz": 1190400},
             {"at_s": 0.5, "gpu_khz": 510000}]}"#,
     );
-    let (original, original_gpu) = (governor(&root), gpu_limits(&root));
+    let (original, original_gpu) = (governor(&root), fake::gpu_limits(&root).unwrap());
     let out = dynofa(dir.path(), &["--root", root.to_str().unwrap(), "--schedule", schedule.to_str().unwrap()])
         .output()
         .unwrap();
@@ -178,7 +171,7 @@ fn clock_events_pin_the_cpu_through_the_platform_and_it_is_restored() {
     assert!(clocks.first().is_some_and(|c| *c != "1190.4") && clocks.last() == Some(&"1190.4"), "{clocks:?}");
     // The pins ended with the run.
     assert_eq!(governor(&root), original);
-    assert_eq!(gpu_limits(&root), original_gpu);
+    assert_eq!(fake::gpu_limits(&root).unwrap(), original_gpu);
 
     // Without cpufreq the event is skipped with the reason and the run goes on.
     let bare = dir.path().join("bare");

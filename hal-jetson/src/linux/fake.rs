@@ -108,6 +108,19 @@ fn jetson_cpus(root: &Path, groups: &[&[u32]], khz: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The GPU devfreq node's `min_freq` and `max_freq` in a tree [`create`] wrote: what a pin changes
+/// and a restore puts back.
+pub fn gpu_limits(root: &Path) -> io::Result<(String, String)> {
+    for entry in fs::read_dir(root.join("sys/class/devfreq"))? {
+        let dir = entry?.path();
+        if dir.file_name().and_then(|n| n.to_str()).is_some_and(super::devfreq::is_gpu_node) {
+            let read = |f: &str| fs::read_to_string(dir.join(f)).map(|s| s.trim().to_owned());
+            return Ok((read("min_freq")?, read("max_freq")?));
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::NotFound, "no GPU devfreq node"))
+}
+
 /// Write the tree of `board` under `root` (an empty folder).
 pub fn create(board: FakeBoard, root: &Path) -> io::Result<()> {
     file(root, "proc/stat", PROC_STAT)?;

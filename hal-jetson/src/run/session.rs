@@ -165,11 +165,6 @@ fn describe(lut: &DesignLut, entry: usize) -> String {
 
 /// Run as `opts` asks, printing through `console`.
 pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
-    let pins_gpu = opts
-        .ask
-        .schedule
-        .as_ref()
-        .is_some_and(|(f, _)| f.world.iter().any(|(_, w)| matches!(w, World::Pin(Unit::Gpu, _))));
     let weights = match &opts.weights {
         Some(path) => SupernetWeights::load(path)?,
         None => SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED),
@@ -177,23 +172,33 @@ pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
     let models = opts.ask.models.len().max(1);
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // The engines first: a machine without CUDA gets its one-line reason before anything else.
-    let engines = backend::build(opts.backend, &weights, models, threads)?;
-    let clocks = Clocks::probe(&opts.root, opts.backend == Backend::Cuda || pins_gpu, console);
-    match engines {
-        Engines::Cpu(engines) => drive(opts, console, &clocks, &weights, engines),
+    match backend::build(opts.backend, &weights, models, threads)? {
+        Engines::Cpu(engines) => run_on(opts, console, &weights, engines),
         #[cfg(feature = "cuda")]
-        Engines::Cuda(engines) => drive(opts, console, &clocks, &weights, engines),
+        Engines::Cuda(engines) => run_on(opts, console, &weights, engines),
     }
 }
 
-/// The run over `engines`, one per model.
-fn drive<E: RunEngine>(
+/// Run as `opts` asks over `engines`, one per model (built on `weights`), whatever
+/// `opts.backend` says: how `run` drives each backend, and how a test drives an engine of its own.
+pub fn run_on<E: RunEngine>(
     opts: &Options,
     console: &mut Console,
-    clocks: &Clocks,
     weights: &SupernetWeights,
     mut engines: Vec<E>,
 ) -> Result<Outcome, RunError> {
+    if engines.len() != opts.ask.models.len().max(1) {
+        return Err(RunError::Spec {
+            origin: "run_on".into(),
+            reason: format!("{} engines for {} models", engines.len(), opts.ask.models.len().max(1)),
+        });
+    }
+    let pins_gpu = opts
+        .ask
+        .schedule
+        .as_ref()
+        .is_some_and(|(f, _)| f.world.iter().any(|(_, w)| matches!(w, World::Pin(Unit::Gpu, _))));
+    let clocks = &Clocks::probe(&opts.root, E::UNIT == Unit::Gpu || pins_gpu, console);
     let net = *weights.supernet();
     let unit = E::UNIT;
     let frames = match &opts.images {

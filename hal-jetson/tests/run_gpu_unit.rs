@@ -1,0 +1,135 @@
+//! `dynofa run`'s GPU path without a GPU: `run_on` drives an engine that says it runs on the GPU
+//! (the CPU engine underneath), over a fake Xavier NX tree. What the CUDA backend shares with it is
+//! checked here on every machine: the LUT's GPU latencies are the ones timed and planned with, the
+//! GPU's devfreq clock is read every frame and a `gpu_khz` event pins it (restored after), the
+//! contender's share is of the GPU's lanes, and the trace and scenario name the GPU.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use dynofa_core::SubnetConfig;
+use dynofa_core::hal::{ErrorType, InferenceEngine};
+use dynofa_core::lut::Unit;
+use dynofa_hal_jetson::linux::fake::{self, FakeBoard};
+use dynofa_hal_jetson::linux::{GpuDevfreq, GpuLoad};
+use dynofa_hal_jetson::run::backend::{Backend, Clocks, RunEngine, UnitEngine};
+use dynofa_hal_jetson::run::console::Console;
+use dynofa_hal_jetson::run::contend::{Work, spin};
+use dynofa_hal_jetson::run::schedule::{Ask, ScheduleFile};
+use dynofa_hal_jetson::run::{Options, RunError, run_on};
+use dynofa_hal_sim::scenario::EventKind;
+use dynofa_kernels::{CpuEngine, DEFAULT_SEED, EngineError, SupernetWeights};
+
+/// The CPU engine, one thread, standing in for a GPU engine.
+struct StandIn(CpuEngine);
+
+impl ErrorType for StandIn {
+    type Error = EngineError;
+}
+
+impl InferenceEngine for StandIn {
+    fn activate(&mut self, config: &SubnetConfig) -> Result<(), EngineError> {
+        self.0.activate(config)
+    }
+    fn infer(&mut self, input: &[f32], output: &mut [f32]) -> Result<(), EngineError> {
+        self.0.infer(input, output)
+    }
+}
+
+impl UnitEngine for StandIn {
+    const UNIT: Unit = Unit::Gpu;
+
+    fn ready(&mut self, _: &[SubnetConfig]) -> Result<(), RunError> {
+        Ok(())
+    }
+}
+
+impl RunEngine for StandIn {
+    const CONTENDER: [&'static str; 2] = ["stand-in stream", "stand-in streams"];
+    type Freq = GpuDevfreq;
+    type Load = GpuLoad;
+
+    fn describe(&self) -> String {
+        "stand-in gpu engine".into()
+    }
+    fn lanes(&self) -> usize {
+        1
+    }
+    fn clock(clocks: &Clocks) -> Option<&std::sync::Mutex<GpuDevfreq>> {
+        clocks.gpu.as_ref()
+    }
+    fn load(root: &Path, clocks: &Clocks) -> Option<GpuLoad> {
+        let dir = clocks.gpu.as_ref().map(|g| g.lock().unwrap().dir().to_owned());
+        GpuLoad::open(root, dir.as_deref()).ok()
+    }
+    fn contender(&self, index: usize) -> Result<Work, RunError> {
+        Ok(spin(index))
+    }
+}
+
+/// A LUT of two small sub-networks at r 160 with CPU latencies only (so the run times their GPU
+/// latencies itself), fastest first.
+fn write_lut(dir: &Path) -> std::path::PathBuf {
+    let entry = |k: u8, top1: f32| {
+        format!(
+            r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":160,"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"cpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
+            [k; 20], [3; 20], [2; 5]
+        )
+    };
+    let path = dir.join("small.json");
+    let entries = [entry(3, 70.0), entry(7, 76.0)].join(",");
+    std::fs::write(&path, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{entries}]}}"#)).unwrap();
+    path
+}
+
+#[test]
+fn a_gpu_engine_is_planned_clocked_and_contended_as_the_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    fake::create(FakeBoard::XavierNxJetPack5, &root).unwrap();
+    let original = fake::gpu_limits(&root).unwrap();
+    let schedule = ScheduleFile::from_json(
+        r#"{"duration_s": 2.0, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0.5, "contend": 1},
+            {"at_s": 1.0, "gpu_khz": 510000}, {"at_s": 1.5, "target_ms": 0.001}]}"#,
+        "schedule",
+    )
+    .unwrap();
+    let opts = Options {
+        ask: Ask { schedule: Some((schedule, "schedule".into())), ..Ask::default() },
+        backend: Backend::Cuda,
+        lut: Some(write_lut(dir.path())),
+        weights: None,
+        images: None,
+        max_images: 0,
+        threads: None,
+        trace: dir.path().join("trace.csv"),
+        plot: dir.path().join("plot.svg"),
+        root: root.clone(),
+        stop: Arc::new(AtomicBool::new(false)),
+    };
+    let weights = SupernetWeights::seeded(dynofa_core::Supernet::W1_2, DEFAULT_SEED);
+    let engines = vec![StandIn(CpuEngine::with_threads(weights.clone(), 1))];
+    let outcome = run_on(&opts, &mut Console::new(), &weights, engines).unwrap();
+    let run = &outcome.run;
+
+    assert_eq!(run.scenario.models[0].unit, Unit::Gpu);
+    assert!(run.scenario.description.contains("stand-in gpu engine"), "{}", run.scenario.description);
+    let events: Vec<&EventKind> = run.scenario.events.iter().map(|e| &e.kind).collect();
+    assert!(events.contains(&&EventKind::Clock { unit: Unit::Gpu, khz: 510_000 }), "{events:?}");
+    assert!(events.contains(&&EventKind::Share { unit: Unit::Gpu, value: 0.5 }), "{events:?}");
+    // The clock read every frame: the fake board's top clock, then the pin.
+    let clocks: Vec<f64> = run.frames.iter().map(|f| f.clock_mhz).collect();
+    assert!(clocks.first().is_some_and(|&c| c > 510.0) && clocks.last() == Some(&510.0), "{clocks:?}");
+    // One contender beside one model's stream takes half of the GPU while it is on.
+    assert!(run.frames.iter().any(|f| f.share == 0.5) && run.frames[0].share == 0.0);
+    // Planned with the latencies timed on this engine as the GPU's: the most accurate under the
+    // loose target, the fastest under the impossible one.
+    let entries: Vec<usize> = run.frames.iter().map(|f| f.entry).collect();
+    assert!(entries.first() == Some(&1) && entries.last() == Some(&0), "{entries:?}");
+    let trace = std::fs::read_to_string(dir.path().join("trace.csv")).unwrap();
+    assert!(trace.lines().next().unwrap().ends_with("load_pct,est_share,contenders"), "{trace}");
+    // The pin ended with the run.
+    assert_eq!(fake::gpu_limits(&root).unwrap(), original);
+}
