@@ -100,6 +100,25 @@ fn cuda_run_manages_the_gpu_or_refuses_in_one_line() {
             {"at_s": 2, "target_ms": 0.0001}]}"#,
     )
     .unwrap();
+    // A model file that names the GPU needs the CUDA engine as much as --backend cuda does.
+    let on_gpu = dir.path().join("on-gpu.json");
+    std::fs::write(&on_gpu, r#"{"name": "seer", "target_ms": 1000, "unit": "gpu"}"#).unwrap();
+    let named = Command::new(env!("CARGO_BIN_EXE_dynofa"))
+        .args(["run", "--duration-s", "1", "--model"])
+        .arg(&on_gpu)
+        .arg("--lut")
+        .arg(&lut)
+        .arg("--trace")
+        .arg(dir.path().join("named.csv"))
+        .arg("--plot")
+        .arg(dir.path().join("named.svg"))
+        .output()
+        .unwrap();
+    let named_err = String::from_utf8_lossy(&named.stderr).trim().to_string();
+    assert!(!named_err.contains("panicked"), "{named_err}");
+    if !named.status.success() {
+        refused_in_one_line(&named_err);
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_dynofa"))
         .args(["run", "--backend", "cuda", "--lut"])
         .arg(&lut)

@@ -101,6 +101,11 @@ fn a_short_run_switches_on_a_target_change_and_writes_trace_and_plot() {
     let out = dynofa(dir.path(), &["--schedule", schedule.to_str().unwrap()]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("give exactly one of"));
+    // Contention on a unit no model runs on is refused, naming the fix.
+    std::fs::write(&schedule, r#"{"events": [{"at_s": 1, "contend": 1, "unit": "gpu"}]}"#).unwrap();
+    let out = dynofa(dir.path(), &["--schedule", schedule.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("contention on the gpu needs a model on it"), "{err}");
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! `dynofa run`'s GPU path without a GPU: `run_on` drives an engine that says it runs on the GPU
-//! (the CPU engine underneath), over a fake Xavier NX tree. What the CUDA backend shares with it is
-//! checked here on every machine: the LUT's GPU latencies are the ones timed and planned with, the
-//! GPU's devfreq clock is read every frame and a `gpu_khz` event pins it (restored after), the
-//! contender's share is of the GPU's lanes, and the trace and scenario name the GPU.
+//! `dynofa run`'s GPU path without a GPU, beside a model on the CPU: `run_on` drives an engine that
+//! says it runs on the GPU (the CPU engine underneath) and the CPU engine, over a fake Xavier NX
+//! tree. What the CUDA backend shares with it is checked here on every machine: each unit's
+//! latencies are timed and planned with, the GPU's devfreq clock is read every frame of the GPU
+//! model and a `gpu_khz` event pins it (restored after), contention on the GPU takes a share of the
+//! GPU's lanes and not of the CPU's, and the trace and scenario name each model's unit.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -16,8 +17,8 @@ use dynofa_hal_jetson::linux::{GpuDevfreq, GpuLoad};
 use dynofa_hal_jetson::run::backend::{Backend, Clocks, RunEngine, UnitEngine};
 use dynofa_hal_jetson::run::console::Console;
 use dynofa_hal_jetson::run::contend::{Work, spin};
-use dynofa_hal_jetson::run::schedule::{Ask, ScheduleFile};
-use dynofa_hal_jetson::run::{Options, RunError, run_on};
+use dynofa_hal_jetson::run::schedule::{Amount, Ask, ModelDef, ScheduleFile};
+use dynofa_hal_jetson::run::{ModelEngine, Options, RunError, run_on};
 use dynofa_hal_sim::scenario::EventKind;
 use dynofa_kernels::{CpuEngine, DEFAULT_SEED, EngineError, SupernetWeights};
 
@@ -84,20 +85,23 @@ fn write_lut(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn a_gpu_engine_is_planned_clocked_and_contended_as_the_gpu() {
+fn a_gpu_model_and_a_cpu_model_are_planned_clocked_and_contended_each_on_its_unit() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir(&root).unwrap();
     fake::create(FakeBoard::XavierNxJetPack5, &root).unwrap();
     let original = fake::gpu_limits(&root).unwrap();
     let schedule = ScheduleFile::from_json(
-        r#"{"duration_s": 2.0, "events": [{"at_s": 0, "target_ms": 100000}, {"at_s": 0.5, "contend": 1},
-            {"at_s": 1.0, "gpu_khz": 510000}, {"at_s": 1.5, "target_ms": 0.001}]}"#,
+        r#"{"duration_s": 2.0, "events": [{"at_s": 0.5, "contend": 1, "unit": "gpu"},
+            {"at_s": 1.0, "gpu_khz": 510000}, {"at_s": 1.5, "model": "seer", "target_ms": 0.001}]}"#,
         "schedule",
     )
     .unwrap();
+    let model =
+        |name: &str, unit: Unit| ModelDef { unit: Some(unit), ..ModelDef::new(name, vec![(0.0, Amount::Ms(1e5))]) };
+    let models = vec![model("seer", Unit::Gpu), model("tagger", Unit::Cpu)];
     let opts = Options {
-        ask: Ask { schedule: Some((schedule, "schedule".into())), ..Ask::default() },
+        ask: Ask { models, schedule: Some((schedule, "schedule".into())), ..Ask::default() },
         backend: Backend::Cuda,
         lut: Some(write_lut(dir.path())),
         weights: None,
@@ -110,24 +114,35 @@ fn a_gpu_engine_is_planned_clocked_and_contended_as_the_gpu() {
         stop: Arc::new(AtomicBool::new(false)),
     };
     let weights = SupernetWeights::seeded(dynofa_core::Supernet::W1_2, DEFAULT_SEED);
-    let engines = vec![StandIn(CpuEngine::with_threads(weights.clone(), 1))];
+    let engines = vec![
+        ModelEngine::new(StandIn(CpuEngine::with_threads(weights.clone(), 1))),
+        ModelEngine::new(CpuEngine::with_threads(weights.clone(), 1)),
+    ];
     let outcome = run_on(&opts, &mut Console::new(), &weights, engines).unwrap();
     let run = &outcome.run;
 
-    assert_eq!(run.scenario.models[0].unit, Unit::Gpu);
-    assert!(run.scenario.description.contains("stand-in gpu engine"), "{}", run.scenario.description);
+    let units: Vec<Unit> = run.scenario.models.iter().map(|m| m.unit).collect();
+    assert_eq!(units, [Unit::Gpu, Unit::Cpu]);
+    let about = &run.scenario.description;
+    assert!(about.contains("stand-in gpu engine and cpu engine, 1 threads"), "{about}");
     let events: Vec<&EventKind> = run.scenario.events.iter().map(|e| &e.kind).collect();
     assert!(events.contains(&&EventKind::Clock { unit: Unit::Gpu, khz: 510_000 }), "{events:?}");
     assert!(events.contains(&&EventKind::Share { unit: Unit::Gpu, value: 0.5 }), "{events:?}");
-    // The clock read every frame: the fake board's top clock, then the pin.
-    let clocks: Vec<f64> = run.frames.iter().map(|f| f.clock_mhz).collect();
+    let (seer, tagger): (Vec<_>, Vec<_>) = run.frames.iter().partition(|f| f.model == 0);
+    assert!(seer.len() > 5 && tagger.len() > 5, "{} and {} frames", seer.len(), tagger.len());
+    // The GPU model reads the GPU's clock every frame: the fake board's top clock, then the pin;
+    // the CPU model reads the CPU's.
+    let clocks: Vec<f64> = seer.iter().map(|f| f.clock_mhz).collect();
     assert!(clocks.first().is_some_and(|&c| c > 510.0) && clocks.last() == Some(&510.0), "{clocks:?}");
-    // One contender beside one model's stream takes half of the GPU while it is on.
-    assert!(run.frames.iter().any(|f| f.share == 0.5) && run.frames[0].share == 0.0);
-    // Planned with the latencies timed on this engine as the GPU's: the most accurate under the
-    // loose target, the fastest under the impossible one.
-    let entries: Vec<usize> = run.frames.iter().map(|f| f.entry).collect();
+    assert!(tagger.iter().all(|f| f.clock_mhz > 1000.0), "the cpu's clock");
+    // One contender beside one model's stream takes half of the GPU while it is on, none of the CPU.
+    assert!(seer.iter().any(|f| f.share == 0.5) && seer[0].share == 0.0);
+    assert!(tagger.iter().all(|f| f.share == 0.0));
+    // Each planned with its unit's latencies: the GPU model the most accurate under the loose
+    // target, then the fastest under the impossible one; the CPU model the most accurate throughout.
+    let entries: Vec<usize> = seer.iter().map(|f| f.entry).collect();
     assert!(entries.first() == Some(&1) && entries.last() == Some(&0), "{entries:?}");
+    assert!(tagger.iter().all(|f| f.entry == 1), "{:?}", tagger.iter().map(|f| f.entry).collect::<Vec<_>>());
     let trace = std::fs::read_to_string(dir.path().join("trace.csv")).unwrap();
     assert!(trace.lines().next().unwrap().ends_with("load_pct,est_share,contenders"), "{trace}");
     // The pin ended with the run.

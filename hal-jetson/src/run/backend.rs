@@ -36,6 +36,14 @@ impl Backend {
             Backend::Cuda => Unit::Gpu,
         }
     }
+
+    /// The backend that runs on `unit`.
+    pub const fn of(unit: Unit) -> Self {
+        match unit {
+            Unit::Cpu => Backend::Cpu,
+            Unit::Gpu => Backend::Cuda,
+        }
+    }
 }
 
 /// The machine's clock controls (DVFS), where the platform has them: the run's unit's is read every

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 use dynofa_core::runtime::RuntimeError;
 
-pub use session::{Options, Outcome, run, run_on};
+pub use session::{ModelEngine, Options, Outcome, run, run_on};
 
 /// Why a run could not start or go on.
 #[derive(Debug, thiserror::Error)]

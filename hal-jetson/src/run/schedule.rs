@@ -1,17 +1,19 @@
 //! What a run does over time: its models (each with a target schedule, a priority and a frame
 //! period) and what happens to the machine (contention on and off, CPU and GPU clock pins).
 //!
-//! A model file (`--model FILE`, or a built-in name: `detector`, `classifier`):
+//! A model file (`--model FILE`, or a built-in name: `detector`, `classifier`); `unit` (`gpu`: the
+//! CUDA engine, `cpu`) defaults to `--backend`'s:
 //! ```json
 //! {"name": "detector", "priority": 2, "period_rel": 4, "target_rel": 2.6,
-//!  "schedule": [{"at_s": 18, "target_rel": 2.0}], "lut": "luts/host-cpu.json"}
+//!  "schedule": [{"at_s": 18, "target_rel": 2.0}], "lut": "luts/host-cpu.json", "unit": "gpu"}
 //! ```
 //! A schedule file (`--schedule FILE`); targets without `model` are the first model's:
 //! ```json
 //! {"duration_s": 36, "events": [{"at_s": 0, "target_ms": 90}, {"at_s": 8, "target_ms": 60},
 //!   {"at_s": 16, "contend": 2}, {"at_s": 26, "contend": 0}, {"at_s": 30, "cpu_khz": 1190400},
-//!   {"at_s": 32, "gpu_khz": 510000}]}
+//!   {"at_s": 32, "gpu_khz": 510000}, {"at_s": 34, "contend": 1, "unit": "gpu"}]}
 //! ```
+//! `contend` is on the first model's unit unless the event names another `unit`.
 //! Times are `*_ms`, or `*_rel`: multiples of the fastest sub-network's mean latency on this machine,
 //! so that one file suits a fast PC and a slow board alike.
 
@@ -80,12 +82,14 @@ pub struct ModelDef {
     pub lut: Option<PathBuf>,
     /// Its target from each time on (seconds from the start), in time order, the first at 0.
     pub targets: Vec<(f64, Amount)>,
+    /// The unit it runs on, where it names one (else the run's `--backend`).
+    pub unit: Option<Unit>,
 }
 
 impl ModelDef {
     /// A model with frames back to back, priority 1 and the given targets.
     pub fn new(name: &str, targets: Vec<(f64, Amount)>) -> Self {
-        ModelDef { name: name.into(), priority: 1.0, period: Amount::Ms(0.0), lut: None, targets }
+        ModelDef { name: name.into(), priority: 1.0, period: Amount::Ms(0.0), lut: None, targets, unit: None }
     }
 
     /// A built-in model file by name, or a model file by path.
@@ -116,6 +120,7 @@ impl ModelDef {
             period_ms: Option<f32>,
             period_rel: Option<f32>,
             lut: Option<PathBuf>,
+            unit: Option<Unit>,
         }
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
@@ -141,8 +146,8 @@ impl ModelDef {
             Some(dir) if p.is_relative() => dir.join(p),
             _ => p,
         });
-        let def =
-            ModelDef { name: f.name, priority: f.priority, period: period.unwrap_or(Amount::Ms(0.0)), lut, targets };
+        let period = period.unwrap_or(Amount::Ms(0.0));
+        let def = ModelDef { name: f.name, priority: f.priority, period, lut, targets, unit: f.unit };
         def.check().map_err(bad)?;
         Ok(def)
     }
@@ -183,9 +188,10 @@ fn in_order(times: impl Iterator<Item = f64>) -> Result<(), String> {
 /// Something that happens to the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum World {
-    /// The contention generator runs this many contenders from now on (0: off): busy threads for
-    /// the CPU engine, streams of the largest sub-network for the CUDA engine.
-    Contend(usize),
+    /// The contention generator of the unit (`None`: the first model's) runs this many
+    /// contenders from now on (0: off): busy threads for the CPU, streams of the largest
+    /// sub-network for the GPU.
+    Contend(Option<Unit>, usize),
     /// The unit's clock is pinned to this operating point in kHz (needs the unit's DVFS).
     Pin(Unit, u32),
 }
@@ -231,6 +237,7 @@ impl ScheduleFile {
             target_ms: Option<f32>,
             target_rel: Option<f32>,
             contend: Option<usize>,
+            unit: Option<Unit>,
             cpu_khz: Option<u32>,
             gpu_khz: Option<u32>,
         }
@@ -257,13 +264,16 @@ impl ScheduleFile {
             if e.model.is_some() && target.is_none() {
                 return Err(what("\"model\" goes with a target".into()));
             }
+            if e.unit.is_some() && e.contend.is_none() {
+                return Err(what("\"unit\" goes with contend (cpu_khz and gpu_khz name theirs)".into()));
+            }
             match (target, e.contend, pin) {
                 (Some(t), _, _) if t.ms(1.0, 1.0) > 0.0 => s.targets.push((e.model, e.at_s, t)),
                 (Some(_), _, _) => return Err(what("targets must be positive".into())),
                 (_, Some(n), _) if n > MAX_CONTEND => {
                     return Err(what(format!("contend is a number of contenders, at most {MAX_CONTEND}")));
                 }
-                (_, Some(n), _) => s.world.push((e.at_s, World::Contend(n))),
+                (_, Some(n), _) => s.world.push((e.at_s, World::Contend(e.unit, n))),
                 (_, _, Some(pin)) => s.world.push((e.at_s, pin)),
                 _ => unreachable!("exactly one field was given"),
             }
@@ -380,7 +390,8 @@ impl Ask {
                 s.world.clone()
             }
             None if self.contend > 0 => {
-                vec![(at(DEMO_CONTEND.0), World::Contend(self.contend)), (at(DEMO_CONTEND.1), World::Contend(0))]
+                let (on, off) = (World::Contend(None, self.contend), World::Contend(None, 0));
+                vec![(at(DEMO_CONTEND.0), on), (at(DEMO_CONTEND.1), off)]
             }
             None => Vec::new(),
         };
@@ -419,7 +430,7 @@ mod tests {
         assert!((ms[0].1 - 90.0 * 1.1 * 2.0).abs() < 1e-3 && (ms[1].1 - 1.5 * 60.0 * 1.1).abs() < 1e-3);
         assert_eq!(ms[2].1, ms[0].1);
         assert_eq!(ms.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0.0, 0.22 * 36.0, 0.83 * 36.0]);
-        assert_eq!(s.world, vec![(0.44 * 36.0, World::Contend(2)), (0.72 * 36.0, World::Contend(0))]);
+        assert_eq!(s.world, vec![(0.44 * 36.0, World::Contend(None, 2)), (0.72 * 36.0, World::Contend(None, 0))]);
         // --target-ms holds one target; --contend 0 leaves the machine alone.
         let s = Ask { target_ms: Some(70.0), duration_s: Some(5.0), ..Ask::default() }.script(&LEVELS).unwrap();
         assert_eq!((s.duration_s, s.models[0].targets.clone(), s.world), (5.0, vec![(0.0, Amount::Ms(70.0))], vec![]));
@@ -431,16 +442,20 @@ mod tests {
         let cls = ModelDef::load("classifier").unwrap();
         assert_eq!((det.name.as_str(), det.priority), ("detector", 2.0));
         assert!(det.targets.len() >= 2 && matches!(det.period, Amount::Rel(_)));
+        assert_eq!(det.unit, None);
+        let gpu = ModelDef::from_json(r#"{"name": "g", "target_ms": 5, "unit": "gpu"}"#, "g.json", None).unwrap();
+        assert_eq!(gpu.unit, Some(Unit::Gpu));
         let text = r#"{"duration_s": 10, "events": [
             {"at_s": 0, "target_ms": 90}, {"at_s": 2, "model": "detector", "target_rel": 1.5},
             {"at_s": 3, "contend": 2}, {"at_s": 5, "cpu_khz": 1190400}, {"at_s": 6, "contend": 0},
-            {"at_s": 7, "gpu_khz": 510000}]}"#;
+            {"at_s": 7, "gpu_khz": 510000}, {"at_s": 8, "contend": 1, "unit": "gpu"}]}"#;
         let sched = ScheduleFile::from_json(text, "s.json").unwrap();
         let ask = Ask { models: vec![det, cls], schedule: Some((sched, "s.json".into())), ..Ask::default() };
         let s = ask.script(&LEVELS).unwrap();
         assert_eq!(s.duration_s, 10.0);
         let pins = [(5.0, World::Pin(Unit::Cpu, 1_190_400)), (7.0, World::Pin(Unit::Gpu, 510_000))];
-        assert_eq!(s.world, vec![(3.0, World::Contend(2)), pins[0], (6.0, World::Contend(0)), pins[1]]);
+        let (on, off, gpu) = (World::Contend(None, 2), World::Contend(None, 0), World::Contend(Some(Unit::Gpu), 1));
+        assert_eq!(s.world, vec![(3.0, on), pins[0], (6.0, off), pins[1], (8.0, gpu)]);
         let det = &s.models[0];
         assert_eq!(det.targets[0], (0.0, Amount::Ms(90.0)));
         assert_eq!(det.targets[1], (2.0, Amount::Rel(1.5)));
@@ -463,6 +478,8 @@ mod tests {
         assert!(sched(r#"{"events": [{"at_s": 1}]}"#).contains("exactly one"));
         assert!(sched(r#"{"events": [{"at_s": 1, "contend": 2, "cpu_khz": 5}]}"#).contains("exactly one"));
         assert!(sched(r#"{"events": [{"at_s": 1, "cpu_khz": 5, "gpu_khz": 5}]}"#).contains("separate events"));
+        assert!(sched(r#"{"events": [{"at_s": 1, "cpu_khz": 5, "unit": "gpu"}]}"#).contains("goes with contend"));
+        assert!(model(r#"{"name": "a", "target_ms": 5, "unit": "npu"}"#).contains("unknown variant"));
         assert!(sched(r#"{"events": [{"at_s": 1, "model": "a", "contend": 2}]}"#).contains("goes with a target"));
         assert!(sched(r#"{"duration_s": -1}"#).contains("duration_s"));
         let named = ScheduleFile::from_json(r#"{"events": [{"at_s": 0, "model": "x", "target_ms": 5}]}"#, "s").unwrap();

@@ -20,9 +20,9 @@ use dynofa_hal_sim::{SimError, plot, trace};
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
 
 use super::RunError;
-use super::backend::{self, Backend, Clocks, Engines, RunEngine};
+use super::backend::{self, Backend, Clocks, Engines, RunEngine, UnitEngine};
 use super::console::Console;
-use super::contend::Contention;
+use super::contend::{Contention, Work};
 use super::frames::{FrameEngine, FrameSource};
 use super::hostlut::{LutSource, prepare, unit_point};
 use super::joint::{Joint, ModelView, SharedFreq, WallClock};
@@ -65,14 +65,15 @@ pub struct Outcome {
     pub switch_ns: Vec<Vec<u64>>,
 }
 
-/// One model as the threads run it: period in ms, targets as asked.
+/// One model as the threads run it: its unit, period in ms, targets as asked.
 #[derive(Debug, Clone)]
 struct Model {
     name: String,
+    unit: Unit,
     priority: f32,
     period_ms: f32,
     targets: Vec<(f64, Amount)>,
-    /// The fastest sub-network's mean latency, which relative targets multiply.
+    /// The fastest sub-network's mean latency on its unit, which relative targets multiply.
     fastest_ms: f32,
 }
 
@@ -116,8 +117,6 @@ type Manager<'l> = Dynofa<'l, { lutgen::LUT_CAPACITY }, { dynofa_core::lut::DEFA
 struct Ctx<'a> {
     lut: &'a DesignLut,
     joint: &'a Mutex<Joint<Manager<'a>>>,
-    /// The models' unit.
-    unit: Unit,
     clocks: &'a Clocks,
     root: &'a Path,
     origin: Instant,
@@ -125,22 +124,39 @@ struct Ctx<'a> {
     stop: &'a AtomicBool,
     /// Bumped at every machine event: frames after one settle before deadlines count.
     epoch: &'a AtomicU64,
-    contention: Option<&'a Contention>,
-    /// A contender, singular and plural, for messages.
-    contender: [&'static str; 2],
-    /// Lanes of the unit all models' engines keep busy (threads, streams), to express contention
-    /// as a share.
-    lanes: usize,
+    /// Per unit ([`Unit::index`]): its contention and its models' lanes.
+    units: [UnitCtx<'a>; 2],
+    /// The unit of a schedule's `contend` that names none: the first model's.
+    first_unit: Unit,
     live: &'a Mutex<Vec<Live>>,
 }
 
+/// What the models of one unit share.
+#[derive(Default)]
+struct UnitCtx<'a> {
+    /// Its contention generator, where the schedule contends for it.
+    contention: Option<&'a Contention>,
+    /// A contender, singular and plural, for messages.
+    contender: [&'static str; 2],
+    /// Lanes of the unit its models' engines keep busy (threads, streams), to express contention
+    /// as a share.
+    lanes: usize,
+}
+
 impl Ctx<'_> {
-    fn contend(&self) -> usize {
-        self.contention.map_or(0, Contention::active)
+    /// Contenders on `unit` now.
+    fn contend(&self, unit: Unit) -> usize {
+        self.units[unit.index()].contention.map_or(0, Contention::active)
     }
 
-    fn share(&self) -> f64 {
-        share(self.contend(), self.lanes)
+    /// The share of `unit` its contenders take now.
+    fn share(&self, unit: Unit) -> f64 {
+        share(self.contend(unit), self.units[unit.index()].lanes)
+    }
+
+    /// The unit a `contend` event acts on.
+    fn contended(&self, unit: Option<Unit>) -> Unit {
+        unit.unwrap_or(self.first_unit)
     }
 
     fn now_s(&self) -> f64 {
@@ -163,85 +179,193 @@ fn describe(lut: &DesignLut, entry: usize) -> String {
     format!("{} (r{}, top-1 {:.1}%)", &e.config.id().to_string()[..8], e.config.r, e.top1)
 }
 
+/// A model's engine as the session holds it, whatever its type ([`ModelEngine`]).
+trait Engine: Send {
+    fn unit(&self) -> Unit;
+    fn contender_noun(&self) -> [&'static str; 2];
+    fn describe(&self) -> String;
+    fn lanes(&self) -> usize;
+    fn ready(&mut self, configs: &[SubnetConfig]) -> Result<(), RunError>;
+    /// [`prepare`] on this engine.
+    fn lut(&mut self, net: &Supernet, source: &LutSource, say: &mut dyn FnMut(String)) -> Result<DesignLut, RunError>;
+    fn contender(&self, index: usize) -> Result<Work, RunError>;
+    /// The model's thread: [`model_loop`] over this engine.
+    fn run(
+        self: Box<Self>,
+        k: usize,
+        model: &Model,
+        ctx: &Ctx<'_>,
+        frames: FrameSource,
+        tx: &Sender<String>,
+    ) -> Result<Vec<Row>, RunError>;
+}
+
+impl<E: RunEngine + 'static> Engine for E {
+    fn unit(&self) -> Unit {
+        E::UNIT
+    }
+    fn contender_noun(&self) -> [&'static str; 2] {
+        E::CONTENDER
+    }
+    fn describe(&self) -> String {
+        RunEngine::describe(self)
+    }
+    fn lanes(&self) -> usize {
+        RunEngine::lanes(self)
+    }
+    fn ready(&mut self, configs: &[SubnetConfig]) -> Result<(), RunError> {
+        UnitEngine::ready(self, configs)
+    }
+    fn lut(&mut self, net: &Supernet, source: &LutSource, say: &mut dyn FnMut(String)) -> Result<DesignLut, RunError> {
+        let name = RunEngine::describe(self);
+        prepare(self, &name, net, source, 0, say)
+    }
+    fn contender(&self, index: usize) -> Result<Work, RunError> {
+        RunEngine::contender(self, index)
+    }
+    fn run(
+        self: Box<Self>,
+        k: usize,
+        model: &Model,
+        ctx: &Ctx<'_>,
+        frames: FrameSource,
+        tx: &Sender<String>,
+    ) -> Result<Vec<Row>, RunError> {
+        model_loop(k, model, ctx, FrameEngine::new(*self), frames, tx)
+    }
+}
+
+/// One model's engine, of any [`RunEngine`] type: a run may hold CPU and CUDA engines together.
+pub struct ModelEngine(Box<dyn Engine>);
+
+impl ModelEngine {
+    /// Hold `engine`.
+    pub fn new<E: RunEngine + 'static>(engine: E) -> Self {
+        ModelEngine(Box::new(engine))
+    }
+}
+
+impl std::fmt::Debug for ModelEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.describe())
+    }
+}
+
+/// Each model's unit: its own, else `--backend`'s (one model, the demo's, when none is given).
+fn model_units(opts: &Options) -> Vec<Unit> {
+    match opts.ask.models.as_slice() {
+        [] => vec![opts.backend.unit()],
+        models => models.iter().map(|m| m.unit.unwrap_or(opts.backend.unit())).collect(),
+    }
+}
+
 /// Run as `opts` asks, printing through `console`.
 pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
     let weights = match &opts.weights {
         Some(path) => SupernetWeights::load(path)?,
         None => SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED),
     };
-    let models = opts.ask.models.len().max(1);
     let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // The engines first: a machine without CUDA gets its one-line reason before anything else.
-    match backend::build(opts.backend, &weights, models, threads)? {
-        Engines::Cpu(engines) => run_on(opts, console, &weights, engines),
-        #[cfg(feature = "cuda")]
-        Engines::Cuda(engines) => run_on(opts, console, &weights, engines),
+    let mut engines = Vec::new();
+    for unit in model_units(opts) {
+        match backend::build(Backend::of(unit), &weights, 1, threads)? {
+            Engines::Cpu(e) => engines.extend(e.into_iter().map(ModelEngine::new)),
+            #[cfg(feature = "cuda")]
+            Engines::Cuda(e) => engines.extend(e.into_iter().map(ModelEngine::new)),
+        }
     }
+    run_on(opts, console, &weights, engines)
 }
 
-/// Run as `opts` asks over `engines`, one per model (built on `weights`), whatever
-/// `opts.backend` says: how `run` drives each backend, and how a test drives an engine of its own.
-pub fn run_on<E: RunEngine>(
+/// Run as `opts` asks over `engines`, one per model in order (built on `weights`), each on its
+/// engine's unit whatever the model files and `opts.backend` say: how `run` drives the backends,
+/// and how a test drives an engine of its own.
+pub fn run_on(
     opts: &Options,
     console: &mut Console,
     weights: &SupernetWeights,
-    mut engines: Vec<E>,
+    engines: Vec<ModelEngine>,
 ) -> Result<Outcome, RunError> {
-    if engines.len() != opts.ask.models.len().max(1) {
+    let mut engines: Vec<Box<dyn Engine>> = engines.into_iter().map(|e| e.0).collect();
+    if engines.len() != model_units(opts).len() {
         return Err(RunError::Spec {
             origin: "run_on".into(),
-            reason: format!("{} engines for {} models", engines.len(), opts.ask.models.len().max(1)),
+            reason: format!("{} engines for {} models", engines.len(), model_units(opts).len()),
         });
     }
+    let units: Vec<Unit> = engines.iter().map(|e| e.unit()).collect();
+    // The units in use, in the order the models first name them.
+    let used: Vec<Unit> = units.iter().enumerate().filter(|(k, u)| !units[..*k].contains(u)).map(|(_, &u)| u).collect();
+    let first_of = |unit: Unit| units.iter().position(|&u| u == unit).expect("a unit in use has a model");
     let pins_gpu = opts
         .ask
         .schedule
         .as_ref()
         .is_some_and(|(f, _)| f.world.iter().any(|(_, w)| matches!(w, World::Pin(Unit::Gpu, _))));
-    let clocks = &Clocks::probe(&opts.root, E::UNIT == Unit::Gpu || pins_gpu, console);
+    let clocks = &Clocks::probe(&opts.root, used.contains(&Unit::Gpu) || pins_gpu, console);
     let net = *weights.supernet();
-    let unit = E::UNIT;
     let frames = match &opts.images {
         Some(dir) => FrameSource::images(dir, opts.max_images, &mut |w| console.line(&format!("images: {w}")))?,
         None => FrameSource::synthetic(),
     };
-    let engine_name = engines[0].describe();
     let weights_name = match &opts.weights {
         Some(path) => path.display().to_string(),
         None => format!("seeded OFA MobileNetV3 w{} (seed {DEFAULT_SEED:#x})", net.width_mult),
     };
-    console.line(&format!("engine: {engine_name} per model; weights: {weights_name}"));
+    let engine_names: Vec<String> = used.iter().map(|&u| engines[first_of(u)].describe()).collect();
+    console.line(&format!("engine: {} per model; weights: {weights_name}", engine_names.join(" and ")));
     console.line(&format!("frames: {}", frames.describe()));
 
-    let source = LutSource::pick(lut_file(opts)?.as_deref(), unit);
-    let lut = prepare(&mut engines[0], &engine_name, &net, &source, 0, &mut |s| console.line(&s))?;
-    let op = unit_point(&lut, unit).unwrap_or(OperatingPoint { unit, freq_khz: 0 });
-    let front = lut.pareto(op);
-    let point = |i: usize| {
-        let e = &lut.entries()[i];
-        (e.predict_ms(op).unwrap_or(f32::NAN), e.top1)
-    };
-    let (Some(&fast), Some(&slow)) = (front.first(), front.last()) else {
-        return Err(RunError::Lut { name: lut.source.to_string(), reason: format!("no entry has a {unit} latency") });
-    };
-    let ((fastest_ms, fastest_top1), (slowest_ms, best_top1)) = (point(fast), point(slow));
-    console.line(&format!(
-        "sub-networks: {} on the {unit} front, {} at top-1 {fastest_top1:.1}% to {} at {best_top1:.1}%",
-        front.len(),
-        ms(fastest_ms.into()),
-        ms(slowest_ms.into()),
-    ));
-    // Every model may switch to every entry: make them all ready now (the CUDA engine captures a
-    // graph per entry), so that a switch allocates nothing.
-    let configs: Vec<SubnetConfig> = lut.entries().iter().map(|e| e.config).collect();
+    // One LUT for the joint plan: each unit's latencies timed on (or checked against) its engine.
+    let lut_given = lut_file(opts)?;
+    let mut lut: Option<DesignLut> = None;
+    for &unit in &used {
+        let source = LutSource::pick(lut_given.as_deref(), unit);
+        let timed = engines[first_of(unit)].lut(&net, &source, &mut |s| console.line(&s))?;
+        lut = Some(match lut {
+            None => timed,
+            Some(l) => merge(l, &timed)?,
+        });
+    }
+    let lut = lut.expect("a run has a model");
+    // Per unit: where it plans, and its front's fastest and most accurate sub-networks.
+    let mut fronts = Vec::new();
+    for &unit in &used {
+        let op = unit_point(&lut, unit).unwrap_or(OperatingPoint { unit, freq_khz: 0 });
+        let front = lut.pareto(op);
+        let point = |i: usize| {
+            let e = &lut.entries()[i];
+            (e.predict_ms(op).unwrap_or(f32::NAN), e.top1)
+        };
+        let (Some(&fast), Some(&slow)) = (front.first(), front.last()) else {
+            return Err(RunError::Lut {
+                name: lut.source.to_string(),
+                reason: format!("no entry has a {unit} latency"),
+            });
+        };
+        let ((fastest_ms, fastest_top1), (slowest_ms, best_top1)) = (point(fast), point(slow));
+        console.line(&format!(
+            "sub-networks: {} on the {unit} front, {} at top-1 {fastest_top1:.1}% to {} at {best_top1:.1}%",
+            front.len(),
+            ms(fastest_ms.into()),
+            ms(slowest_ms.into()),
+        ));
+        fronts.push((op, slow, fastest_ms, slowest_ms));
+    }
+    let front_of = |unit: Unit| fronts[used.iter().position(|&u| u == unit).expect("a unit in use")];
+    // Every model may switch to every entry of its unit: make them all ready now (the CUDA engine
+    // captures a graph per entry), so that a switch allocates nothing.
     let start = Instant::now();
     for engine in &mut engines {
+        let unit = engine.unit();
+        let configs: Vec<SubnetConfig> =
+            lut.entries().iter().filter(|e| e.latency.iter().any(|l| l.unit == unit)).map(|e| e.config).collect();
         engine.ready(&configs)?;
     }
     if start.elapsed() > Duration::from_millis(100) {
         console.line(&format!(
-            "engines: {} sub-networks ready on {} engine{} in {:.1} s",
-            configs.len(),
+            "engines: the lut's sub-networks ready on {} engine{} in {:.1} s",
             engines.len(),
             if engines.len() == 1 { "" } else { "s" },
             start.elapsed().as_secs_f64()
@@ -251,56 +375,88 @@ pub fn run_on<E: RunEngine>(
     if opts.stop.load(Ordering::Relaxed) {
         return Err(RunError::Stopped);
     }
+    // The demo's levels are the first model's unit's.
+    let (op, slow, fastest_ms, slowest_ms) = front_of(units[0]);
     let tail = margin(&lut, op, slow, slowest_ms)?;
-    let levels = Levels { fastest_ms, slowest_ms, tail };
-    let script = opts.ask.script(&levels)?;
+    let script = opts.ask.script(&Levels { fastest_ms, slowest_ms, tail })?;
     let plan: Vec<Model> = script
         .models
         .iter()
-        .map(|m| Model {
-            name: m.name.clone(),
-            priority: m.priority,
-            period_ms: m.period.ms(fastest_ms, 1.0),
-            targets: m.targets.clone(),
-            fastest_ms,
+        .zip(&units)
+        .map(|(m, &unit)| {
+            let fastest_ms = front_of(unit).2;
+            Model {
+                name: m.name.clone(),
+                unit,
+                priority: m.priority,
+                period_ms: m.period.ms(fastest_ms, 1.0),
+                targets: m.targets.clone(),
+                fastest_ms,
+            }
         })
         .collect();
-    say_script(console, &script, &plan, E::CONTENDER);
+    let nouns: [[&'static str; 2]; 2] = Unit::ALL.map(|u| {
+        used.iter().position(|&v| v == u).map_or(["contender", "contenders"], |_| engines[first_of(u)].contender_noun())
+    });
+    say_script(console, &script, &plan, &|u| nouns[u.unwrap_or(units[0]).index()]);
 
-    let specs: Vec<ModelSpec> = plan.iter().map(|m| ModelSpec { unit, goal: m.goal(m.target_ms(0, 1.0)) }).collect();
-    let manager = Manager::new(&lut, &specs, unit_clocks(op), DynofaParams::default()).map_err(RunError::Control)?;
+    let specs: Vec<ModelSpec> =
+        plan.iter().map(|m| ModelSpec { unit: m.unit, goal: m.goal(m.target_ms(0, 1.0)) }).collect();
+    let mut khz = [0; 2];
+    for &unit in &used {
+        khz[unit.index()] = front_of(unit).0.freq_khz;
+    }
+    let manager = Manager::new(&lut, &specs, khz, DynofaParams::default()).map_err(RunError::Control)?;
     let live: Vec<Live> = plan
         .iter()
         .enumerate()
         .map(|(k, m)| Live { target_ms: m.target_ms(0, 1.0), entry: manager.entry(k), ..Live::default() })
         .collect();
     let joint = Joint::new(manager);
-    let most = script.world.iter().map(|(_, w)| if let World::Contend(n) = w { *n } else { 0 }).max().unwrap_or(0);
-    let contention = if most > 0 {
-        let workers = (0..most).map(|i| engines[0].contender(i)).collect::<Result<Vec<_>, _>>()?;
-        Some(
-            Contention::new(workers)
-                .map_err(|e| RunError::Thread(format!("cannot start the contention threads: {e}")))?,
-        )
-    } else {
-        None
-    };
+    // A contention generator per contended unit, its contenders made by that unit's first engine.
+    let mut contention: [Option<Contention>; 2] = [None, None];
+    for unit in Unit::ALL {
+        let most = script
+            .world
+            .iter()
+            .filter_map(|(_, w)| match *w {
+                World::Contend(u, n) if u.unwrap_or(units[0]) == unit => Some(n),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        if most == 0 {
+            continue;
+        }
+        if !used.contains(&unit) {
+            return Err(RunError::Spec {
+                origin: "contend".into(),
+                reason: format!("contention on the {unit} needs a model on it (a model file's \"unit\")"),
+            });
+        }
+        let workers = (0..most).map(|i| engines[first_of(unit)].contender(i)).collect::<Result<Vec<_>, _>>()?;
+        let generator = Contention::new(workers)
+            .map_err(|e| RunError::Thread(format!("cannot start the contention threads: {e}")))?;
+        contention[unit.index()] = Some(generator);
+    }
     let stop = &*opts.stop;
     let epoch = AtomicU64::new(0);
     let live = Mutex::new(live);
     let ctx = Ctx {
         lut: &lut,
         joint: &joint,
-        unit,
         clocks,
         root: &opts.root,
         origin: Instant::now(),
         end_ns: (script.duration_s * 1e9) as u64,
         stop,
         epoch: &epoch,
-        contention: contention.as_ref(),
-        contender: E::CONTENDER,
-        lanes: engines[0].lanes() * plan.len(),
+        units: Unit::ALL.map(|u| UnitCtx {
+            contention: contention[u.index()].as_ref(),
+            contender: nouns[u.index()],
+            lanes: engines.iter().filter(|e| e.unit() == u).map(|e| e.lanes()).sum(),
+        }),
+        first_unit: units[0],
         live: &live,
     };
     let (tx, rx) = mpsc::channel::<String>();
@@ -311,7 +467,7 @@ pub fn run_on<E: RunEngine>(
             .map(|(k, engine)| {
                 let (ctx, model, frames, tx) = (&ctx, &plan[k], frames.clone(), tx.clone());
                 std::thread::Builder::new().name(format!("model-{k}")).spawn_scoped(s, move || {
-                    let result = model_loop(k, model, ctx, FrameEngine::new(engine), frames, &tx);
+                    let result = engine.run(k, model, ctx, frames, &tx);
                     if result.is_err() {
                         ctx.stop.store(true, Ordering::Relaxed);
                     }
@@ -336,7 +492,7 @@ pub fn run_on<E: RunEngine>(
     }
     console.finish();
     let elapsed_s = ctx.now_s();
-    if let Some(c) = ctx.contention {
+    for c in ctx.units.iter().filter_map(|u| u.contention) {
         c.set(0);
     }
     let mut rows = Vec::new();
@@ -348,9 +504,26 @@ pub fn run_on<E: RunEngine>(
     }
     rows.sort_by(|a, b| a.frame.t_ms.total_cmp(&b.frame.t_ms).then(a.frame.model.cmp(&b.frame.model)));
     let duration_s = elapsed_s.min(script.duration_s).max(1e-3);
-    let outcome = outcome(&ctx, &script, &plan, rows, duration_s, &engine_name, opts)?;
-    say_summary(console, &outcome, &plan, &engine_name, opts);
+    let engines = engine_names.join(" and ");
+    let outcome = outcome(&ctx, &script, &plan, rows, duration_s, &engines, opts)?;
+    say_summary(console, &outcome, &plan, &engines, opts);
     Ok(outcome)
+}
+
+/// `a` with `b`'s entries: latencies of a sub-network in both are joined, the others added.
+fn merge(mut a: DesignLut, b: &DesignLut) -> Result<DesignLut, RunError> {
+    let full = |name: &str| RunError::Lut { name: name.into(), reason: "the units' luts do not fit in one".into() };
+    for e in b.entries() {
+        match a.find(&e.config) {
+            Some(i) => {
+                for &l in &e.latency {
+                    a.entries_mut()[i].set_latency(l).map_err(|_| full(&b.source))?;
+                }
+            }
+            None => a.push(e.clone()).map_err(|_| full(&b.source))?,
+        }
+    }
+    Ok(a)
 }
 
 /// The clocks to plan at first, per unit ([`Unit::index`]): `op`'s for its unit.
@@ -396,7 +569,13 @@ fn margin(lut: &DesignLut, op: OperatingPoint, best: usize, best_ms: f32) -> Res
 }
 
 /// Print what the run will do.
-fn say_script(console: &mut Console, script: &Script, plan: &[Model], contender: [&str; 2]) {
+/// Print what the run will do; `contender` names a contender of the unit a `contend` event acts on.
+fn say_script(
+    console: &mut Console,
+    script: &Script,
+    plan: &[Model],
+    contender: &dyn Fn(Option<Unit>) -> [&'static str; 2],
+) {
     for m in plan {
         let steps: Vec<String> = (0..m.targets.len())
             .map(|i| {
@@ -412,14 +591,20 @@ fn say_script(console: &mut Console, script: &Script, plan: &[Model], contender:
         } else {
             "frames back to back".into()
         };
-        console.line(&format!("model {}: priority {}, {period}; target {}", m.name, m.priority, steps.join(", ")));
+        console.line(&format!(
+            "model {} on the {}: priority {}, {period}; target {}",
+            m.name,
+            m.unit,
+            m.priority,
+            steps.join(", ")
+        ));
     }
     let events: Vec<String> = script
         .world
         .iter()
         .map(|(at, w)| match w {
-            World::Contend(0) => format!("contention off at {at:.1} s"),
-            World::Contend(n) => format!("{} from {at:.1} s", contenders(*n, contender)),
+            World::Contend(_, 0) => format!("contention off at {at:.1} s"),
+            World::Contend(u, n) => format!("{} from {at:.1} s", contenders(*n, contender(*u))),
             World::Pin(unit, k) => format!("{unit} pinned to {k} kHz at {at:.1} s"),
         })
         .collect();
@@ -474,7 +659,7 @@ fn model_loop<E: RunEngine>(
         let switch_ns = (after.0 > before.0).then(|| after.1 - before.1);
         let (est_share, slowdown) = {
             let j = lock(ctx.joint);
-            (j.policy().external_share(ctx.unit), j.policy().slowdown(k).unwrap_or(1.0))
+            (j.policy().external_share(E::UNIT), j.policy().slowdown(k).unwrap_or(1.0))
         };
         let us = switch_ns.unwrap_or(0) as f64 * 1e-3;
         let at = |ns: u64| ns as f64 * 1e-9;
@@ -505,7 +690,7 @@ fn model_loop<E: RunEngine>(
                 entry: r.entry,
                 top1: ctx.lut.entries()[r.entry].top1,
                 clock_mhz: r.freq_khz.map_or(0.0, |khz| f64::from(khz) * 1e-3),
-                share: ctx.share(),
+                share: ctx.share(E::UNIT),
                 counted: since_change >= SETTLE_FRAMES,
             },
             index,
@@ -514,7 +699,7 @@ fn model_loop<E: RunEngine>(
             class: logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i),
             load_permille: r.load_permille,
             est_share,
-            contend: ctx.contend(),
+            contend: ctx.contend(E::UNIT),
         });
         since_change = since_change.saturating_add(1);
         index += 1;
@@ -533,13 +718,14 @@ fn timeline(ctx: &Ctx<'_>, script: &Script, plan: &[Model], console: &mut Consol
         while let Some(&(at, w)) = script.world.get(next).filter(|(at, _)| *at <= now) {
             next += 1;
             let msg = match w {
-                World::Contend(n) => {
-                    if let Some(c) = ctx.contention {
+                World::Contend(unit, n) => {
+                    let unit = &ctx.units[ctx.contended(unit).index()];
+                    if let Some(c) = unit.contention {
                         c.set(n);
                     }
                     match n {
                         0 => "contention off".to_string(),
-                        n => format!("contention on: {}", contenders(n, ctx.contender)),
+                        n => format!("contention on: {}", contenders(n, unit.contender)),
                     }
                 }
                 World::Pin(unit, khz) => match ctx.clocks.pin(unit, khz) {
@@ -565,7 +751,7 @@ fn timeline(ctx: &Ctx<'_>, script: &Script, plan: &[Model], console: &mut Consol
 }
 
 fn status_line(ctx: &Ctx<'_>, now: f64, plan: &[Model], live: &[Live]) -> String {
-    let contend = match ctx.contend() {
+    let contend = match Unit::ALL.map(|u| ctx.contend(u)).iter().sum() {
         0 => String::new(),
         n => format!("  contention {n}"),
     };
@@ -603,7 +789,7 @@ fn outcome(
         .iter()
         .map(|m| SimModel {
             name: m.name.clone(),
-            unit: ctx.unit,
+            unit: m.unit,
             target_ms: m.target_ms(0, 1.0),
             period_ms: m.period_ms,
             floor_top1: 0.0,
@@ -626,7 +812,10 @@ fn outcome(
     }
     for &(at_s, w) in &script.world {
         let kind = match w {
-            World::Contend(n) => EventKind::Share { unit: ctx.unit, value: share(n, ctx.lanes) as f32 },
+            World::Contend(unit, n) => {
+                let unit = ctx.contended(unit);
+                EventKind::Share { unit, value: share(n, ctx.units[unit.index()].lanes) as f32 }
+            }
             World::Pin(unit, khz) => EventKind::Clock { unit, khz },
         };
         events.push(Event { at_s, kind });

@@ -17,16 +17,17 @@ use dynofa_hal_jetson::run::{Options, run as run_job};
 #[derive(clap::Args)]
 pub struct Args {
     /// A model: a built-in name (detector, classifier) or a model JSON file (name, target_ms or
-    /// target_rel, schedule, priority, period_ms or period_rel, lut). Repeat for several models,
-    /// each in its own thread, planned jointly. Default: one model, "classifier".
+    /// target_rel, schedule, priority, period_ms or period_rel, lut, unit: gpu or cpu). Repeat for
+    /// several models, each in its own thread, planned jointly, on the GPU and the CPU at once if
+    /// their units differ. Default: one model, "classifier".
     #[arg(long = "model", value_name = "NAME|FILE")]
     models: Vec<String>,
     /// One latency target in ms for the whole run (instead of the demo's steps).
     #[arg(long)]
     target_ms: Option<f32>,
     /// A schedule JSON file: duration_s, and events at_s with target_ms/target_rel (optionally with a
-    /// model's name), contend (busy threads; GPU streams with --backend cuda), cpu_khz or gpu_khz (a
-    /// clock pin).
+    /// model's name), contend (busy threads, or GPU streams, on the first model's unit or the
+    /// event's "unit"), cpu_khz or gpu_khz (a clock pin).
     #[arg(long, value_name = "FILE")]
     schedule: Option<PathBuf>,
     /// Length of the run in seconds (default: the schedule's, else the demo's 36 s).
@@ -36,9 +37,9 @@ pub struct Args {
     /// cuda streams running the largest sub-network (default: 1); 0: none.
     #[arg(long, value_name = "THREADS")]
     contend: Option<usize>,
-    /// The engine that runs the models: the CPU engine, or the CUDA engine (the LUT's GPU latencies
-    /// plan it; contention is streams running the largest sub-network; a schedule's gpu_khz events
-    /// pin the GPU's clock).
+    /// The engine of the models that name no unit: the CPU engine, or the CUDA engine (the LUT's
+    /// GPU latencies plan it; contention is streams running the largest sub-network; a schedule's
+    /// gpu_khz events pin the GPU's clock).
     #[arg(long, value_enum, default_value_t = Backend::Cpu)]
     backend: Backend,
     /// The LUT (default: luts/host-cpu.json or luts/host-gpu.json for the backend if committed,
