@@ -46,8 +46,8 @@ impl Backend {
     }
 }
 
-/// The machine's clock controls (DVFS), where the platform has them: the run's unit's is read every
-/// frame; a schedule's `cpu_khz` and `gpu_khz` events pin them.
+/// The machine's clock controls (DVFS), where the platform has them: each model reads its unit's
+/// every frame; a schedule's `cpu_khz` and `gpu_khz` events pin them.
 #[derive(Debug, Default)]
 pub struct Clocks {
     /// The CPU's (cpufreq).
@@ -223,8 +223,13 @@ impl RunEngine for crate::gpu::GpuEngine {
         other.activate(&largest)?;
         let r = usize::from(largest.r);
         let (input, mut logits) = (vec![0.0f32; 3 * r * r], vec![0.0f32; dynofa_core::arch::NUM_CLASSES]);
-        // A failed frame (the GPU gone) ends nothing: the contender only loads the GPU.
-        Ok(Box::new(move || drop(other.infer(&input, &mut logits))))
+        // A failed frame (the GPU gone) ends nothing, the contender only loads the GPU; it waits
+        // before the next try rather than spin a core.
+        Ok(Box::new(move || {
+            if other.infer(&input, &mut logits).is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }))
     }
 }
 

@@ -157,7 +157,11 @@ pub fn prepare<E: UnitEngine>(
                     "lut: {name} was made on another kind of machine: measured / lut = {} (more than {TOO_DIFFERENT}x off)",
                     shown.join(" and ")
                 ));
-                say("     re-profile it here with `cargo xtask profile` (or `dynofa profile --subnets FILE --out FILE`); timing its entries now instead".into());
+                let how = match unit {
+                    Unit::Cpu => "`cargo xtask profile` (or `dynofa profile --subnets FILE --out FILE`)",
+                    Unit::Gpu => "`dynofa profile --backend cuda --subnets FILE --out FILE`",
+                };
+                say(format!("     re-profile it here with {how}; timing its entries now instead"));
             }
             (all, agrees)
         }

@@ -1,5 +1,6 @@
-//! One run: the platform, the engines (CPU or CUDA), the LUT, the manager, a thread per model, the
-//! machine's events on the main thread with the status line, then the summary, the trace and the plot.
+//! One run: the platform, the engines (each model's on its unit: the CPU or the GPU), the LUT, the
+//! manager, a thread per model, the machine's events on the main thread with the status line, then
+//! the summary, the trace and the plot.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use dynofa_core::arch::NUM_CLASSES;
 use dynofa_core::control::{Dynofa, DynofaParams, Goal, ModelSpec, Policy};
-
-use dynofa_core::lut::OperatingPoint;
-use dynofa_core::lut::Unit;
+use dynofa_core::lut::{OperatingPoint, Unit};
 use dynofa_core::runtime::{ModelSlot, Runtime, UnitIo};
 use dynofa_core::{SubnetConfig, SubnetId, Supernet};
 use dynofa_hal_sim::scenario::{Event, EventKind, ModelDef as SimModel, Scenario, TargetChange};
@@ -34,7 +33,7 @@ use crate::design::lutgen::{self, DesignLut};
 pub struct Options {
     /// Models, targets, schedule and contention as asked.
     pub ask: Ask,
-    /// The engine that runs the models.
+    /// The engine of the models whose files name no unit.
     pub backend: Backend,
     /// `--lut`.
     pub lut: Option<PathBuf>,
