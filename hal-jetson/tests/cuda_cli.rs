@@ -50,6 +50,31 @@ fn refused_in_one_line(err: &str) {
 }
 
 #[test]
+fn cuda_eval_scores_the_images_or_refuses_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two classes of one image each, solid colours.
+    for (class, rgb) in [("a", [250, 10, 10]), ("b", [10, 10, 250])] {
+        std::fs::create_dir(dir.path().join(class)).unwrap();
+        image::RgbImage::from_pixel(64, 48, image::Rgb(rgb)).save(dir.path().join(class).join("x.png")).unwrap();
+    }
+    std::fs::write(dir.path().join("c.json"), MIN).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dynofa"))
+        .args(["eval", "--backend", "cuda", "--images"])
+        .arg(dir.path())
+        .arg("--config")
+        .arg(dir.path().join("c.json"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert!(!err.contains("panicked"), "{err}");
+    if !out.status.success() {
+        return refused_in_one_line(&err);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 images x 1 sub-networks") && text.contains("cuda engine"), "{text}");
+}
+
+#[test]
 fn cuda_profile_writes_a_gpu_lut_or_refuses_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let subnets = dir.path().join("subnets.json");

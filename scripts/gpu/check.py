@@ -13,7 +13,8 @@ repository root:
    or the DepthwiseRegion kernel and, where the GPU has programmatic dependent launch, of graphs
    that do not use it);
 3. `dynofa run --backend cuda`: the runtime manager's built-in demo on the GPU for 10 s (trace
-   and plot saved as run-cuda.csv and run-cuda.svg);
+   and plot saved as run-cuda.csv and run-cuda.svg), and `dynofa eval` of the repository's fixture
+   images on both engines (the same top-1 and top-5 counts?);
 4. PyTorch on the same sub-networks and weights (`dynofa gen-weights`, loaded into the `ofa`
    package from the staged wheel): eager, CUDA graph, torch.compile(mode="reduce-overhead"), each
    mode in its own process. Every timed call does what dynofa's infer does: input from host
@@ -423,6 +424,21 @@ def cmd_check(args):
     keep("run-cuda.txt", run_out)
     managed = re.findall(r"^(?:sub-networks: .*|  \S+: \d+ frames, deadlines met .*)$", run_out, re.M)
 
+    # Decoded images through both engines (the repository's 8 fixture images, the w1.0 fixture
+    # LUT's sub-networks, the supernet's BN): the same top-1 and top-5 counts?
+    fixtures = os.path.join(REPO, "kernels", "tests", "fixtures")
+    counts = {}
+    for backend in ["cpu", "cuda"]:
+        path = os.path.join(out_dir, f"eval-{backend}.json")
+        run([os.path.join(staged, "dynofa"), "eval", "--backend", backend, "--images", os.path.join(fixtures, "images"),
+             "--labels", os.path.join(fixtures, "labels.json"), "--lut", os.path.join(fixtures, "eval", "lut.json"),
+             "--json", path], env=env, timeout=180)
+        try:
+            with open(path) as f:
+                counts[backend] = [(c["correct1"], c["correct5"]) for c in json.load(f)["subnets"]]
+        except (OSError, ValueError, KeyError) as e:
+            log(f"eval --backend {backend}: no results ({e})")
+
     tmp = tempfile.mkdtemp(prefix="dynofa-gpu-check-")
     weights = os.path.join(tmp, "w12.safetensors")
     run([os.path.join(staged, "dynofa"), "gen-weights", "--width", "1.2", "--out", weights], timeout=120)
@@ -490,6 +506,12 @@ def cmd_check(args):
         which = f" ({labels.get(suffix, suffix)})" if suffix else ""
         say(f"dynofa's infer in halves{which}, host copy into page-locked input + graph replay and wait (us): "
             + ", ".join(f"{w} {halves[w][0]} + {halves[w][1]}" for w in NAMED if w in halves))
+    if len(counts) == 2:
+        same = "yes" if counts["cpu"] == counts["cuda"] else "NO"
+        say(f"dynofa eval on the fixture images, (top-1, top-5) counts per sub-network: cpu {counts['cpu']}, "
+            f"cuda {counts['cuda']}; the same: {same}")
+    else:
+        say(f"dynofa eval on the fixture images: results from {', '.join(counts) or 'neither engine'} only")
     say(f"dynofa run --backend cuda (the demo, 10 s): exit {rc_run}" + ("" if managed else ", no summary"))
     for line in managed:
         say("  " + line.strip())

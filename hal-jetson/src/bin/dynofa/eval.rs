@@ -1,19 +1,20 @@
-//! `dynofa eval`: top-1 and top-5 of sub-networks over an ImageNet-style folder with the CPU
-//! engine, OFA's evaluation preprocessing and each sub-network's own BN statistics; optionally
-//! written back into the LUT as measured accuracies.
+//! `dynofa eval`: top-1 and top-5 of sub-networks over an ImageNet-style folder with the CPU or
+//! the CUDA engine, OFA's evaluation preprocessing and each sub-network's own BN statistics;
+//! optionally written back into the LUT as measured accuracies.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use dynofa_core::SubnetConfig;
 use dynofa_core::arch::NUM_CLASSES;
-use dynofa_core::hal::InferenceEngine;
 use dynofa_core::lut::Top1Source;
 use dynofa_hal_jetson::design::lutgen;
-use dynofa_kernels::CpuEngine;
+use dynofa_hal_jetson::run::backend::{self, Backend, Engines, RunEngine};
 use dynofa_kernels::dataset::{ImageFolder, prefetch, seeded_subset};
 use dynofa_kernels::preprocess::{eval_input, load_image};
+use dynofa_kernels::{BnTable, CpuEngine};
 
 use crate::calibrate_bn::{Selected, Subnets, bn_file, image_bar, select};
 
@@ -51,9 +52,32 @@ pub struct Args {
     /// Also write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Engine threads (default: one per core).
+    /// The engine that runs the sub-networks (the CUDA engine captures a graph per sub-network
+    /// first).
+    #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+    backend: Backend,
+    /// CPU engine threads (default: one per core).
     #[arg(long)]
     threads: Option<usize>,
+}
+
+/// An engine that takes a sub-network's own BN statistics.
+trait OwnBn: RunEngine {
+    /// Use `table` whenever `config` is active.
+    fn own_bn(&mut self, config: &SubnetConfig, table: BnTable) -> Result<()>;
+}
+
+impl OwnBn for CpuEngine {
+    fn own_bn(&mut self, config: &SubnetConfig, table: BnTable) -> Result<()> {
+        Ok(self.register_bn(config, table)?)
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl OwnBn for dynofa_hal_jetson::gpu::GpuEngine {
+    fn own_bn(&mut self, config: &SubnetConfig, table: BnTable) -> Result<()> {
+        Ok(self.register_bn(config, &table)?)
+    }
 }
 
 /// The rank of class `target` among the logits, ties broken by class index (a stable sort).
@@ -68,6 +92,9 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--write-lut writes a LUT's accuracies: give the sub-networks with --lut");
     }
     let weights = net.into_weights();
+    // The engine first: a machine without CUDA gets its one-line reason before anything else.
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let engines = backend::build(args.backend, &weights, 1, threads)?;
     let tables = configs
         .iter()
         .enumerate()
@@ -90,15 +117,30 @@ pub fn run(args: Args) -> Result<()> {
     if args.bn.is_none() {
         eprintln!("no --bn: using the supernet's BN statistics (OFA sub-networks need their own: dynofa calibrate-bn)");
     }
-    let mut engine = match args.threads {
-        Some(t) => CpuEngine::with_threads(weights, t),
-        None => CpuEngine::new(weights),
-    };
+    match engines {
+        Engines::Cpu(mut e) => evaluate(&args, &configs, tables, lut, e.remove(0)),
+        #[cfg(feature = "cuda")]
+        Engines::Cuda(mut e) => evaluate(&args, &configs, tables, lut, e.remove(0)),
+    }
+}
+
+/// Evaluate `configs` (with their own BN `tables`) on `engine`, and write what `args` asks.
+fn evaluate<E: OwnBn>(
+    args: &Args,
+    configs: &[SubnetConfig],
+    tables: Vec<Option<BnTable>>,
+    lut: Option<lutgen::DesignLut>,
+    mut engine: E,
+) -> Result<()>
+where
+    E::Error: std::error::Error + Send + Sync + 'static,
+{
     for (cfg, table) in configs.iter().zip(tables) {
         if let Some(table) = table {
-            engine.register_bn(cfg, table)?;
+            engine.own_bn(cfg, table)?;
         }
     }
+    engine.ready(configs)?;
     let folder = ImageFolder::open(&args.images)?;
     let targets = folder.targets(args.labels.as_deref())?;
     let chosen: Vec<usize> = match args.count {
@@ -145,11 +187,11 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     println!(
-        "{n} images x {} sub-networks in {secs:.1} s: {:.1} images/s ({:.1} inferences/s), {} engine threads",
+        "{n} images x {} sub-networks in {secs:.1} s: {:.1} images/s ({:.1} inferences/s), {}",
         configs.len(),
         n as f64 / secs,
         (n * configs.len()) as f64 / secs,
-        engine.threads()
+        engine.describe()
     );
 
     if let Some(path) = &args.json {
