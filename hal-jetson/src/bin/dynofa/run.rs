@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
+use dynofa_core::lut::Unit;
 use dynofa_hal_jetson::linux::restore;
 use dynofa_hal_jetson::run::backend::Backend;
 use dynofa_hal_jetson::run::console::Console;
@@ -33,8 +34,8 @@ pub struct Args {
     /// Length of the run in seconds (default: the schedule's, else the demo's 36 s).
     #[arg(long)]
     duration_s: Option<f64>,
-    /// Contenders the demo runs part-way: busy threads (default: one per core), or with --backend
-    /// cuda streams running the largest sub-network (default: 1); 0: none.
+    /// Contenders the demo runs part-way on the first model's unit: busy threads (default: one per
+    /// core), or on the GPU streams running the largest sub-network (default: 1); 0: none.
     #[arg(long, value_name = "THREADS")]
     contend: Option<usize>,
     /// The engine of the models that name no unit: the CPU engine, or the CUDA engine (the LUT's
@@ -79,14 +80,16 @@ pub fn run(args: Args) -> Result<()> {
         None => None,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The demo contends for the first model's unit.
+    let first_unit = models.first().and_then(|m| m.unit).unwrap_or(args.backend.unit());
     let ask = Ask {
         models,
         target_ms: args.target_ms,
         schedule,
         duration_s: args.duration_s,
-        contend: args.contend.unwrap_or(match args.backend {
-            Backend::Cpu => cores,
-            Backend::Cuda => 1,
+        contend: args.contend.unwrap_or(match first_unit {
+            Unit::Cpu => cores,
+            Unit::Gpu => 1,
         }),
     };
     // Ctrl-C (or SIGTERM) ends the run after the frames in flight, still writing the summary, the
