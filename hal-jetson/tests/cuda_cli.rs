@@ -109,14 +109,16 @@ fn cuda_run_manages_the_gpu_or_refuses_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     // Two small sub-networks with CPU latencies only, so that the run times them on the GPU at
     // start-up; the first target fits both, the second neither; a GPU stream contends part-way.
-    let entry = |k: u8, r: u16, top1: f32| {
+    let entry = |k: u8, e: u8, d: u8, r: u16, top1: f32| {
         format!(
             r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":{r},"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"cpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
-            [k; 20], [3; 20], [2; 5]
+            [k; 20], [e; 20], [d; 5]
         )
     };
     let lut = dir.path().join("small.json");
-    let entries = [entry(3, 160, 70.0), entry(5, 192, 75.0)].join(",");
+    // The smallest and the largest sub-network: a GPU frame is mostly launches, so the second has
+    // more of them (depth 4) as well as more work, and timing cannot swap the two.
+    let entries = [entry(3, 3, 2, 160, 70.0), entry(7, 6, 4, 224, 80.0)].join(",");
     std::fs::write(&lut, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{entries}]}}"#)).unwrap();
     let schedule = dir.path().join("schedule.json");
     std::fs::write(

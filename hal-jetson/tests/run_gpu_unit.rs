@@ -69,17 +69,19 @@ impl RunEngine for StandIn {
     }
 }
 
-/// A LUT of two small sub-networks at r 160 with CPU latencies only (so the run times their GPU
-/// latencies itself), fastest first.
+/// A LUT of two small sub-networks with CPU latencies only (so the run times their GPU latencies
+/// itself), fastest first.
 fn write_lut(dir: &Path) -> std::path::PathBuf {
-    let entry = |k: u8, top1: f32| {
+    let entry = |k: u8, e: u8, d: u8, r: u16, top1: f32| {
         format!(
-            r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":160,"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"cpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
-            [k; 20], [3; 20], [2; 5]
+            r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":{r},"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"cpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
+            [k; 20], [e; 20], [d; 5]
         )
     };
     let path = dir.join("small.json");
-    let entries = [entry(3, 70.0), entry(7, 76.0)].join(",");
+    // The second about three times the work of the first, so that timing them on a loaded machine
+    // cannot swap them (k7 against k3 alone at one resolution once did).
+    let entries = [entry(3, 3, 2, 160, 70.0), entry(5, 6, 3, 192, 76.0)].join(",");
     std::fs::write(&path, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{entries}]}}"#)).unwrap();
     path
 }
