@@ -32,7 +32,8 @@ enum Task {
     Flash(flash::Args),
     /// Evolutionary search into a LUT (default: regenerate luts/xavier-nx.json; --check verifies it).
     Search(search::Args),
-    /// Time sub-networks on this machine into a LUT of measured latencies (default: luts/host-cpu.json).
+    /// Time sub-networks on this machine into a LUT of measured latencies (default: luts/host-cpu.json;
+    /// with --backend cuda, the GPU's luts/host-gpu.json).
     Profile(profile::Args),
     /// Every simulator scenario under every policy as a markdown table, with the acceptance checks.
     SimTable,

@@ -1,22 +1,21 @@
 //! `cargo xtask profile`: build `dynofa` and time sub-networks on this machine. Without arguments
 //! it times the sub-networks of `luts/xavier-nx.json` on the CPU engine and writes
-//! `luts/host-cpu.json` (or with `--check` verifies that file still lists them). With `--ops` it
-//! also times every op at their resolutions into OFA per-op tables in `luts/host-cpu-ops/` and
-//! reports how well the per-op sums predict the measured sub-networks.
+//! `luts/host-cpu.json` (or with `--check` verifies that file still lists them); `--backend cuda`
+//! times them on the GPU into `luts/host-gpu.json`. With `--ops` it also times every op at their
+//! resolutions on the CPU engine into OFA per-op tables in `luts/host-cpu-ops/` and reports how
+//! well the per-op sums predict the measured sub-networks.
 //!
 //! With `--remote USER@BOARD` it times them on a board where `cargo xtask flash` installed dynofa
 //! instead: it copies the sub-network list there, runs `dynofa profile` over ssh, which leaves
-//! `luts/host-cpu.json` beside the board's binary (where `dynofa run` looks), and fetches that LUT
-//! back as `luts/<BOARD>-cpu.json` (with `--ops`, its per-op tables as `luts/<BOARD>-cpu-ops/`).
-//! `--dry-run` prints the exact commands.
+//! `luts/host-cpu.json` (or `host-gpu.json`) beside the board's binary (where `dynofa run` looks),
+//! and fetches that LUT back as `luts/<BOARD>-cpu.json` (or `-gpu.json`; with `--ops`, its per-op
+//! tables as `luts/<BOARD>-cpu-ops/`). `--dry-run` prints the exact commands.
 
 use anyhow::{Result, bail};
 
 use crate::flash::{self, Board, Step, Tools, quote, remote_dir};
 use crate::util::{cargo, root, run};
 
-/// The committed host LUT the preset writes.
-const HOST_CPU_LUT: &str = "luts/host-cpu.json";
 /// The sub-networks it times.
 const SUBNETS: &str = "luts/xavier-nx.json";
 /// The committed host per-op tables `--ops` writes.
@@ -25,13 +24,14 @@ const HOST_CPU_OPS: &str = "luts/host-cpu-ops";
 /// Options of the profile task.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Backend to time.
-    #[arg(long, default_value = "cpu")]
+    /// Backend to time: cpu, or cuda (the GPU; its LUT is luts/host-gpu.json).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "cuda"])]
     pub backend: String,
     /// The sub-networks to time (a LUT or a JSON list of OFA configs).
     #[arg(long, default_value = SUBNETS)]
     pub subnets: String,
-    /// The LUT to write (default: luts/host-cpu.json; with --remote, luts/BOARD-cpu.json).
+    /// The LUT to write (default: luts/host-cpu.json, or host-gpu.json with --backend cuda; with
+    /// --remote, luts/BOARD-cpu.json or BOARD-gpu.json).
     #[arg(long)]
     pub out: Option<String>,
     /// Also time every op into OFA per-op tables (luts/host-cpu-ops/) and compare their sums with
@@ -60,6 +60,18 @@ pub struct Args {
     pub args: Vec<String>,
 }
 
+impl Args {
+    /// The unit the backend runs on, as LUT file names say it.
+    fn unit(&self) -> &'static str {
+        if self.backend == "cuda" { "gpu" } else { "cpu" }
+    }
+
+    /// The host LUT that `dynofa run` looks for beside its binary or in the workspace.
+    fn host_lut(&self) -> String {
+        format!("luts/host-{}.json", self.unit())
+    }
+}
+
 pub fn run_task(args: Args) -> Result<()> {
     if args.remote.is_some() {
         let tools = Tools { ssh: "ssh".into(), scp: "scp".into(), rsync: None };
@@ -80,7 +92,7 @@ pub fn run_task(args: Args) -> Result<()> {
         .arg("--subnets")
         .arg(root.join(&args.subnets))
         .arg("--out")
-        .arg(root.join(args.out.as_deref().unwrap_or(HOST_CPU_LUT)));
+        .arg(root.join(args.out.clone().unwrap_or_else(|| args.host_lut())));
     if args.ops {
         cmd.arg("--ops").arg(root.join(HOST_CPU_OPS));
     }
@@ -103,7 +115,8 @@ pub fn remote_plan(args: &Args, tools: &Tools) -> Result<Vec<Step>> {
     let short = host.rsplit('@').next().unwrap_or(host);
     let short: String =
         short.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).collect();
-    let out = args.out.clone().unwrap_or_else(|| format!("luts/{short}-cpu.json"));
+    let out = args.out.clone().unwrap_or_else(|| format!("luts/{short}-{}.json", args.unit()));
+    let host_lut = args.host_lut();
     let ops = if args.ops { " --ops" } else { "" };
     let mut profile = vec![
         "./dynofa".to_owned(),
@@ -115,7 +128,7 @@ pub fn remote_plan(args: &Args, tools: &Tools) -> Result<Vec<Step>> {
         "--subnets".into(),
         format!("luts/{name}"),
         "--out".into(),
-        HOST_CPU_LUT.into(),
+        host_lut.clone(),
     ];
     if args.ops {
         profile.extend(["--ops".into(), HOST_CPU_OPS.into()]);
@@ -132,12 +145,12 @@ pub fn remote_plan(args: &Args, tools: &Tools) -> Result<Vec<Step>> {
             argv: board.scp([subnets.display().to_string()], format!("{host}:{dir}/luts/")),
         },
         Step {
-            what: "time them on the board (its dynofa run then finds luts/host-cpu.json)".into(),
+            what: format!("time them on the board (its dynofa run then finds {host_lut})"),
             argv: board.ssh(false, format!("cd {dir} && {}", profile.join(" "))),
         },
         Step {
             what: format!("fetch the LUT as {out}"),
-            argv: board.scp([format!("{host}:{dir}/{HOST_CPU_LUT}")], root().join(&out).display().to_string()),
+            argv: board.scp([format!("{host}:{dir}/{host_lut}")], root().join(&out).display().to_string()),
         },
     ];
     if args.ops {
@@ -221,5 +234,18 @@ mod tests {
         }
         // Options for the board only make sense with --remote; --check is local.
         assert!(parse(&["--dry-run"]).is_err() && parse(&["--remote", "b", "--check"]).is_err());
+        assert!(parse(&["--backend", "npu"]).is_err());
+    }
+
+    #[test]
+    fn the_gpu_gets_its_own_host_lut_and_board_lut() {
+        let steps = remote_plan(&args(&["--remote", "nvidia@xavier", "--backend", "cuda"]), &tools()).unwrap();
+        assert!(
+            steps[2].line().contains("profile --backend cuda") && steps[2].line().contains("--out luts/host-gpu.json"),
+            "{}",
+            steps[2].line()
+        );
+        assert_eq!(steps[3].argv[2], "nvidia@xavier:dynofa/luts/host-gpu.json");
+        assert!(steps[3].argv[3].ends_with("luts/xavier-gpu.json"), "{:?}", steps[3].argv);
     }
 }

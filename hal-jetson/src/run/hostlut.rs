@@ -123,13 +123,18 @@ pub fn prepare<E: UnitEngine>(
     }
     let unit = E::UNIT;
     let op = unit_point(&lut, unit);
+    // How to make this unit's host LUT.
+    let (profile, backend) = match unit {
+        Unit::Cpu => ("`cargo xtask profile`", ""),
+        Unit::Gpu => ("`cargo xtask profile --backend cuda`", " --backend cuda"),
+    };
     let front: Vec<usize> = op.map(|op| lut.pareto(op).to_vec()).unwrap_or_default();
     let all: Vec<usize> = (0..lut.len()).collect();
     // The entries to plan with, and whether those of the LUT keep its latencies.
     let (picked, keep) = match (source, op) {
         (LutSource::Embedded, Some(_)) => {
             say(format!(
-                "lut: no host lut (luts/host-*.json; `cargo xtask profile` writes one): timing the {unit} Pareto set of {name} ({} of {} sub-networks) here",
+                "lut: no host lut (luts/host-{unit}.json; {profile} writes one): timing the {unit} Pareto set of {name} ({} of {} sub-networks) here",
                 front.len(),
                 lut.len(),
             ));
@@ -157,11 +162,9 @@ pub fn prepare<E: UnitEngine>(
                     "lut: {name} was made on another kind of machine: measured / lut = {} (more than {TOO_DIFFERENT}x off)",
                     shown.join(" and ")
                 ));
-                let how = match unit {
-                    Unit::Cpu => "`cargo xtask profile` (or `dynofa profile --subnets FILE --out FILE`)",
-                    Unit::Gpu => "`dynofa profile --backend cuda --subnets FILE --out FILE`",
-                };
-                say(format!("     re-profile it here with {how}; timing its entries now instead"));
+                say(format!(
+                    "     re-profile it here with {profile} (or `dynofa profile{backend} --subnets FILE --out FILE`); timing its entries now instead"
+                ));
             }
             (all, agrees)
         }
