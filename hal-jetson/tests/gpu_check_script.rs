@@ -88,13 +88,15 @@ fn check_py_summarises_the_bench() {
         launches.display()
     );
     stub(dir, "gpu-bench", &bench);
-    // dynofa gen-weights --width 1.2 --out FILE, dynofa run --backend cuda ..., and dynofa eval
+    // dynofa platform, gen-weights --width 1.2 --out FILE, run --backend cuda ..., and eval
     // --backend B ... --json FILE (the same counts from both engines).
     let eval = r#"{"subnets": [{"correct1": 3, "correct5": 8}, {"correct1": 4, "correct5": 8}]}"#;
     let files = format!(
         "while [ $# -gt 0 ]; do [ \"$1\" = --out ] && : > \"$2\"; [ \"$1\" = --json ] && echo '{eval}' > \"$2\"; shift; done\n"
     );
-    stub(dir, "dynofa", &format!("[ \"$1\" = run ] && {{ cat <<'EOF'\n{RUN}EOF\nexit 0; }}\n{files}"));
+    let platform =
+        "[ \"$1\" = platform ] && { echo 'cuda:     Stub GPU, compute 9.0, 132 multiprocessors, discrete'; exit 0; }";
+    stub(dir, "dynofa", &format!("{platform}\n[ \"$1\" = run ] && {{ cat <<'EOF'\n{RUN}EOF\nexit 0; }}\n{files}"));
     let save = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let out = Command::new("python3")
@@ -130,6 +132,7 @@ fn check_py_summarises_the_bench() {
         "dynofa eval on the fixture images, (top-1, top-5) counts per sub-network: cpu [(3, 8), (4, 8)], cuda \
          [(3, 8), (4, 8)]; the same: yes",
         "dynofa run --backend cuda (the demo, 10 s): exit 0",
+        "dynofa platform: cuda: Stub GPU, compute 9.0, 132 multiprocessors, discrete",
         "  sub-networks: 9 on the gpu front, 0.210 ms at top-1 80.8% to 0.450 ms at 85.4%",
         "  classifier: 30000 frames, deadlines met 97.0% (of 29990 counted), mean top-1 83.10%, 12 switches",
     ] {

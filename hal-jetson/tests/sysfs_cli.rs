@@ -52,6 +52,13 @@ fn platform_on_plain_linux_says_why_there_is_no_gpu_dvfs() {
     assert!(out.status.success());
     assert!(stdout.contains("gpu:      unavailable: no GPU devfreq node"), "{stdout}");
     assert!(stdout.contains("cpu:      cpufreq acpi-cpufreq (4 policies"), "{stdout}");
+    // What the CUDA engine would find, whatever the fake tree says: the GPU, or why not.
+    let cuda = stdout.lines().find(|l| l.starts_with("cuda:     ")).unwrap_or_else(|| panic!("no cuda line: {stdout}"));
+    if !dynofa_hal_jetson::gpu::driver_present() {
+        assert!(cuda.contains("unavailable: ") && cuda.contains("CUDA"), "{cuda}");
+    } else {
+        println!("{cuda}");
+    }
 }
 
 #[test]

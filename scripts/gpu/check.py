@@ -355,6 +355,9 @@ def cmd_check(args):
     env = nvrtc_env()
     env["DYNOFA_GOLDENS"] = os.path.join(REPO, "kernels", "goldens")
     env["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dynofa-cache-")
+    # What the CUDA engine finds: the GPU, its kind, and the architectures NVRTC compiles for.
+    _, platform = run([os.path.join(staged, "dynofa"), "platform", "--sample-ms", "0"], env=env, timeout=60)
+    cuda_line = next((l for l in platform.splitlines() if l.startswith("cuda:")), "cuda: not reported")
 
     # What the steps write: the --save folder, else a temporary one.
     out_dir = args.save or tempfile.mkdtemp(prefix="dynofa-gpu-check-out-")
@@ -462,6 +465,7 @@ def cmd_check(args):
         say(f"switch (activate between captured graphs, host): median {switch.group(1)} us, "
             f"p99 {switch.group(2)} us, max {switch.group(3)} us; median <= 5 us: {bar}")
     say(f"correctness + allocation-free (gpu-test): {verdict}")
+    say(f"dynofa platform: {' '.join(cuda_line.split())}")
     say(f"SM clock during gpu-test and gpu-bench: {clock}")
     say("")
     say(f"## dynofa CUDA vs PyTorch, batch 1, fp32, w1.2, seeded weights ({gpu})")

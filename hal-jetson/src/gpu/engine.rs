@@ -233,6 +233,58 @@ pub fn compile_ptx(arch: &str) -> Result<String, GpuError> {
 /// Whether this build's CUDA version has `cuLaunchKernelEx` (CUDA 11.8 and newer).
 const PROGRAMMATIC_BUILT: bool = cfg!(not(feature = "cuda-11040"));
 
+/// What the driver says of GPU 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Its name.
+    pub name: String,
+    /// Its compute capability.
+    pub major: i32,
+    /// Its compute capability's minor number.
+    pub minor: i32,
+    /// Its multiprocessors.
+    pub sms: i32,
+    /// Whether it shares the host's memory (a Jetson) rather than having its own.
+    pub integrated: bool,
+}
+
+/// GPU 0's primary context and what the driver says of the GPU, or why there is none (without
+/// the panic cudarc gives where the driver library is missing).
+fn open_device() -> Result<(Arc<CudaContext>, Device), GpuError> {
+    // SAFETY: only tries to dlopen the driver library.
+    if !unsafe { sys::is_culib_present() } {
+        return Err(GpuError::NoDriver);
+    }
+    let ctx = CudaContext::new(0).map_err(|e| match e.0 {
+        sys::CUresult::CUDA_ERROR_NO_DEVICE | sys::CUresult::CUDA_ERROR_INVALID_DEVICE => {
+            GpuError::NoDevice(format!("{e:?}"))
+        }
+        _ => GpuError::Driver { what: "context creation", error: format!("{e:?}") },
+    })?;
+    let (major, minor) = ctx.compute_capability().map_err(driver("compute capability query"))?;
+    let name = ctx.name().map_err(driver("device name query"))?;
+    let attribute = |a, what| ctx.attribute(a).map_err(driver(what));
+    let sms =
+        attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, "multiprocessor count query")?;
+    let integrated = attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_INTEGRATED, "integrated query")? != 0;
+    Ok((ctx, Device { name, major, minor, sms, integrated }))
+}
+
+/// What the CUDA engine would find here, in one line: GPU 0 and the architectures NVRTC compiles
+/// for, or why the engine cannot start.
+pub fn probe() -> Result<String, GpuError> {
+    let (_, d) = open_device()?;
+    let memory = if d.integrated { "integrated, the host's memory" } else { "discrete" };
+    let nvrtc = match nvrtc_archs() {
+        Ok(archs) => match (archs.first(), archs.last()) {
+            (Some(lo), Some(hi)) => format!("NVRTC compiles for compute_{lo} to compute_{hi}"),
+            _ => "NVRTC lists no architecture".into(),
+        },
+        Err(e) => e.to_string(),
+    };
+    Ok(format!("{}, compute {}.{}, {} multiprocessors, {memory}; {nvrtc}", d.name, d.major, d.minor, d.sms))
+}
+
 impl GpuEngine {
     /// Start on GPU 0: load the driver, compile (or load cached) kernels, upload `weights`, with
     /// the default [`GpuOptions`].
@@ -242,27 +294,12 @@ impl GpuEngine {
 
     /// [`GpuEngine::new`] with `options`.
     pub fn with_options(weights: SupernetWeights, options: GpuOptions) -> Result<Self, GpuError> {
-        // cudarc panics on a missing library: check first.
-        // SAFETY: only tries to dlopen the driver library.
-        if !unsafe { sys::is_culib_present() } {
-            return Err(GpuError::NoDriver);
-        }
-        let ctx = CudaContext::new(0).map_err(|e| match e.0 {
-            sys::CUresult::CUDA_ERROR_NO_DEVICE | sys::CUresult::CUDA_ERROR_INVALID_DEVICE => {
-                GpuError::NoDevice(format!("{e:?}"))
-            }
-            _ => GpuError::Driver { what: "context creation", error: format!("{e:?}") },
-        })?;
+        let (ctx, Device { name, major, minor, sms, .. }) = open_device()?;
         // Stream capture fails with cudarc's per-buffer events (measured with 0.19.10); the engine
         // orders all work on its one stream itself.
         // SAFETY: every buffer is used on `stream` only, and the engine synchronises it.
         unsafe { ctx.disable_event_tracking() };
-        let (major, minor) = ctx.compute_capability().map_err(driver("compute capability query"))?;
-        let device = ctx.name().map_err(driver("device name query"))?;
-        let sms = ctx
-            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-            .map_err(driver("multiprocessor count query"))?;
-        let (module, report) = Self::load_kernels(&ctx, device, (major * 10 + minor) as u32)?;
+        let (module, report) = Self::load_kernels(&ctx, name, (major * 10 + minor) as u32)?;
         let functions = Kernel::ALL
             .iter()
             .map(|&k| module.load_function(k.name()).map(|f| (k, f)))

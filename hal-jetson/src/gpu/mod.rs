@@ -10,7 +10,7 @@
 mod engine;
 
 #[cfg(feature = "cuda")]
-pub use engine::{CompileReport, GpuEngine, GpuOptions, Tuning, compile_ptx, nvrtc_archs};
+pub use engine::{CompileReport, Device, GpuEngine, GpuOptions, Tuning, compile_ptx, nvrtc_archs};
 
 use dynofa_core::SubnetId;
 use dynofa_core::hal::ErrorKind;
@@ -76,6 +76,15 @@ impl dynofa_core::hal::Error for GpuError {
             GpuError::Engine(e) => dynofa_core::hal::Error::kind(e),
         }
     }
+}
+
+/// What the CUDA engine would find here, in one line: the GPU and the architectures NVRTC compiles
+/// for, or why the engine cannot start (a build without CUDA, no driver, no GPU).
+pub fn probe() -> Result<String, GpuError> {
+    #[cfg(feature = "cuda")]
+    return engine::probe();
+    #[cfg(not(feature = "cuda"))]
+    Err(GpuError::NotBuilt)
 }
 
 /// Whether the CUDA driver library can be loaded here (false in a build without CUDA).

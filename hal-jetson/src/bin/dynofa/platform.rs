@@ -1,6 +1,7 @@
-//! `dynofa platform`: what the Linux platform finds here (board, GPU and CPU DVFS, loads, EMC), and for each
-//! part that is unavailable, which file failed and what to do. `--pin-gpu`/`--pin-cpu` try a pin (checking
-//! that the udev rule works) and restore it, or with `--hold` keep it until Ctrl-C.
+//! `dynofa platform`: what the Linux platform finds here (board, GPU and CPU DVFS, loads, EMC, and
+//! what the CUDA engine would find), and for each part that is unavailable, which file failed and
+//! what to do. `--pin-gpu`/`--pin-cpu` try a pin (checking that the udev rule works) and restore
+//! it, or with `--hold` keep it until Ctrl-C.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +45,10 @@ pub fn run(args: Args) -> Result<()> {
     let mut platform = Platform::probe(&args.root);
     std::thread::sleep(Duration::from_millis(args.sample_ms));
     print!("{}", platform.report());
+    match dynofa_hal_jetson::gpu::probe() {
+        Ok(gpu) => println!("cuda:     {gpu}"),
+        Err(e) => println!("cuda:     unavailable: {e}"),
+    }
     if let Some(khz) = args.pin_gpu {
         pin("gpu", platform.gpu.as_mut(), khz)?;
     }
