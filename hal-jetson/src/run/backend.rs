@@ -15,7 +15,7 @@ use dynofa_kernels::{CpuEngine, SupernetWeights};
 use super::RunError;
 use super::console::Console;
 use super::contend::{Work, spin};
-use crate::linux::{CpuFreq, CpuLoad, GpuDevfreq, Platform, SysfsError};
+use crate::linux::{CpuFreq, CpuLoad, GpuDevfreq, GpuLoad, Platform, SysfsError};
 
 /// Which engine runs sub-networks (`--backend` of `dynofa run` and `dynofa infer`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +69,13 @@ impl Clocks {
             None
         };
         Clocks { cpu, gpu }
+    }
+
+    /// The GPU's load sensor under `root` (beside its devfreq node where one was found), where it
+    /// has one.
+    pub fn gpu_load(&self, root: &Path) -> Option<GpuLoad> {
+        let dir = self.gpu.as_ref().map(|g| g.lock().unwrap_or_else(PoisonError::into_inner).dir().to_owned());
+        GpuLoad::open(root, dir.as_deref()).ok()
     }
 
     /// Pin `unit`'s clock to `khz`; `None` where the unit has no clock control.
@@ -196,7 +203,7 @@ impl UnitEngine for crate::gpu::GpuEngine {
 impl RunEngine for crate::gpu::GpuEngine {
     const CONTENDER: [&'static str; 2] = ["stream of the largest sub-network", "streams of the largest sub-network"];
     type Freq = GpuDevfreq;
-    type Load = crate::linux::GpuLoad;
+    type Load = GpuLoad;
 
     fn describe(&self) -> String {
         let report = self.compile_report();
@@ -211,9 +218,8 @@ impl RunEngine for crate::gpu::GpuEngine {
         clocks.gpu.as_ref()
     }
 
-    fn load(root: &Path, clocks: &Clocks) -> Option<crate::linux::GpuLoad> {
-        let dir = clocks.gpu.as_ref().map(|g| g.lock().unwrap_or_else(PoisonError::into_inner).dir().to_owned());
-        crate::linux::GpuLoad::open(root, dir.as_deref()).ok()
+    fn load(root: &Path, clocks: &Clocks) -> Option<GpuLoad> {
+        clocks.gpu_load(root)
     }
 
     fn contender(&self, _: usize) -> Result<Work, RunError> {
@@ -233,27 +239,26 @@ impl RunEngine for crate::gpu::GpuEngine {
     }
 }
 
-/// One engine per model for `backend`, sharing `weights` (`threads` per CPU engine).
-pub fn build(backend: Backend, weights: &SupernetWeights, models: usize, threads: usize) -> Result<Engines, RunError> {
+/// An engine of `backend` on `weights` (a CPU engine with `threads`, default one per core).
+pub fn build(backend: Backend, weights: &SupernetWeights, threads: Option<usize>) -> Result<AnyEngine, RunError> {
     match backend {
-        Backend::Cpu => {
-            Ok(Engines::Cpu((0..models).map(|_| CpuEngine::with_threads(weights.clone(), threads)).collect()))
-        }
+        Backend::Cpu => Ok(AnyEngine::Cpu(Box::new(match threads {
+            Some(t) => CpuEngine::with_threads(weights.clone(), t),
+            None => CpuEngine::new(weights.clone()),
+        }))),
         #[cfg(feature = "cuda")]
-        Backend::Cuda => Ok(Engines::Cuda(
-            (0..models).map(|_| crate::gpu::GpuEngine::new(weights.clone())).collect::<Result<_, _>>()?,
-        )),
+        Backend::Cuda => Ok(AnyEngine::Cuda(Box::new(crate::gpu::GpuEngine::new(weights.clone())?))),
         #[cfg(not(feature = "cuda"))]
         Backend::Cuda => Err(crate::gpu::GpuError::NotBuilt.into()),
     }
 }
 
-/// The models' engines, of one backend.
+/// An engine of either backend (boxed: both are large, and built once).
 #[derive(Debug)]
-pub enum Engines {
-    /// CPU engines.
-    Cpu(Vec<CpuEngine>),
-    /// CUDA engines.
+pub enum AnyEngine {
+    /// The CPU engine.
+    Cpu(Box<CpuEngine>),
+    /// The CUDA engine.
     #[cfg(feature = "cuda")]
-    Cuda(Vec<crate::gpu::GpuEngine>),
+    Cuda(Box<crate::gpu::GpuEngine>),
 }

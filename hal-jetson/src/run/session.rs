@@ -19,7 +19,7 @@ use dynofa_hal_sim::{SimError, plot, trace};
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
 
 use super::RunError;
-use super::backend::{self, Backend, Clocks, Engines, RunEngine, UnitEngine};
+use super::backend::{self, AnyEngine, Backend, Clocks, RunEngine, UnitEngine};
 use super::console::Console;
 use super::contend::{Contention, Work};
 use super::frames::{FrameEngine, FrameSource};
@@ -264,16 +264,17 @@ pub fn run(opts: &Options, console: &mut Console) -> Result<Outcome, RunError> {
         Some(path) => SupernetWeights::load(path)?,
         None => SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED),
     };
-    let threads = opts.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // The engines first: a machine without CUDA gets its one-line reason before anything else.
-    let mut engines = Vec::new();
-    for unit in model_units(opts) {
-        match backend::build(Backend::of(unit), &weights, 1, threads)? {
-            Engines::Cpu(e) => engines.extend(e.into_iter().map(ModelEngine::new)),
-            #[cfg(feature = "cuda")]
-            Engines::Cuda(e) => engines.extend(e.into_iter().map(ModelEngine::new)),
-        }
-    }
+    let engines = model_units(opts)
+        .into_iter()
+        .map(|unit| {
+            Ok(match backend::build(Backend::of(unit), &weights, opts.threads)? {
+                AnyEngine::Cpu(e) => ModelEngine::new(*e),
+                #[cfg(feature = "cuda")]
+                AnyEngine::Cuda(e) => ModelEngine::new(*e),
+            })
+        })
+        .collect::<Result<_, RunError>>()?;
     run_on(opts, console, &weights, engines)
 }
 
@@ -294,15 +295,27 @@ pub fn run_on(
         });
     }
     let units: Vec<Unit> = engines.iter().map(|e| e.unit()).collect();
-    // The units in use, in the order the models first name them.
-    let used: Vec<Unit> = units.iter().enumerate().filter(|(k, u)| !units[..*k].contains(u)).map(|(_, &u)| u).collect();
-    let first_of = |unit: Unit| units.iter().position(|&u| u == unit).expect("a unit in use has a model");
+    // The units in use, in the order the models first name them, each with its first model (whose
+    // engine times its LUT and makes its contenders); and each model's place among them.
+    let mut used: Vec<(Unit, usize)> = Vec::new();
+    let slot: Vec<usize> = units
+        .iter()
+        .enumerate()
+        .map(|(k, &unit)| match used.iter().position(|&(u, _)| u == unit) {
+            Some(i) => i,
+            None => {
+                used.push((unit, k));
+                used.len() - 1
+            }
+        })
+        .collect();
+    let first_of = |unit: Unit| used.iter().find(|&&(u, _)| u == unit).map(|&(_, k)| k);
     let pins_gpu = opts
         .ask
         .schedule
         .as_ref()
         .is_some_and(|(f, _)| f.world.iter().any(|(_, w)| matches!(w, World::Pin(Unit::Gpu, _))));
-    let clocks = &Clocks::probe(&opts.root, used.contains(&Unit::Gpu) || pins_gpu, console);
+    let clocks = &Clocks::probe(&opts.root, first_of(Unit::Gpu).is_some() || pins_gpu, console);
     let net = *weights.supernet();
     let frames = match &opts.images {
         Some(dir) => FrameSource::images(dir, opts.max_images, &mut |w| console.line(&format!("images: {w}")))?,
@@ -312,25 +325,24 @@ pub fn run_on(
         Some(path) => path.display().to_string(),
         None => format!("seeded OFA MobileNetV3 w{} (seed {DEFAULT_SEED:#x})", net.width_mult),
     };
-    let engine_names: Vec<String> = used.iter().map(|&u| engines[first_of(u)].describe()).collect();
+    let engine_names: Vec<String> = used.iter().map(|&(_, first)| engines[first].describe()).collect();
     console.line(&format!("engine: {} per model; weights: {weights_name}", engine_names.join(" and ")));
     console.line(&format!("frames: {}", frames.describe()));
 
     // One LUT for the joint plan: each unit's latencies timed on (or checked against) its engine.
     let lut_given = lut_file(opts)?;
-    let mut lut: Option<DesignLut> = None;
-    for &unit in &used {
+    let mut time_lut = |&(unit, first): &(Unit, usize)| {
         let source = LutSource::pick(lut_given.as_deref(), unit);
-        let timed = engines[first_of(unit)].lut(&net, &source, &mut |s| console.line(&s))?;
-        lut = Some(match lut {
-            None => timed,
-            Some(l) => merge(l, &timed)?,
-        });
+        engines[first].lut(&net, &source, &mut |s| console.line(&s))
+    };
+    // Not empty: there is an engine per model, and at least one model.
+    let mut lut = time_lut(&used[0])?;
+    for u in &used[1..] {
+        lut = merge(lut, &time_lut(u)?)?;
     }
-    let lut = lut.expect("a run has a model");
-    // Per unit: where it plans, and its front's fastest and most accurate sub-networks.
+    // Per unit in use: where it plans, and its front's fastest and most accurate sub-networks.
     let mut fronts = Vec::new();
-    for &unit in &used {
+    for &(unit, _) in &used {
         let op = unit_point(&lut, unit).unwrap_or(OperatingPoint { unit, freq_khz: 0 });
         let front = lut.pareto(op);
         let point = |i: usize| {
@@ -350,9 +362,8 @@ pub fn run_on(
             ms(fastest_ms.into()),
             ms(slowest_ms.into()),
         ));
-        fronts.push((op, slow, fastest_ms, slowest_ms));
+        fronts.push(UnitFront { op, slow, fastest_ms, slowest_ms });
     }
-    let front_of = |unit: Unit| fronts[used.iter().position(|&u| u == unit).expect("a unit in use")];
     // Every model may switch to every entry of its unit: make them all ready now (the CUDA engine
     // captures a graph per entry), so that a switch allocates nothing.
     let start = Instant::now();
@@ -375,15 +386,15 @@ pub fn run_on(
         return Err(RunError::Stopped);
     }
     // The demo's levels are the first model's unit's.
-    let (op, slow, fastest_ms, slowest_ms) = front_of(units[0]);
-    let tail = margin(&lut, op, slow, slowest_ms)?;
-    let script = opts.ask.script(&Levels { fastest_ms, slowest_ms, tail })?;
+    let first = &fronts[slot[0]];
+    let tail = margin(&lut, first.op, first.slow, first.slowest_ms)?;
+    let script = opts.ask.script(&Levels { fastest_ms: first.fastest_ms, slowest_ms: first.slowest_ms, tail })?;
     let plan: Vec<Model> = script
         .models
         .iter()
-        .zip(&units)
-        .map(|(m, &unit)| {
-            let fastest_ms = front_of(unit).2;
+        .zip(units.iter().zip(&slot))
+        .map(|(m, (&unit, &i))| {
+            let fastest_ms = fronts[i].fastest_ms;
             Model {
                 name: m.name.clone(),
                 unit,
@@ -394,16 +405,15 @@ pub fn run_on(
             }
         })
         .collect();
-    let nouns: [[&'static str; 2]; 2] = Unit::ALL.map(|u| {
-        used.iter().position(|&v| v == u).map_or(["contender", "contenders"], |_| engines[first_of(u)].contender_noun())
-    });
+    let nouns: [[&'static str; 2]; 2] =
+        Unit::ALL.map(|u| first_of(u).map_or(["contender", "contenders"], |k| engines[k].contender_noun()));
     say_script(console, &script, &plan, &|u| nouns[u.unwrap_or(units[0]).index()]);
 
     let specs: Vec<ModelSpec> =
         plan.iter().map(|m| ModelSpec { unit: m.unit, goal: m.goal(m.target_ms(0, 1.0)) }).collect();
     let mut khz = [0; 2];
-    for &unit in &used {
-        khz[unit.index()] = front_of(unit).0.freq_khz;
+    for (&(unit, _), front) in used.iter().zip(&fronts) {
+        khz[unit.index()] = front.op.freq_khz;
     }
     let manager = Manager::new(&lut, &specs, khz, DynofaParams::default()).map_err(RunError::Control)?;
     let live: Vec<Live> = plan
@@ -427,13 +437,13 @@ pub fn run_on(
         if most == 0 {
             continue;
         }
-        if !used.contains(&unit) {
+        let Some(first) = first_of(unit) else {
             return Err(RunError::Spec {
                 origin: "contend".into(),
                 reason: format!("contention on the {unit} needs a model on it (a model file's \"unit\")"),
             });
-        }
-        let workers = (0..most).map(|i| engines[first_of(unit)].contender(i)).collect::<Result<Vec<_>, _>>()?;
+        };
+        let workers = (0..most).map(|i| engines[first].contender(i)).collect::<Result<Vec<_>, _>>()?;
         let generator = Contention::new(workers)
             .map_err(|e| RunError::Thread(format!("cannot start the contention threads: {e}")))?;
         contention[unit.index()] = Some(generator);
@@ -507,6 +517,16 @@ pub fn run_on(
     let outcome = outcome(&ctx, &script, &plan, rows, duration_s, &engines, opts)?;
     say_summary(console, &outcome, &plan, &engines, opts);
     Ok(outcome)
+}
+
+/// Where a unit in use plans: its operating point, and its front's most accurate entry (`slow`),
+/// fastest and slowest mean latencies.
+#[derive(Debug, Clone, Copy)]
+struct UnitFront {
+    op: OperatingPoint,
+    slow: usize,
+    fastest_ms: f32,
+    slowest_ms: f32,
 }
 
 /// `a` with `b`'s entries: latencies of a sub-network in both are joined, the others added.

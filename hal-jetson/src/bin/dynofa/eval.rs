@@ -11,7 +11,7 @@ use dynofa_core::SubnetConfig;
 use dynofa_core::arch::NUM_CLASSES;
 use dynofa_core::lut::Top1Source;
 use dynofa_hal_jetson::design::lutgen;
-use dynofa_hal_jetson::run::backend::{self, Backend, Engines, RunEngine};
+use dynofa_hal_jetson::run::backend::{self, AnyEngine, Backend, RunEngine};
 use dynofa_kernels::dataset::{ImageFolder, prefetch, seeded_subset};
 use dynofa_kernels::preprocess::{eval_input, load_image};
 use dynofa_kernels::{BnTable, CpuEngine};
@@ -93,8 +93,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let weights = net.into_weights();
     // The engine first: a machine without CUDA gets its one-line reason before anything else.
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let engines = backend::build(args.backend, &weights, 1, threads)?;
+    let engine = backend::build(args.backend, &weights, args.threads)?;
     let tables = configs
         .iter()
         .enumerate()
@@ -117,10 +116,10 @@ pub fn run(args: Args) -> Result<()> {
     if args.bn.is_none() {
         eprintln!("no --bn: using the supernet's BN statistics (OFA sub-networks need their own: dynofa calibrate-bn)");
     }
-    match engines {
-        Engines::Cpu(mut e) => evaluate(&args, &configs, tables, lut, e.remove(0)),
+    match engine {
+        AnyEngine::Cpu(e) => evaluate(&args, &configs, tables, lut, *e),
         #[cfg(feature = "cuda")]
-        Engines::Cuda(mut e) => evaluate(&args, &configs, tables, lut, e.remove(0)),
+        AnyEngine::Cuda(e) => evaluate(&args, &configs, tables, lut, *e),
     }
 }
 

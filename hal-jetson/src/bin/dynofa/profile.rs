@@ -14,7 +14,7 @@ use dynofa_hal_jetson::design::latency::OpTables;
 use dynofa_hal_jetson::design::lutgen::{self, CheckLatency};
 use dynofa_hal_jetson::design::predictor::PredictorWeights;
 use dynofa_hal_jetson::design::profile::{ProfileParams, agreement, load_average, measure, measure_ops};
-use dynofa_hal_jetson::run::backend::{self, Backend, Engines, RunEngine};
+use dynofa_hal_jetson::run::backend::{self, AnyEngine, Backend, RunEngine};
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -102,15 +102,14 @@ pub fn run(args: Args) -> Result<()> {
     if args.check {
         return check(&args, &net, subnets, &resolutions);
     }
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let params = ProfileParams { warmup: args.warmup, reps: args.reps };
-    match backend::build(args.backend, &weights, 1, threads)? {
-        Engines::Cpu(engines) => profile(&args, &net, subnets, &resolutions, engines, |engine, dir, tick| {
+    match backend::build(args.backend, &weights, args.threads)? {
+        AnyEngine::Cpu(engine) => profile(&args, &net, subnets, &resolutions, *engine, |engine, dir, tick| {
             measure_ops(engine, &net, &resolutions, dir, &params, tick)
         }),
         #[cfg(feature = "cuda")]
-        Engines::Cuda(engines) => {
-            profile(&args, &net, subnets, &resolutions, engines, |_, _, _| unreachable!("--ops was refused above"))
+        AnyEngine::Cuda(engine) => {
+            profile(&args, &net, subnets, &resolutions, *engine, |_, _, _| unreachable!("--ops was refused above"))
         }
     }
 }
@@ -151,16 +150,15 @@ fn check(
     Ok(())
 }
 
-/// Time `subnets` (and with `--ops` every op, through `ops`) on the one engine of `engines`.
+/// Time `subnets` (and with `--ops` every op, through `ops`) on `engine`.
 fn profile<E: RunEngine>(
     args: &Args,
     net: &Supernet,
     subnets: Vec<(SubnetConfig, f32, Top1Source)>,
     resolutions: &[u16],
-    mut engines: Vec<E>,
+    mut engine: E,
     ops: impl FnOnce(&mut E, &Path, &dyn Fn()) -> Result<OpTables, DesignError>,
 ) -> Result<()> {
-    let mut engine = engines.pop().expect("one engine");
     let params = ProfileParams { warmup: args.warmup, reps: args.reps };
     let load_before = load_average();
     let name = engine.describe();
