@@ -4,26 +4,15 @@
 //! `cargo bench -p dynofa-hal-jetson --bench frames`
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use dynofa_core::SubnetConfig;
 use dynofa_core::arch::NUM_CLASSES;
 use dynofa_core::hal::InferenceEngine;
 use dynofa_hal_jetson::run::frames::{FRAME_LEN, FRAME_SIZE, resample};
 use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights};
+use support::best_ns;
 
-/// Best of five timings of `f` run `reps` times, in µs per call.
-fn best_us(reps: usize, mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..reps {
-                f();
-            }
-            start.elapsed().as_secs_f64() * 1e6 / reps as f64
-        })
-        .fold(f64::INFINITY, f64::min)
-}
+mod support;
 
 fn main() {
     let frame: Vec<f32> = (0..FRAME_LEN).map(|i| (i % 251) as f32 / 251.0 - 0.5).collect();
@@ -34,12 +23,13 @@ fn main() {
     );
     for r in [160usize, 176, 192, 208] {
         let mut dst = vec![0.0; 3 * r * r];
-        let resampled = best_us(200, || {
-            resample(black_box(&frame), FRAME_SIZE, &mut dst, r);
-            black_box(&dst);
-        });
+        let resampled = 1e-3
+            * best_ns(200, || {
+                resample(black_box(&frame), FRAME_SIZE, &mut dst, r);
+                black_box(&dst);
+            });
         engine.activate(&SubnetConfig::uniform(3, 3, 2, r as u16)).expect("a valid sub-network");
-        let inferred = best_us(3, || engine.infer(black_box(&dst), &mut logits).expect("sizes match"));
+        let inferred = 1e-3 * best_ns(3, || engine.infer(black_box(&dst), &mut logits).expect("sizes match"));
         println!(
             "  r {r:>3}: resample {resampled:>7.1} us, frame {inferred:>8.1} us ({:.1} % of it)",
             100.0 * resampled / inferred

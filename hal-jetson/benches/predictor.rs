@@ -2,10 +2,12 @@
 //! form the search uses. `cargo bench -p dynofa-hal-jetson --bench predictor`
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use dynofa_core::SubnetConfig;
 use dynofa_hal_jetson::design::predictor::{BatchPredictor, PredictorWeights};
+use support::best_ns;
+
+mod support;
 
 /// Deterministic, varied w1.2 configs.
 fn configs(n: usize) -> Vec<SubnetConfig> {
@@ -20,19 +22,6 @@ fn configs(n: usize) -> Vec<SubnetConfig> {
             c
         })
         .collect()
-}
-
-/// Best of five timings of `f` run `reps` times, in ns per call.
-fn best_ns(reps: usize, mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..reps {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / reps as f64
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 fn main() {

@@ -4,7 +4,10 @@
 
 use std::process::Command;
 
+use dynofa_core::lut::Unit;
 use safetensors::tensor::{Dtype, TensorView};
+
+mod lut_support;
 
 const MIN: &str = r#"{"ks": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3], "e": [3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3,3], "d": [2,2,2,2,2], "r": [160]}"#;
 
@@ -107,19 +110,11 @@ fn cuda_profile_writes_a_gpu_lut_or_refuses_in_one_line() {
 #[test]
 fn cuda_run_manages_the_gpu_or_refuses_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    // Two small sub-networks with CPU latencies only, so that the run times them on the GPU at
-    // start-up; the first target fits both, the second neither; a GPU stream contends part-way.
-    let entry = |k: u8, e: u8, d: u8, r: u16, top1: f32| {
-        format!(
-            r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":{r},"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"cpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
-            [k; 20], [e; 20], [d; 5]
-        )
-    };
-    let lut = dir.path().join("small.json");
-    // The smallest and the largest sub-network: a GPU frame is mostly launches, so the second has
-    // more of them (depth 4) as well as more work, and timing cannot swap the two.
-    let entries = [entry(3, 3, 2, 160, 70.0), entry(7, 6, 4, 224, 80.0)].join(",");
-    std::fs::write(&lut, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{entries}]}}"#)).unwrap();
+    // The smallest and the largest sub-network with CPU latencies only, so that the run times them
+    // on the GPU at start-up (a GPU frame is mostly launches: the second has more of them, depth 4,
+    // as well as more work, so timing cannot swap the two); the first target fits both, the second
+    // neither; a GPU stream contends part-way.
+    let lut = lut_support::write_lut(dir.path(), &[(3, 3, 2, 160, 70.0), (7, 6, 4, 224, 80.0)], Unit::Cpu);
     let schedule = dir.path().join("schedule.json");
     std::fs::write(
         &schedule,
@@ -127,42 +122,38 @@ fn cuda_run_manages_the_gpu_or_refuses_in_one_line() {
             {"at_s": 2, "target_ms": 0.0001}]}"#,
     )
     .unwrap();
-    // A model file that names the GPU needs the CUDA engine as much as --backend cuda does.
     let on_gpu = dir.path().join("on-gpu.json");
     std::fs::write(&on_gpu, r#"{"name": "seer", "target_ms": 1000, "unit": "gpu"}"#).unwrap();
-    let named = Command::new(env!("CARGO_BIN_EXE_dynofa"))
-        .args(["run", "--duration-s", "1", "--model"])
-        .arg(&on_gpu)
-        .arg("--lut")
-        .arg(&lut)
-        .arg("--trace")
-        .arg(dir.path().join("named.csv"))
-        .arg("--plot")
-        .arg(dir.path().join("named.svg"))
-        .output()
-        .unwrap();
-    let named_err = String::from_utf8_lossy(&named.stderr).trim().to_string();
-    assert!(!named_err.contains("panicked"), "{named_err}");
-    if !named.status.success() {
-        refused_in_one_line(&named_err);
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_dynofa"))
-        .args(["run", "--backend", "cuda", "--lut"])
-        .arg(&lut)
-        .arg("--schedule")
-        .arg(&schedule)
-        .arg("--trace")
-        .arg(dir.path().join("trace.csv"))
-        .arg("--plot")
-        .arg(dir.path().join("plot.svg"))
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap();
-    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr).trim().to_string());
-    assert!(!err.contains("panicked"), "{err}");
-    if !out.status.success() {
-        return refused_in_one_line(&err);
-    }
+    // `dynofa run ARGS` with its trace and plot named NAME: its output, or (after checking the
+    // refusal) nothing where the CUDA engine cannot start.
+    let run = |name: &str, args: &[&std::ffi::OsStr]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dynofa"))
+            .arg("run")
+            .args(args)
+            .arg("--lut")
+            .arg(&lut)
+            .arg("--trace")
+            .arg(dir.path().join(format!("{name}.csv")))
+            .arg("--plot")
+            .arg(dir.path().join(format!("{name}.svg")))
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        assert!(!err.contains("panicked"), "{err}");
+        if !out.status.success() {
+            refused_in_one_line(&err);
+            return None;
+        }
+        Some(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    // A model file that names the GPU needs the CUDA engine as much as --backend cuda does.
+    run("named", &["--duration-s".as_ref(), "1".as_ref(), "--model".as_ref(), on_gpu.as_os_str()]);
+    let Some(text) =
+        run("trace", &["--backend".as_ref(), "cuda".as_ref(), "--schedule".as_ref(), schedule.as_os_str()])
+    else {
+        return;
+    };
     println!("CUDA present: {text}");
     assert!(text.contains("engine: cuda engine") && text.contains("has no gpu latencies"), "{text}");
     assert!(text.contains("contention on: 1 stream of the largest sub-network"), "{text}");

@@ -7,33 +7,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use dynofa_core::lut::Unit;
 use dynofa_hal_jetson::linux::fake::{self, FakeBoard};
+
+mod lut_support;
 
 /// Small sub-networks as a LUT with GPU latencies only, so that the run times them here at start-up:
 /// (kernel, expand, depth, resolution, top-1).
 const SUBNETS: [(u8, u8, u8, u16, f32); 3] = [(3, 3, 2, 160, 70.0), (5, 4, 2, 176, 74.0), (7, 6, 3, 192, 78.0)];
 
-fn write_lut(dir: &Path) -> String {
-    let entries: Vec<String> = SUBNETS
-        .iter()
-        .map(|&(k, e, d, r, top1)| {
-            format!(
-                r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":{r},"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"gpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
-                [k; 20],
-                [e; 20],
-                [d; 5]
-            )
-        })
-        .collect();
-    let path = dir.join("small.json");
-    std::fs::write(&path, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{}]}}"#, entries.join(",")))
-        .unwrap();
-    path.display().to_string()
-}
-
 fn dynofa(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dynofa"));
-    cmd.arg("run").args(["--lut", &write_lut(dir), "--threads", "1"]);
+    cmd.arg("run").arg("--lut").arg(lut_support::write_lut(dir, &SUBNETS, Unit::Gpu)).args(["--threads", "1"]);
     cmd.arg("--trace").arg(dir.join("trace.csv")).arg("--plot").arg(dir.join("plot.svg")).args(args);
     cmd.stdin(Stdio::null());
     cmd

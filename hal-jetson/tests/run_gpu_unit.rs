@@ -22,6 +22,13 @@ use dynofa_hal_jetson::run::{ModelEngine, Options, RunError, run_on};
 use dynofa_hal_sim::scenario::EventKind;
 use dynofa_kernels::{CpuEngine, DEFAULT_SEED, EngineError, SupernetWeights};
 
+mod lut_support;
+
+/// Two sub-networks, about three times apart in work so that timing them on a loaded machine
+/// cannot swap them (k7 against k3 alone at one resolution once did), with CPU latencies only: the
+/// run times their GPU latencies itself.
+const SUBNETS: [(u8, u8, u8, u16, f32); 2] = [(3, 3, 2, 160, 70.0), (5, 6, 3, 192, 76.0)];
+
 /// The CPU engine, one thread, standing in for a GPU engine.
 struct StandIn(CpuEngine);
 
@@ -61,29 +68,11 @@ impl RunEngine for StandIn {
         clocks.gpu.as_ref()
     }
     fn load(root: &Path, clocks: &Clocks) -> Option<GpuLoad> {
-        let dir = clocks.gpu.as_ref().map(|g| g.lock().unwrap().dir().to_owned());
-        GpuLoad::open(root, dir.as_deref()).ok()
+        clocks.gpu_load(root)
     }
     fn contender(&self, index: usize) -> Result<Work, RunError> {
         Ok(spin(index))
     }
-}
-
-/// A LUT of two small sub-networks with CPU latencies only (so the run times their GPU latencies
-/// itself), fastest first.
-fn write_lut(dir: &Path) -> std::path::PathBuf {
-    let entry = |k: u8, e: u8, d: u8, r: u16, top1: f32| {
-        format!(
-            r#"{{"ks":{:?},"e":{:?},"d":{:?},"r":{r},"top1":{top1},"top1_source":"predicted","latency":[{{"unit":"cpu","freq_khz":0,"mean_ms":1.0,"std_ms":0.1}}]}}"#,
-            [k; 20], [e; 20], [d; 5]
-        )
-    };
-    let path = dir.join("small.json");
-    // The second about three times the work of the first, so that timing them on a loaded machine
-    // cannot swap them (k7 against k3 alone at one resolution once did).
-    let entries = [entry(3, 3, 2, 160, 70.0), entry(5, 6, 3, 192, 76.0)].join(",");
-    std::fs::write(&path, format!(r#"{{"version":1,"width":1.2,"source":"test","entries":[{entries}]}}"#)).unwrap();
-    path
 }
 
 #[test]
@@ -105,7 +94,7 @@ fn a_gpu_model_and_a_cpu_model_are_planned_clocked_and_contended_each_on_its_uni
     let opts = Options {
         ask: Ask { models, schedule: Some((schedule, "schedule".into())), ..Ask::default() },
         backend: Backend::Cuda,
-        lut: Some(write_lut(dir.path())),
+        lut: Some(lut_support::write_lut(dir.path(), &SUBNETS, Unit::Cpu)),
         weights: None,
         images: None,
         max_images: 0,
