@@ -114,8 +114,8 @@ fn check_py_summarises_the_bench() {
         "| max | 0.500 | 0.420 |",
         "| max (tuned) | 0.480 | 0.400 |",
         "| min | 0.180 | 0.140 |",
-        "without the fused kernels (StemBlock, ExpandDepthwise) (ms; kernels alone): max 0.550 (0.470), mid 0.360 \
-         (0.300), min 0.250 (0.200)",
+        "without the fused kernels (StemBlock; ExpandDepthwise is only tune's) (ms; kernels alone): max 0.550 (0.470), \
+         mid 0.360 (0.300), min 0.250 (0.200)",
         "cached (not write-combined) page-locked input (ms): max 0.480, mid 0.300, min 0.180",
         // Slower on all three: a verdict; cached input only faster on max: none.
         "slower than the defaults on max, mid and min (1.10x, 1.20x, 1.39x the time): without the fused kernels",

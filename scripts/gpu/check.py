@@ -44,18 +44,18 @@ NAMED = {
     "min": {"ks": 3, "e": 3, "d": 2, "r": 160},
 }
 MODES = ["eager", "graph", "compile"]
-# The bench's variants of dynofa's plans: line suffix, what the summary calls it, and the kernel it
-# leaves out (whose layers kernel_wins compares), if any.
+# The bench's variants of dynofa's plans: line suffix, what the summary calls it, and the kernels it
+# leaves out (whose layers kernel_wins compares).
 VARIANTS = [
     # The host side's alternatives: the same plans, timed with infer's halves.
-    ("cachedinput", "cached (not write-combined) page-locked input", None),
-    ("copylogits", "logits copied back by the graph (not written to mapped host memory)", None),
-    ("mappedinput", "input read by the first kernel from mapped host memory (not copied to the GPU)", None),
-    ("nowarps", "without PointwiseWarps", "dynofa_pointwise_warps"),
-    ("noregion", "without DepthwiseRegion", "dynofa_depthwise_region"),
+    ("cachedinput", "cached (not write-combined) page-locked input", ()),
+    ("copylogits", "logits copied back by the graph (not written to mapped host memory)", ()),
+    ("mappedinput", "input read by the first kernel from mapped host memory (not copied to the GPU)", ()),
+    ("nowarps", "without the warps kernels", ("dynofa_pointwise_warps", "dynofa_pointwise_warps16")),
+    ("noregion", "without DepthwiseRegion", ("dynofa_depthwise_region",)),
     # A fused kernel replaces several launches: its plans do not line up launch by launch.
-    ("nofused", "without the fused kernels (StemBlock, ExpandDepthwise)", None),
-    ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", None),
+    ("nofused", "without the fused kernels (StemBlock; ExpandDepthwise is only tune's)", ()),
+    ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", ()),
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -235,7 +235,7 @@ def kernel_wins(plans):
     in the plans without it (rows `max` and `max-nowarps` ... line up by index: the plans differ
     only in the kernel of those layers), as summary lines."""
     lines = []
-    for suffix, _, kernel in [v for v in VARIANTS if v[2]]:
+    for suffix, kernel in [(v[0], k) for v in VARIANTS for k in v[2]]:
         parts = []
         for which in NAMED:
             other = plans.get(f"{which}-{suffix}", [])

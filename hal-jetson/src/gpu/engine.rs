@@ -47,13 +47,14 @@ pub struct GpuOptions {
     /// results. If the driver refuses such a capture, the engine captures without it from then on
     /// ([`GpuEngine::programmatic_launch`] says which).
     pub programmatic_launch: bool,
-    /// [`Kernel::PointwiseWarps`] for the layers with few pixels where the plan rates it fastest.
+    /// The warps kernels ([`Kernel::PointwiseWarps`], [`Kernel::PointwiseWarps16`]) for the
+    /// pointwise layers where the plan rates them fastest.
     pub pointwise_warps: bool,
-    /// [`Kernel::DepthwiseRegion`] for the depthwise layers on large maps.
+    /// [`Kernel::DepthwiseRegion`] for the depthwise layers.
     pub depthwise_region: bool,
-    /// Kernels that run several layers at once ([`Kernel::StemBlock`], and
-    /// [`Kernel::ExpandDepthwise`] for the blocks whose inputs fit its shared array) instead of a
-    /// launch per layer.
+    /// Kernels that run several layers at once instead of a launch per layer:
+    /// [`Kernel::StemBlock`], and [`Kernel::ExpandDepthwise`] for `tune` to weigh (it lost to the
+    /// separate launches on the H100, so the plan does not pick it).
     pub fused: bool,
     /// Page-locked input memory that is write-combined (the host only writes it) rather than
     /// cached: which of the two the host copies a frame into faster depends on the machine
