@@ -1,5 +1,5 @@
 //! `scripts/gpu/check.py`, the GPU check that runs where device time is scarce, end to end on stub
-//! binaries: a staged folder whose `gpu-test`, `gpu-bench` and `dynofa` print what the real ones
+//! binaries: a staged folder whose `gpu-test`, `conformance`, `gpu-bench` and `dynofa` print what the real ones
 //! print (the bench's line formats, `hal-jetson/benches/gpu.rs`) and write `launches.csv`. Checks
 //! the summary it derives: the table, the variants' lines, the verdicts, the fused kernels against
 //! the launches they replace, `infer`'s halves, and the exit status. Says it skipped without
@@ -80,6 +80,8 @@ fn check_py_summarises_the_bench() {
     let staged = tempfile::tempdir().unwrap();
     let dir = staged.path();
     stub(dir, "gpu-test", "echo 'gpu: ok'\n");
+    // The suite's harness output with its CUDA tests passing.
+    stub(dir, "conformance", "echo 'test cuda::clock_is_monotonic ... ok'\necho 'test result: ok. 11 passed; 0 failed'\n");
     let launches = dir.join("launches.csv");
     std::fs::write(&launches, LAUNCHES).unwrap();
     // The bench writes --launches FILE: copy the canned rows there.
@@ -110,6 +112,7 @@ fn check_py_summarises_the_bench() {
     assert!(out.status.success(), "check.py failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     for line in [
         "correctness + allocation-free (gpu-test): ok",
+        "HAL conformance suite, Linux platform, CPU and CUDA engines (conformance): ok, 11 passed",
         "switch (activate between captured graphs, host): median 0.117 us, p99 0.138 us, max 16.2 us; median <= 5 us: yes",
         "| max | 0.500 | 0.420 |",
         "| max (tuned) | 0.480 | 0.400 |",
@@ -142,4 +145,34 @@ fn check_py_summarises_the_bench() {
     let summary = std::fs::read_to_string(save.path().join("summary.md")).unwrap();
     // It echoes the steps' output as they run, then the summary.
     assert!(text.trim_end().ends_with(summary.trim()), "summary.md is not what it printed last:\n{summary}");
+}
+
+#[test]
+fn the_conformance_verdict_names_failures_and_skips() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: no python3 to run scripts/gpu/check.py");
+        return;
+    }
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scripts/gpu");
+    let program = r#"
+import check
+ok = "test result: ok. 11 passed; 0 failed"
+print(check.conformance_verdict(0, ok))
+print(check.conformance_verdict(0, "skipped: no CUDA driver (libcuda.so) on this machine\n" + ok))
+print(check.conformance_verdict(101, "test cuda::runtime_paces_and_switches ... FAILED\ntest result: FAILED. 10 passed; 1 failed"))
+print(check.conformance_verdict(0, ""))
+"#;
+    let out = Command::new("python3").current_dir(&scripts).args(["-c", program]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "ok, 11 passed",
+            "ok, 11 passed, but the CUDA tests skipped: no CUDA driver (libcuda.so) on this machine",
+            "FAILED (exit 101): cuda::runtime_paces_and_switches",
+            "FAILED (exit 0)",
+        ]
+    );
 }

@@ -8,6 +8,7 @@ repository root:
 
 1. correctness: the CUDA engine on every golden case against the CPU engine and `ofa`'s logits
    (rel. error <= 1e-4), and zero host allocations over 1,000 switches + inferences (gpu-test);
+   the HAL conformance suite on the Linux platform, CPU and CUDA engines (conformance);
 2. dynofa's batch-1 latency of the w1.2 sub-networks max/mid/min and the host cost of a switch
    between captured sub-networks (gpu-bench; also the latency of plans without the PointwiseWarps
    or the DepthwiseRegion kernel and, where the GPU has programmatic dependent launch, of graphs
@@ -19,7 +20,8 @@ repository root:
    package from the staged wheel): eager, CUDA graph, torch.compile(mode="reduce-overhead"), each
    mode in its own process. Every timed call does what dynofa's infer does: input from host
    memory, logits back to host memory, synchronised;
-5. the table of ratios, last. Exit status 1 unless the correctness check ran and passed.
+5. the table of ratios, last. Exit status 1 unless the correctness check and the conformance suite
+   ran and passed.
 
 `python3 scripts/gpu/check.py peer ...` is one PyTorch process (used by step 4).
 """
@@ -275,6 +277,18 @@ def fused_wins(plans):
     return lines
 
 
+def conformance_verdict(rc, out):
+    """The conformance suite's verdict from its exit status and the test harness's output: `ok, N
+    passed`, what its CUDA tests said if they skipped (the suite passes then), or FAILED and the
+    failing tests."""
+    result = re.search(r"test result: (\w+)\. (\d+) passed; (\d+) failed", out)
+    if rc != 0 or not result or result.group(1) != "ok":
+        failed = re.findall(r"^test (\S+) \.\.\. FAILED", out, re.M)
+        return f"FAILED (exit {rc})" + (f": {', '.join(failed)}" if failed else "")
+    skipped = re.search(r"skipped: (.*)", out)
+    return f"ok, {result.group(2)} passed" + (f", but the CUDA tests skipped: {skipped.group(1)}" if skipped else "")
+
+
 def verdicts(default, variants):
     """Per bench variant timed on all three sub-networks, whether it was faster or slower than the
     default engine on all of them (by more than 2%, the spread of repeated runs), as summary
@@ -346,7 +360,7 @@ def run(cmd, env=None, timeout=600):
 
 def cmd_check(args):
     staged = os.path.abspath(args.staged)
-    for f in ["dynofa", "gpu-test", "gpu-bench"]:
+    for f in ["dynofa", "gpu-test", "gpu-bench", "conformance"]:
         if not os.path.exists(os.path.join(staged, f)):
             raise SystemExit(f"{staged}/{f} is missing: stage the folder with `cargo xtask gpu-check`")
     wheels = glob.glob(os.path.join(staged, "ofa-*.whl"))
@@ -387,6 +401,11 @@ def cmd_check(args):
         verdict = f"NOT RUN: {skipped.group(1)}"
     else:
         verdict = "ok" if "gpu: ok" in test_out else "FAILED (no verdict)"
+    # One test at a time (its pacing checks want an idle machine), printing (a skip says why).
+    suite_cmd = [os.path.join(staged, "conformance"), "--test-threads", "1", "--nocapture"]
+    rc_suite, suite_out = run(suite_cmd, env=env, timeout=300)
+    keep("conformance.txt", suite_out)
+    suite = conformance_verdict(rc_suite, suite_out)
     launches = os.path.join(out_dir, "launches.csv")
     bench_cmd = [os.path.join(staged, "gpu-bench"), "--runs", str(args.runs), "--launches", launches]
     _, bench = run(bench_cmd, env=env, timeout=300)
@@ -465,6 +484,7 @@ def cmd_check(args):
         say(f"switch (activate between captured graphs, host): median {switch.group(1)} us, "
             f"p99 {switch.group(2)} us, max {switch.group(3)} us; median <= 5 us: {bar}")
     say(f"correctness + allocation-free (gpu-test): {verdict}")
+    say(f"HAL conformance suite, Linux platform, CPU and CUDA engines (conformance): {suite}")
     say(f"dynofa platform: {' '.join(cuda_line.split())}")
     say(f"SM clock during gpu-test and gpu-bench: {clock}")
     say("")
@@ -524,7 +544,7 @@ def cmd_check(args):
         keep("summary.md", "\n".join(lines) + "\n")
         saved = sorted(os.listdir(args.save))
         log(f"saved {', '.join(saved)} in {args.save}")
-    return 0 if verdict == "ok" else 1
+    return 0 if verdict == "ok" and suite.startswith("ok") else 1
 
 
 def main():

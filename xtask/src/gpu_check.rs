@@ -1,8 +1,9 @@
 //! `cargo xtask gpu-check [--out gpu-check]`: stage the GPU check for a machine with an NVIDIA GPU,
 //! torch, and no Rust or network (see docs/gpu.md).
 //!
-//! Here: release builds for x86_64 (glibc 2.31, through cargo-zigbuild) of `dynofa`, the GPU goldens test (`hal-jetson/tests/gpu.rs`)
-//! and the GPU bench (`hal-jetson/benches/gpu.rs`), debug info stripped, plus the PyPI `ofa` wheel
+//! Here: release builds for x86_64 (glibc 2.31, through cargo-zigbuild) of `dynofa`, the GPU goldens test (`hal-jetson/tests/gpu.rs`),
+//! the GPU bench (`hal-jetson/benches/gpu.rs`) and the HAL conformance suite on the Linux platform
+//! (`firmware-tests/tests/linux_conformance.rs`), debug info stripped, plus the PyPI `ofa` wheel
 //! (pure Python; the GPU machine may not have it) into one small folder. There, from the repository
 //! root: `python3 scripts/gpu/check.py <folder>` checks correctness, times dynofa and PyTorch and
 //! prints the table of ratios last.
@@ -74,7 +75,9 @@ pub fn run_task(args: Args) -> Result<()> {
     };
     let test = executable(zig_test().args(["--test", "gpu"]).args(p), "gpu")?;
     let bench = executable(zig_test().args(["--bench", "gpu"]).args(p), "gpu")?;
-    for (from, name) in [(&dynofa, "dynofa"), (&test, "gpu-test"), (&bench, "gpu-bench")] {
+    let suite = ["--test", "linux_conformance", "-p", "dynofa-firmware-tests", "--target", TARGET];
+    let suite = executable(zig_test().args(suite), "linux_conformance")?;
+    for (from, name) in [(&dynofa, "dynofa"), (&test, "gpu-test"), (&bench, "gpu-bench"), (&suite, "conformance")] {
         stage(from, &out.join(name))?;
     }
 
