@@ -81,7 +81,11 @@ fn check_py_summarises_the_bench() {
     let dir = staged.path();
     stub(dir, "gpu-test", "echo 'gpu: ok'\n");
     // The suite's harness output with its CUDA tests passing.
-    stub(dir, "conformance", "echo 'test cuda::clock_is_monotonic ... ok'\necho 'test result: ok. 11 passed; 0 failed'\n");
+    stub(
+        dir,
+        "conformance",
+        "echo 'test cuda::clock_is_monotonic ... ok'\necho 'test result: ok. 11 passed; 0 failed'\n",
+    );
     let launches = dir.join("launches.csv");
     std::fs::write(&launches, LAUNCHES).unwrap();
     // The bench writes --launches FILE: copy the canned rows there.

@@ -1231,4 +1231,35 @@ mod tests {
             }
         }
     }
+    #[test]
+    fn the_pointwise_models_estimate_the_h100s_launches() {
+        // Every pointwise launch of the H100 run the constants were fitted to (each plan variant
+        // of max, mid and min), re-estimated by today's models for 132 multiprocessors. Changing a
+        // constant without refitting (docs/gpu.md, "Tuning") fails here.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/data/gpu-launches-h100.csv");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut ratios = Vec::new();
+        for row in text.lines().skip(1) {
+            let cells: Vec<&str> = row.split(',').collect();
+            let [_, _, kernel, _, block, ints, _, measured] = cells[..] else { panic!("{path}: {row}") };
+            let [m, k, _, n, _, kc] = ints.split(' ').map(|v| v.parse().unwrap()).collect::<Vec<usize>>()[..] else {
+                continue; // not a pointwise launch
+            };
+            let warps = || block.split('x').nth(1).unwrap().parse::<usize>().unwrap();
+            let model = match kernel {
+                "dynofa_pointwise" => PW_LARGE.micros(m, k, n, kc, 132),
+                "dynofa_pointwise_small" => PW_SMALL.micros(m, k, n, kc, 132),
+                "dynofa_pointwise_warps" => PWW.micros(m, k, n, warps(), 132),
+                "dynofa_pointwise_warps16" => PWW16.micros(m, k, n, warps(), 132),
+                _ => continue,
+            };
+            ratios.push(measured.parse::<f64>().unwrap() / model);
+        }
+        assert!(ratios.len() > 400, "{} pointwise launches in {path}", ratios.len());
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
+        // Measured / estimated: the median near 1, and 4 in 5 launches within 25 %.
+        assert!((0.95..=1.05).contains(&at(0.5)), "median {:.2}", at(0.5));
+        assert!(at(0.1) >= 0.75 && at(0.9) <= 1.25, "10th {:.2}, 90th {:.2} percentile", at(0.1), at(0.9));
+    }
 }
