@@ -13,11 +13,13 @@
 //! (`dynofa-cuda-cachedinput ...`, `dynofa-cuda-parts-cachedinput ...`) and logits copied back by
 //! the graph rather than written into mapped host memory (`-copylogits`) and the input read from
 //! mapped host memory rather than copied to the GPU (`-mappedinput`); then the same latency
-//! and kernel lines for plans without `PointwiseWarps` (`dynofa-cuda-nowarps ...`,
+//! and kernel lines for plans without the warps kernels (`dynofa-cuda-nowarps ...`,
 //! `dynofa-cuda-nowarps-kernels ...`, `kernels <name>-nowarps: ...`), without `DepthwiseRegion`
 //! (`-noregion`), without the fused kernels (`-nofused`) and with every layer's alternatives
 //! measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
-//! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it.
+//! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it;
+//! last, `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where a
+//! persistent kernel would pay it; or why it was not measured).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
 //! `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
 //! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
@@ -222,5 +224,12 @@ fn main() {
             "launch floor (plain): {:.2} us per graph node that does nothing",
             plain.launch_floor(200).expect("floor")
         );
+    }
+
+    // A measurement for a design not built, last: whatever it does, the lines above are out.
+    let mut engine = GpuEngine::new(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED)).expect("started before");
+    match engine.grid_barrier(1000) {
+        Ok(us) => println!("grid barrier: {us:.2} us per barrier across {} blocks", engine.target().sms),
+        Err(e) => println!("grid barrier: not measured: {e}"),
     }
 }

@@ -23,6 +23,7 @@ dynofa-cuda-parts max stage_us=20.1 run_us=480.2
 dynofa-cuda-parts mid stage_us=15.0 run_us=285.0
 dynofa-cuda-parts min stage_us=10.0 run_us=170.0
 launch floor: 0.81 us per graph node that does nothing
+grid barrier: 0.95 us per barrier across 132 blocks
 switch median_us=0.117 p99_us=0.138 max_us=16.2
 dynofa-cuda-cachedinput max median_ms=0.4800
 dynofa-cuda-cachedinput mid median_ms=0.3000
@@ -136,6 +137,8 @@ fn check_py_summarises_the_bench() {
          + graph replay and wait (us): max 10.1 + 480.2",
         "tuning max: 40 steps measured, 7 changed",
         "a graph node that does nothing: 0.81 us",
+        "a barrier across the GPU (one block per multiprocessor: what a persistent kernel would pay between layers): \
+         0.95 us per barrier across 132 blocks",
         "dynofa eval on the fixture images, (top-1, top-5) counts per sub-network: cpu [(3, 8), (4, 8)], cuda \
          [(3, 8), (4, 8)]; the same: yes",
         "dynofa run --backend cuda (the demo, 10 s): exit 0",

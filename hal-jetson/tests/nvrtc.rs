@@ -22,7 +22,7 @@ fn archs() -> Option<Vec<u32>> {
 #[test]
 fn nvrtc_compiles_the_kernels_for_every_target() {
     use dynofa_hal_jetson::gpu::compile_ptx;
-    use dynofa_kernels::gpu::Kernel;
+    use dynofa_kernels::gpu::{GRID_BARRIER, Kernel};
 
     let Some(archs) = archs() else { return };
     let mut compiled = 0;
@@ -32,8 +32,8 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
             continue;
         }
         let ptx = compile_ptx(&format!("compute_{cc}")).unwrap_or_else(|e| panic!("{e}"));
-        for k in Kernel::ALL {
-            assert!(ptx.contains(&format!(".entry {}(", k.name())), "compute_{cc}: no {} in the PTX", k.name());
+        for name in Kernel::ALL.iter().map(|k| k.name()).chain([GRID_BARRIER]) {
+            assert!(ptx.contains(&format!(".entry {name}(")), "compute_{cc}: no {name} in the PTX");
         }
         println!("compute_{cc}: {} bytes of PTX", ptx.len());
         compiled += 1;

@@ -935,3 +935,27 @@ extern "C" __global__ void __launch_bounds__(MV_THREADS, 2)
         out[row] = dynofa_act(v, act);
     }
 }
+
+// Measurement only (GpuEngine::grid_barrier; gpu::GRID_BARRIER), not part of any plan: `rounds`
+// barriers across the whole grid, which a cooperative launch keeps resident. Thread 0 of a block
+// arrives by adding 1 to count[0] (zero at launch) and waits until every block has arrived for the
+// round: what a persistent kernel running every layer would pay between two layers instead of a
+// graph node. The wait is bounded: should the blocks not all be resident after all, a block sets
+// count[1] and every block returns, rather than spin forever.
+extern "C" __global__ void dynofa_grid_barrier(unsigned* count, int rounds) {
+    volatile unsigned* arrived = count;
+    volatile unsigned* gave_up = count + 1;
+    for (int r = 1; r <= rounds; ++r) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            __threadfence();
+            atomicAdd(count, 1u);
+            unsigned target = (unsigned)r * gridDim.x;
+            for (unsigned spins = 0; *arrived < target && !*gave_up; ++spins)
+                if (spins == (1u << 20)) *gave_up = 1u;
+            __threadfence();
+        }
+        __syncthreads();
+        if (*gave_up) return;
+    }
+}

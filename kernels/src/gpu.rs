@@ -20,6 +20,9 @@ use crate::weights::{BnTable, SupernetWeights};
 const KERNELS: &str = include_str!("../cuda/dynofa.cu");
 /// The host emulation of CUDA for the kernels (`kernels/cuda/emulate.h`; see its header).
 pub const EMULATE_H: &str = include_str!("../cuda/emulate.h");
+/// A kernel of the source that no plan launches: barriers across the GPU, timed by the engine to
+/// weigh a persistent kernel against graph nodes (`GpuEngine::grid_barrier`).
+pub const GRID_BARRIER: &str = "dynofa_grid_barrier";
 
 // Argument slots hold i32 and f32 in their first bytes, where the kernels read them.
 const _: () = assert!(cfg!(target_endian = "little"), "argument slots assume a little-endian target");

@@ -432,6 +432,7 @@ def cmd_check(args):
     }
     tunings = re.findall(r"^tuning .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
+    barrier = re.search(r"^grid barrier: (.*)$", bench, re.M)
     # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
     parts = {}
     for m in re.finditer(r"dynofa-cuda-parts(-\w+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
@@ -522,6 +523,9 @@ def cmd_check(args):
         say(line)
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
+    if barrier:
+        say(f"a barrier across the GPU (one block per multiprocessor: what a persistent kernel would pay between "
+            f"layers): {barrier.group(1)}")
     plans = read_plans(launches)
     for line in kernel_wins(plans) + fused_wins(plans):
         say(line)

@@ -12,7 +12,7 @@ use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
-use dynofa_kernels::gpu::{Buffer, GpuImage, Kernel, Launch, Step, Target, bn_image, source};
+use dynofa_kernels::gpu::{Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, Step, Target, bn_image, source};
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
 use super::GpuError;
@@ -141,7 +141,7 @@ pub struct GpuEngine {
     input_mapped: Option<u64>,
     logits_mapped: Option<u64>,
     functions: Vec<(Kernel, CudaFunction)>,
-    _module: Arc<CudaModule>,
+    module: Arc<CudaModule>,
     stream: Arc<CudaStream>,
     _ctx: Arc<CudaContext>,
     image: GpuImage,
@@ -339,7 +339,7 @@ impl GpuEngine {
             input_mapped,
             logits_mapped,
             functions,
-            _module: module,
+            module,
             stream,
             _ctx: ctx,
             image,
@@ -692,6 +692,65 @@ impl GpuEngine {
     /// sub-network's graph costs on this GPU.
     pub fn launch_floor(&mut self, n: usize) -> Result<f32, GpuError> {
         self.graph_micros(&[Launch::nothing()], &self.bn_default, n.max(1))
+    }
+
+    /// GPU time in µs of one barrier across a grid of one block per multiprocessor, all resident
+    /// (a cooperative launch): each block's thread 0 adds 1 to a counter, then spins until every
+    /// block has (an error if a block gave up waiting). That is what a persistent kernel running every layer would pay between two
+    /// layers, where a graph pays a node ([`GpuEngine::launch_floor`]). The median of 5 launches
+    /// of `rounds` barriers, less the median of 5 launches of none, over `rounds`.
+    pub fn grid_barrier(&mut self, rounds: usize) -> Result<f32, GpuError> {
+        let f = self.module.load_function(GRID_BARRIER).map_err(driver("kernel lookup"))?;
+        let s = &self.stream;
+        let ctx = s.context();
+        // The raw launch below does not bind the context itself.
+        ctx.bind_to_thread().map_err(driver("context"))?;
+        // Arrivals, and whether a block gave up waiting.
+        let mut count = s.alloc_zeros::<u32>(2).map_err(driver("allocation"))?;
+        let [start, end] = [(); 2].map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)));
+        let (start, end) = (start.map_err(driver("event creation"))?, end.map_err(driver("event creation"))?);
+        let blocks = self.target.sms as u32;
+        let mut median_ms = |rounds: i32| -> Result<f32, GpuError> {
+            let mut times = Vec::with_capacity(5);
+            for _ in 0..5 {
+                s.memset_zeros(&mut count).map_err(driver("memset"))?;
+                let mut slots = [count.device_ptr(s).0, rounds as u64];
+                let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
+                start.record(s).map_err(driver("event record"))?;
+                // SAFETY: the slots follow the kernel's signature (a counter pointer, an int read
+                // from the slot's first bytes), `count` outlives the synchronisation below, and the
+                // grid (one 32-thread block per multiprocessor) fits the GPU, as a cooperative
+                // launch requires.
+                unsafe {
+                    sys::cuLaunchCooperativeKernel(
+                        f.cu_function(),
+                        blocks,
+                        1,
+                        1,
+                        32,
+                        1,
+                        1,
+                        0,
+                        s.cu_stream(),
+                        params.as_mut_ptr(),
+                    )
+                }
+                .result()
+                .map_err(driver("cooperative launch"))?;
+                end.record(s).map_err(driver("event record"))?;
+                s.synchronize().map_err(driver("kernel timing"))?;
+                times.push(start.elapsed_ms(&end).map_err(driver("event timing"))?);
+                if s.clone_dtoh(&count).map_err(driver("copy"))?[1] != 0 {
+                    let error = "a block gave up waiting: the grid was not all resident".to_string();
+                    return Err(GpuError::Driver { what: "grid barrier", error });
+                }
+            }
+            times.sort_by(f32::total_cmp);
+            Ok(times[2])
+        };
+        let rounds = rounds.max(1);
+        let none = median_ms(0)?;
+        Ok((median_ms(rounds as i32)? - none) * 1e3 / rounds as f32)
     }
 
     /// The first half of [`InferenceEngine::infer`]: checks `input` against the active
