@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use cudarc::driver::result::DriverError;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, PinnedHostSlice, sys,
+    CudaContext, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream, DevicePtr, PinnedHostSlice, sys,
 };
 use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
@@ -649,20 +649,32 @@ impl GpuEngine {
     /// (the median of 5 replays after one).
     fn graph_micros(&self, plan: &[Launch], bn: &CudaSlice<f32>, repeat: usize) -> Result<f32, GpuError> {
         let graph = self.record(plan, bn, repeat, None, self.programmatic)?;
-        let ctx = self.stream.context();
-        let [start, end] = [(); 2].map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)));
-        let (start, end) = (start.map_err(driver("event creation"))?, end.map_err(driver("event creation"))?);
+        let events = self.timing_events()?;
         graph.launch().map_err(driver("graph launch"))?;
-        let mut times = Vec::with_capacity(5);
-        for _ in 0..5 {
-            start.record(&self.stream).map_err(driver("event record"))?;
-            graph.launch().map_err(driver("graph launch"))?;
-            end.record(&self.stream).map_err(driver("event record"))?;
-            self.stream.synchronize().map_err(driver("kernel timing"))?;
-            times.push(start.elapsed_ms(&end).map_err(driver("event timing"))?);
-        }
-        times.sort_by(f32::total_cmp);
-        Ok(times[2] * 1e3 / (plan.len() * repeat) as f32)
+        let times = (0..5)
+            .map(|_| self.timed_ms(&events, || graph.launch().map_err(driver("graph launch"))))
+            .collect::<Result<Vec<f32>, GpuError>>()?;
+        Ok(median(times) * 1e3 / (plan.len() * repeat) as f32)
+    }
+
+    /// Two events on this engine's context, to time work on its stream between them.
+    fn timing_events(&self) -> Result<[CudaEvent; 2], GpuError> {
+        let ctx = self.stream.context();
+        let event = || ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(driver("event creation"));
+        Ok([event()?, event()?])
+    }
+
+    /// GPU time in ms of what `enqueue` puts on the stream between `events`, waited for.
+    fn timed_ms(
+        &self,
+        [start, end]: &[CudaEvent; 2],
+        enqueue: impl FnOnce() -> Result<(), GpuError>,
+    ) -> Result<f32, GpuError> {
+        start.record(&self.stream).map_err(driver("event record"))?;
+        enqueue()?;
+        end.record(&self.stream).map_err(driver("event record"))?;
+        self.stream.synchronize().map_err(driver("kernel timing"))?;
+        start.elapsed_ms(end).map_err(driver("event timing"))
     }
 
     /// Each launch of `cfg`'s graph (its plan, if it has none) with its GPU time in µs, for
@@ -707,8 +719,7 @@ impl GpuEngine {
         ctx.bind_to_thread().map_err(driver("context"))?;
         // Arrivals, and whether a block gave up waiting.
         let mut count = s.alloc_zeros::<u32>(2).map_err(driver("allocation"))?;
-        let [start, end] = [(); 2].map(|_| ctx.new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)));
-        let (start, end) = (start.map_err(driver("event creation"))?, end.map_err(driver("event creation"))?);
+        let events = self.timing_events()?;
         let blocks = self.target.sms as u32;
         let mut median_ms = |rounds: i32| -> Result<f32, GpuError> {
             let mut times = Vec::with_capacity(5);
@@ -716,37 +727,35 @@ impl GpuEngine {
                 s.memset_zeros(&mut count).map_err(driver("memset"))?;
                 let mut slots = [count.device_ptr(s).0, rounds as u64];
                 let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
-                start.record(s).map_err(driver("event record"))?;
-                // SAFETY: the slots follow the kernel's signature (a counter pointer, an int read
-                // from the slot's first bytes), `count` outlives the synchronisation below, and the
-                // grid (one 32-thread block per multiprocessor) fits the GPU, as a cooperative
-                // launch requires.
-                unsafe {
-                    sys::cuLaunchCooperativeKernel(
-                        f.cu_function(),
-                        blocks,
-                        1,
-                        1,
-                        32,
-                        1,
-                        1,
-                        0,
-                        s.cu_stream(),
-                        params.as_mut_ptr(),
-                    )
-                }
-                .result()
-                .map_err(driver("cooperative launch"))?;
-                end.record(s).map_err(driver("event record"))?;
-                s.synchronize().map_err(driver("kernel timing"))?;
-                times.push(start.elapsed_ms(&end).map_err(driver("event timing"))?);
+                let launch = || {
+                    // SAFETY: the slots follow the kernel's signature (a counter pointer, an int
+                    // read from the slot's first bytes), `count` outlives the synchronisation in
+                    // timed_ms, and the grid (one 32-thread block per multiprocessor) fits the
+                    // GPU, as a cooperative launch requires.
+                    unsafe {
+                        sys::cuLaunchCooperativeKernel(
+                            f.cu_function(),
+                            blocks,
+                            1,
+                            1,
+                            32,
+                            1,
+                            1,
+                            0,
+                            s.cu_stream(),
+                            params.as_mut_ptr(),
+                        )
+                    }
+                    .result()
+                    .map_err(driver("cooperative launch"))
+                };
+                times.push(self.timed_ms(&events, launch)?);
                 if s.clone_dtoh(&count).map_err(driver("copy"))?[1] != 0 {
                     let error = "a block gave up waiting: the grid was not all resident".to_string();
                     return Err(GpuError::Driver { what: "grid barrier", error });
                 }
             }
-            times.sort_by(f32::total_cmp);
-            Ok(times[2])
+            Ok(median(times))
         };
         let rounds = rounds.max(1);
         let none = median_ms(0)?;
@@ -823,6 +832,12 @@ unsafe fn page_locked(
     // SAFETY: the caller's.
     let buffer = unsafe { ctx.alloc_pinned_with_flags::<f32>(len, flags) }.map_err(driver(what))?;
     Ok((buffer, None))
+}
+
+/// The median of an odd number of timings.
+fn median(mut times: Vec<f32>) -> f32 {
+    times.sort_by(f32::total_cmp);
+    times[times.len() / 2]
 }
 
 /// Launch `l` of function `f` on `stream`, with programmatic dependent launch if `programmatic`
