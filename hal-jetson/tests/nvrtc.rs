@@ -1,6 +1,7 @@
 //! NVRTC accepts the kernels for every GPU dynofa targets that it supports (Xavier sm_72 needs
-//! CUDA 12 or older, Orin sm_87, H100/H200 sm_90) and the PTX has every kernel of the launch plans.
-//! ptxas (through NVRTC) finds no stack frame or register spill in any kernel. Needs libnvrtc but
+//! CUDA 12 or older, Orin sm_87, H100/H200 sm_90) and the PTX has every kernel of the launch plans,
+//! the grid barrier's and the persistent kernel. ptxas (through NVRTC) finds no stack frame or
+//! register spill in any kernel of the plans (a few in the persistent kernel). Needs libnvrtc but
 //! no GPU; says that it skipped where libnvrtc is not found, unless `DYNOFA_REQUIRE_NVRTC` is set
 //! (CI sets it once it has fetched libnvrtc, see `.ci/run`).
 
@@ -22,7 +23,7 @@ fn archs() -> Option<Vec<u32>> {
 #[test]
 fn nvrtc_compiles_the_kernels_for_every_target() {
     use dynofa_hal_jetson::gpu::compile_ptx;
-    use dynofa_kernels::gpu::{GRID_BARRIER, Kernel};
+    use dynofa_kernels::gpu::{GRID_BARRIER, Kernel, PERSISTENT};
 
     let Some(archs) = archs() else { return };
     let mut compiled = 0;
@@ -32,7 +33,7 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
             continue;
         }
         let ptx = compile_ptx(&format!("compute_{cc}")).unwrap_or_else(|e| panic!("{e}"));
-        for name in Kernel::ALL.iter().map(|k| k.name()).chain([GRID_BARRIER]) {
+        for name in Kernel::ALL.iter().map(|k| k.name()).chain([GRID_BARRIER, PERSISTENT]) {
             assert!(ptx.contains(&format!(".entry {name}(")), "compute_{cc}: no {name} in the PTX");
         }
         println!("compute_{cc}: {} bytes of PTX", ptx.len());
@@ -43,14 +44,15 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
 
 /// A stack frame or register spills would put the GEMM tiles in local memory (a tile loop left
 /// rolled did that once): ptxas (run by NVRTC for a real GPU target) reports neither for any kernel
-/// on Orin (sm_87) and H100/H200 (sm_90).
+/// of the plans on Orin (sm_87) and H100/H200 (sm_90), and a few hundred bytes at most for the
+/// persistent kernel.
 #[cfg(feature = "cuda")]
 #[test]
 fn no_kernel_keeps_registers_in_local_memory() {
     use std::ffi::CString;
 
     use cudarc::nvrtc::result::{compile_program, create_program, destroy_program, get_program_log};
-    use dynofa_kernels::gpu::{Kernel, source};
+    use dynofa_kernels::gpu::{Kernel, PERSISTENT, source};
 
     let Some(archs) = archs() else { return };
     let src = CString::new(source()).unwrap();
@@ -66,10 +68,10 @@ fn no_kernel_keeps_registers_in_local_memory() {
             log
         };
         let log: String = log.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
-        for k in Kernel::ALL {
+        for name in Kernel::ALL.iter().map(|k| k.name()).chain([PERSISTENT]) {
             let at = log
-                .find(&format!("Function properties for {}\n", k.name()))
-                .unwrap_or_else(|| panic!("sm_{cc}: ptxas said nothing about {}:\n{log}", k.name()));
+                .find(&format!("Function properties for {name}\n"))
+                .unwrap_or_else(|| panic!("sm_{cc}: ptxas said nothing about {name}:\n{log}"));
             // "ptxas         .     0 bytes stack frame, ..." then "ptxas info    : Used 78 registers, ...".
             let facts: Vec<&str> = log[at..]
                 .lines()
@@ -77,13 +79,16 @@ fn no_kernel_keeps_registers_in_local_memory() {
                 .take(2)
                 .map(|l| l.trim_start_matches("ptxas").trim_start_matches(" info").trim_start_matches([' ', '.', ':']))
                 .collect();
-            println!("sm_{cc} {}: {}", k.name(), facts.join("; "));
-            assert!(
-                facts[0].starts_with("0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads"),
-                "sm_{cc} {}: {}",
-                k.name(),
-                facts[0]
-            );
+            println!("sm_{cc} {name}: {}", facts.join("; "));
+            // "80 bytes stack frame, 196 bytes spill stores, 312 bytes spill loads": the numbers.
+            let bytes: Vec<u32> = facts[0].split(", ").filter_map(|f| f.split(' ').next()?.parse().ok()).collect();
+            assert_eq!(bytes.len(), 3, "sm_{cc} {name}: {}", facts[0]);
+            // The persistent kernel holds every kernel's registers in 128 per thread (512-thread
+            // blocks): ptxas spills a few there (a frame of about 90 bytes, 200 to 250 bytes stored
+            // and 330 to 570 loaded on sm_87 and sm_90 at first); a register tile in local memory
+            // would be kilobytes.
+            let most = if name == PERSISTENT { 1024 } else { 0 };
+            assert!(bytes.iter().all(|&b| b <= most), "sm_{cc} {name}: {} (at most {most} bytes)", facts[0]);
         }
     }
 }

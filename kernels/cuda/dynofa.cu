@@ -9,15 +9,16 @@
 //
 // The same source compiles under NVRTC and, through emulate.h, as host C++ (the emulated tests), so
 // it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
-// every thread of a block), fminf/fmaxf, float4 (aligned loads of float buffers), for split GEMMs
-// atomicAdd on a ticket counter, __threadfence and __ldcg, and on sm_90 the griddepcontrol
-// instructions (DYNOFA_WAIT_PREVIOUS). No warp shuffles, and no sum depends on the order in which
+// every thread of a block) and bar.sync (dyn_sync), fminf/fmaxf, float4 (aligned loads of float
+// buffers), for split GEMMs atomicAdd on a ticket counter, __threadfence and __ldcg, on sm_90 the
+// griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and for the persistent kernel's barrier
+// atomicAdd, volatile polls and __trap. No warp shuffles, and no sum depends on the order in which
 // blocks or warps run: results are deterministic.
 
-// The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*) are defined by the launch plan
-// (dynofa-kernels' gpu module), which prepends them to this source, so the plan and the kernels
-// cannot disagree.
-#if !defined(PW_BM) || !defined(DW_ROWS) || !defined(MV_ROWS)
+// The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*), the persistent kernel's (DYN_*) and
+// the kernels' numbers (DYNOFA_KID_*) are defined by the launch plan (dynofa-kernels' gpu module),
+// which prepends them to this source, so the plan and the kernels cannot disagree.
+#if !defined(PW_BM) || !defined(DW_ROWS) || !defined(MV_ROWS) || !defined(DYN_SLOTS)
 #error "compile this source through dynofa_kernels::gpu::source(), which defines the tile sizes"
 #endif
 
@@ -75,16 +76,94 @@ __device__ __forceinline__ float dynofa_act(float v, int act) {
     }
 }
 
+// Where a block is in its launch: what the kernels' bodies read in place of blockIdx, gridDim,
+// threadIdx and blockDim, so that two drivers can run them. A graph launches each kernel, whose
+// body sees the hardware's indices (HwBlock); dynofa_persistent (below) runs every launch of a plan
+// in one cooperative launch, each of its blocks running launch blocks one after another
+// (PersistentBlock), with a barrier across the GPU between launches. Blocks are (dx, dy, 1) in
+// every plan. The bodies are templates on the two, so that a graph's kernels read the hardware's
+// registers where they did before (ptxas gave one 26 more registers when they read a struct).
+#define DYN_INDICES(X) X(bx, blockIdx.x) X(by, blockIdx.y) X(bz, blockIdx.z) X(gx, gridDim.x) X(gy, gridDim.y) \
+    X(gz, gridDim.z) X(tx, threadIdx.x) X(ty, threadIdx.y) X(dx, blockDim.x) X(dy, blockDim.y)
+struct HwBlock {
+#define DYN_HW(name, value) \
+    __device__ __forceinline__ unsigned name() const { return value; }
+    DYN_INDICES(DYN_HW)
+#undef DYN_HW
+};
+struct PersistentBlock {
+    unsigned index[10];  // in DYN_INDICES' order
+#define DYN_FIELD(name, value) DYN_FIELD_##name,
+    enum { DYN_INDICES(DYN_FIELD) };
+#undef DYN_FIELD
+#define DYN_GET(name, value) \
+    __device__ __forceinline__ unsigned name() const { return index[DYN_FIELD_##name]; }
+    DYN_INDICES(DYN_GET)
+#undef DYN_GET
+    // Arrivals at the barrier, the count that means the previous launch is done everywhere, and
+    // the most that this block has seen.
+    unsigned* arrived;
+    unsigned target;
+    unsigned* seen;
+};
+
+// __syncthreads for the launch's block: in dynofa_persistent a named barrier of its dx * dy threads
+// (a multiple of 32: the plan checks), the rest of the physical block being idle.
+__device__ __forceinline__ void dyn_sync(const HwBlock&) { __syncthreads(); }
+__device__ __forceinline__ void dyn_sync(const PersistentBlock& b) {
+#ifdef __CUDA_ARCH__
+    asm volatile("bar.sync 1, %0;" ::"r"(b.dx() * b.dy()) : "memory");
+#else
+    dynofa_emu::sync_first(b.dx() * b.dy());
+#endif
+}
+
+// Shared memory that each block has its own of (the host emulation runs dynofa_persistent's blocks
+// together, each with its own).
+#ifndef DYN_BLOCK_SHARED
+#define DYN_BLOCK_SHARED(T, name, n) __shared__ T name[n]
+#endif
+
+// Polls of the persistent barrier before giving up (seconds at any clock): a trap fails the
+// launch, which the host sees as an error, where a lost arrival would otherwise hang the GPU.
+#define DYN_SPINS (1u << 24)
+// What a poll does between reads: nothing on a GPU; the host emulation lets other blocks run.
+#ifndef DYN_SPIN_PAUSE
+#define DYN_SPIN_PAUSE()
+#endif
+
+// Thread 0 of a physical block waits until `arrived` reaches `target`, once per target. Every
+// other thread reads behind a barrier that follows it.
+__device__ __forceinline__ void dyn_await(volatile unsigned* arrived, unsigned target, unsigned* seen) {
+    if (*seen >= target) return;
+    for (unsigned spins = 0; *arrived < target; ++spins) {
+        if (spins == DYN_SPINS) __trap();
+        DYN_SPIN_PAUSE();
+    }
+    __threadfence();
+    *seen = target;
+}
+
+// Before a kernel reads what the previous launch wrote (it has loaded what no launch writes):
+// griddepcontrol.wait in a graph, the barrier in dynofa_persistent.
+__device__ __forceinline__ void dyn_wait(const HwBlock&) { DYNOFA_WAIT_PREVIOUS(); }
+__device__ __forceinline__ void dyn_wait(const PersistentBlock& b) {
+    if (b.tx() == 0 && b.ty() == 0) dyn_await(b.arrived, b.target, b.seen);
+    dyn_sync(b);
+}
+
 // first_conv: 3x3, stride 2, padding 1 over the NCHW image `in` ([3][r][r]) + BN + h_swish into
 // NHWC `out` ([o][o][c]). A thread computes STEM_CH channels of a pixel (c is a multiple; the plan
 // checks it), so that a pixel's 27 inputs are loaded once for them; `w` is `[27][ldw]` with rows
-// ci*9 + dy*3 + dx.
-extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int o, const float* __restrict__ w,
-                                       int ldw, int c, const float* __restrict__ scale,
-                                       const float* __restrict__ shift, float* __restrict__ out) {
+// ci*9 + dy*3 + dx. No shared memory (`NoShared`: every body takes its shared memory as an argument).
+struct NoShared {};
+template <class B>
+__device__ __forceinline__ void stem(const B& b, NoShared*, const float* __restrict__ in, int r, int o,
+                                     const float* __restrict__ w, int ldw, int c, const float* __restrict__ scale,
+                                     const float* __restrict__ shift, float* __restrict__ out) {
     // The first kernel: it follows the input copy, never a kernel.
     DYNOFA_LAUNCH_DEPENDENTS();
-    int groups = c / STEM_CH, idx = blockIdx.x * blockDim.x + threadIdx.x;
+    int groups = c / STEM_CH, idx = b.bx() * b.dx() + b.tx();
     if (idx >= o * o * groups) return;
     int ch0 = idx % groups * STEM_CH, p = idx / groups;
     int oy = p / o, ox = p % o;
@@ -105,6 +184,12 @@ extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int 
         out[(long)p * c + ch0 + j] = dynofa_act(acc[j] * scale[ch0 + j] + shift[ch0 + j], ACT_HSWISH);
 }
 
+extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int o, const float* __restrict__ w,
+                                       int ldw, int c, const float* __restrict__ scale,
+                                       const float* __restrict__ shift, float* __restrict__ out) {
+    stem(HwBlock(), nullptr, in, r, o, w, ldw, c, scale, shift, out);
+}
+
 // The stem and the first block in one kernel, for an SB_TILE x SB_TILE tile of the s x s map per
 // block: first_conv + BN + h_swish over the tile and a ring of one pixel (zeros outside the map:
 // the depthwise padding), the depthwise 3x3 + BN + ReLU, then the 1x1 `[c][ldwp]` + BN (no
@@ -113,24 +198,32 @@ extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int 
 // every stage here reads shared memory. c and c1 are multiples of 4, at most SB_CH (the plan
 // checks); weights as dynofa_stem, dynofa_depthwise and dynofa_pointwise take them; the sums run in
 // their order. The first kernel, like dynofa_stem: it follows the input copy, never a kernel.
-extern "C" __global__ void __launch_bounds__(SB_THREADS)
-    dynofa_stem_block(const float* __restrict__ in, int r, int s, const float* __restrict__ ws, int ldws, int c,
-                      const float* __restrict__ s_scale, const float* __restrict__ s_shift,
-                      const float* __restrict__ wd, int ldwd, const float* __restrict__ d_scale,
-                      const float* __restrict__ d_shift, const float* __restrict__ wp, int ldwp, int c1,
-                      const float* __restrict__ p_scale, const float* __restrict__ p_shift, int residual,
-                      float* __restrict__ out) {
-    constexpr int SR = SB_TILE + 2, IR = 2 * SR + 1, Q = SB_CH / 4;
-    // Input patch ([3][IR][IR]), weights and BN ([row][SB_CH], rows: 27 stem, 9 taps, c 1x1, 6 BN),
-    // the stem's ring ([SR * SR][SB_CH]) and the depthwise tile ([SB_TILE^2][SB_CH]).
-    constexpr int PATCH = 3 * IR * IR, WROWS = 27 + 9 + SB_CH + 6;
-    __shared__ float xin[PATCH];
-    __shared__ float4 wq[WROWS * Q];
-    __shared__ float4 st[SR * SR * Q];
-    __shared__ float4 dq[SB_TILE * SB_TILE * Q];
+// Input patch ([3][IR][IR]), weights and BN ([row][SB_CH], rows: 27 stem, 9 taps, c 1x1, 6 BN),
+// the stem's ring ([SR * SR][SB_CH]) and the depthwise tile ([SB_TILE^2][SB_CH]).
+struct StemBlockShared {
+    static constexpr int SR = SB_TILE + 2, IR = 2 * SR + 1, Q = SB_CH / 4;
+    static constexpr int PATCH = 3 * IR * IR, WROWS = 27 + 9 + SB_CH + 6;
+    float xin[PATCH];
+    float4 wq[WROWS * Q];
+    float4 st[SR * SR * Q];
+    float4 dq[SB_TILE * SB_TILE * Q];
+};
+template <class B>
+__device__ __forceinline__ void stem_block(const B& b, StemBlockShared* shm, const float* __restrict__ in,
+                                           int r, int s, const float* __restrict__ ws, int ldws, int c,
+                                           const float* __restrict__ s_scale, const float* __restrict__ s_shift,
+                                           const float* __restrict__ wd, int ldwd,
+                                           const float* __restrict__ d_scale, const float* __restrict__ d_shift,
+                                           const float* __restrict__ wp, int ldwp, int c1,
+                                           const float* __restrict__ p_scale, const float* __restrict__ p_shift,
+                                           int residual, float* __restrict__ out) {
+    constexpr int SR = StemBlockShared::SR, IR = StemBlockShared::IR, Q = StemBlockShared::Q;
+    constexpr int PATCH = StemBlockShared::PATCH, WROWS = StemBlockShared::WROWS;
+    float* xin = shm->xin;
+    float4 *wq = shm->wq, *st = shm->st, *dq = shm->dq;
     DYNOFA_LAUNCH_DEPENDENTS();
-    int tid = threadIdx.x, per_row = (s + SB_TILE - 1) / SB_TILE;
-    int y0 = blockIdx.x / per_row * SB_TILE, x0 = blockIdx.x % per_row * SB_TILE;
+    int tid = b.tx(), per_row = (s + SB_TILE - 1) / SB_TILE;
+    int y0 = b.bx() / per_row * SB_TILE, x0 = b.bx() % per_row * SB_TILE;
     // Every load in flight before any store: one round trip to memory.
     constexpr int PLOADS = (PATCH + SB_THREADS - 1) / SB_THREADS;
     constexpr int WLOADS = (WROWS * SB_CH + SB_THREADS - 1) / SB_THREADS;
@@ -165,7 +258,7 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 #pragma unroll
     for (int l = 0; l < WLOADS; ++l)
         if (tid + l * SB_THREADS < WROWS * SB_CH) wf[tid + l * SB_THREADS] = wv[l];
-    __syncthreads();
+    dyn_sync(b);
     const float4* stem_w = wq;
     const float4* taps = wq + 27 * Q;
     const float4* pw = wq + 36 * Q;
@@ -196,7 +289,7 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
         }
         st[p * Q + q] = v;
     }
-    __syncthreads();
+    dyn_sync(b);
 
     // The depthwise 3x3 over the tile, rows then columns as dynofa_depthwise sums them.
     for (int e = tid; e < SB_TILE * SB_TILE * cq; e += SB_THREADS) {
@@ -214,7 +307,7 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
         dq[p * Q + q] = float4{dynofa_act(acc.x * sc.x + sh.x, ACT_RELU), dynofa_act(acc.y * sc.y + sh.y, ACT_RELU),
                                dynofa_act(acc.z * sc.z + sh.z, ACT_RELU), dynofa_act(acc.w * sc.w + sh.w, ACT_RELU)};
     }
-    __syncthreads();
+    dyn_sync(b);
 
     // The 1x1 + BN, the stem's output added, 4 output channels per item.
     const float* df = reinterpret_cast<const float*>(dq);
@@ -243,6 +336,26 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
     }
 }
 
+extern "C" __global__ void __launch_bounds__(SB_THREADS)
+    dynofa_stem_block(const float* __restrict__ in, int r, int s, const float* __restrict__ ws, int ldws, int c,
+                      const float* __restrict__ s_scale, const float* __restrict__ s_shift,
+                      const float* __restrict__ wd, int ldwd, const float* __restrict__ d_scale,
+                      const float* __restrict__ d_shift, const float* __restrict__ wp, int ldwp, int c1,
+                      const float* __restrict__ p_scale, const float* __restrict__ p_shift, int residual,
+                      float* __restrict__ out) {
+    __shared__ StemBlockShared shm;
+    stem_block(HwBlock(), &shm, in, r, s, ws, ldws, c, s_scale, s_shift, wd, ldwd, d_scale, d_shift, wp, ldwp, c1,
+               p_scale, p_shift, residual, out);
+}
+
+// Every 1x1 kernel's arguments (the same for all, so that a step's alternatives are interchangeable).
+#define DYNOFA_POINTWISE_PARAMS                                                                            \
+    const float *__restrict__ a, int m, int k, const float *__restrict__ w, int ldw, int n,               \
+        const float *__restrict__ scale, const float *__restrict__ shift, int act,                        \
+        const float *__restrict__ gate, const float *__restrict__ res, float *__restrict__ out,           \
+        float *__restrict__ pool, int kc, float *__restrict__ split, unsigned *__restrict__ tickets
+#define DYNOFA_POINTWISE_ARGS a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc, split, tickets
+
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
 // for p < m, o < n, i < k; `a`, `out` and `res` are dense ([m][k], [m][n]), `w` is `[k][ldw]`.
 // `gate` (the SE excitation of the projection's input, `[k]`) and `res` may be null. With `pool`,
@@ -256,29 +369,31 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 // slice's writes fenced before its ticket) sums the slices in the order z = 0, 1, ... (the result
 // does not depend on which block came last), applies the epilogue and returns the ticket counter
 // to 0 for the next launch. `tickets` holds one counter per output tile, zeroed at allocation.
-template <int BM, int BN, int TM, int TN>
-__device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int m, int k,
-                                               const float* __restrict__ w, int ldw, int n,
-                                               const float* __restrict__ scale, const float* __restrict__ shift,
-                                               int act, const float* __restrict__ gate,
-                                               const float* __restrict__ res, float* __restrict__ out,
-                                               float* __restrict__ pool, int kc, float* __restrict__ split,
-                                               unsigned* __restrict__ tickets) {
+// Two stages: threads store the next step's tiles while others still read this one's, one barrier
+// per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which then land in 32
+// different banks. The gates of the block's k range, the pool's column sums, the split's verdict.
+template <int BM, int BN, int TM>
+struct PwShared {
+    float as[2][PW_BK][BM + 2];
+    float bs[2][PW_BK][BN];
+    float gs[PW_MAX_GATE];
+    float psum[BM / TM][BN];
+    int last;
+};
+template <int BM, int BN, int TM, int TN, class B>
+__device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>* shm, DYNOFA_POINTWISE_PARAMS) {
     constexpr int COLS = BN / TN, THREADS = (BM / TM) * COLS;
     constexpr int A_LOADS = BM * PW_BK / THREADS, B_LOADS = PW_BK * BN / THREADS;
     static_assert(A_LOADS * THREADS == BM * PW_BK && B_LOADS * THREADS == PW_BK * BN, "tile loads");
     static_assert(BM % 16 == 0 && PW_BK == 16, "the padding below assumes these");
-    // Two stages: threads store the next step's tiles while others still read this one's, one
-    // barrier per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which
-    // then land in 32 different banks.
-    __shared__ float as[2][PW_BK][BM + 2];
-    __shared__ float bs[2][PW_BK][BN];
-    __shared__ float gs[PW_MAX_GATE];
-    __shared__ int last;
-    int tid = threadIdx.x;
+    auto& as = shm->as;
+    auto& bs = shm->bs;
+    float* gs = shm->gs;
+    int& last = shm->last;
+    int tid = b.tx();
     int tx = tid % COLS, ty = tid / COLS;
-    int m0 = blockIdx.y * BM, n0 = blockIdx.x * BN;
-    int kbeg = blockIdx.z * kc, kend = kbeg + kc < k ? kbeg + kc : k;
+    int m0 = b.by() * BM, n0 = b.bx() * BN;
+    int kbeg = b.bz() * kc, kend = kbeg + kc < k ? kbeg + kc : k;
     float acc[TM][TN];
     #pragma unroll
     for (int i = 0; i < TM; ++i)
@@ -312,7 +427,7 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
         et[j] = o < n ? shift[o] : 0.0f;
     }
     fetch_w(kbeg);
-    DYNOFA_WAIT_PREVIOUS();
+    dyn_wait(b);
     fetch_a(kbeg);
     // The residual is loaded now, its latency hidden by the product.
     float er[TM][TN];
@@ -327,7 +442,7 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
     // dynofa_matvec launch, wrote them).
     if (gate) {
         for (int i = kbeg + tid; i < kend; i += THREADS) gs[i - kbeg] = gate[i];
-        __syncthreads();
+        dyn_sync(b);
     }
     int steps = (kend - kbeg + PW_BK - 1) / PW_BK;
     for (int s = 0; s <= steps; ++s) {
@@ -364,27 +479,27 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
                 bs[nxt][e / BN][e % BN] = rb[l];
             }
         }
-        __syncthreads();
+        dyn_sync(b);
     }
     DYNOFA_LAUNCH_DEPENDENTS();
 
-    if (gridDim.z > 1) {
+    if (b.gz() > 1) {
         long slice = (long)m * n;
         #pragma unroll
         for (int j = 0; j < TN; ++j)
             #pragma unroll
             for (int i = 0; i < TM; ++i) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
-                if (o < n && p < m) split[blockIdx.z * slice + (long)p * n + o] = acc[i][j];
+                if (o < n && p < m) split[b.bz() * slice + (long)p * n + o] = acc[i][j];
             }
         __threadfence();
-        __syncthreads();
+        dyn_sync(b);
         if (tid == 0) {
-            unsigned* ticket = &tickets[blockIdx.y * gridDim.x + blockIdx.x];
-            last = atomicAdd(ticket, 1u) == gridDim.z - 1;
+            unsigned* ticket = &tickets[b.by() * b.gx() + b.bx()];
+            last = atomicAdd(ticket, 1u) == b.gz() - 1;
             if (last) *ticket = 0;
         }
-        __syncthreads();
+        dyn_sync(b);
         if (!last) return;
         #pragma unroll
         for (int j = 0; j < TN; ++j)
@@ -392,7 +507,7 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
             for (int i = 0; i < TM; ++i) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
                 bool in = o < n && p < m;
-                acc[i][j] = in ? dynofa_sum_strided<true>(&split[(long)p * n + o], slice, gridDim.z) : 0.0f;
+                acc[i][j] = in ? dynofa_sum_strided<true>(&split[(long)p * n + o], slice, b.gz()) : 0.0f;
             }
     }
 
@@ -413,27 +528,23 @@ __device__ __forceinline__ void pointwise_tile(const float* __restrict__ a, int 
         }
     }
     if (!pool) return;
-    __shared__ float psum[BM / TM][BN];
+    auto& psum = shm->psum;
     #pragma unroll
     for (int j = 0; j < TN; ++j) psum[ty][tx + j * COLS] = colsum[j];
-    __syncthreads();
+    dyn_sync(b);
     for (int col = tid; col < BN; col += THREADS) {
         float total = 0.0f;
         for (int q = 0; q < BM / TM; ++q) total += psum[q][col];
-        if (n0 + col < n) pool[(long)blockIdx.y * n + n0 + col] = total;
+        if (n0 + col < n) pool[(long)b.by() * n + n0 + col] = total;
     }
 }
 
 // MINB blocks per multiprocessor at least: uncapped, the large tiling's registers (140) would leave
 // room for one, and the small one's (120) for four.
-#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, MINB)                                                        \
-    extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), MINB)                               \
-        name(const float* __restrict__ a, int m, int k, const float* __restrict__ w, int ldw, int n,        \
-             const float* __restrict__ scale, const float* __restrict__ shift, int act,                     \
-             const float* __restrict__ gate, const float* __restrict__ res, float* __restrict__ out,        \
-             float* __restrict__ pool, int kc, float* __restrict__ split, unsigned* __restrict__ tickets) {  \
-        pointwise_tile<BM, BN, TM, TN>(a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc,     \
-                                       split, tickets);                                                     \
+#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, MINB)                                                   \
+    extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), MINB) name(DYNOFA_POINTWISE_PARAMS) { \
+        __shared__ PwShared<BM, BN, TM> shm;                                                           \
+        pointwise_tile<BM, BN, TM, TN>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);                        \
     }
 // Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the rest.
 DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 2)
@@ -449,20 +560,21 @@ DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 5)
 // warp reading the same address: a broadcast), and the warps' partial sums meet in shared memory
 // (`buf` again) and are added in warp order (deterministic). The plan guarantees: k a multiple of
 // 4 and at most KMAX, kc a multiple of 4 and at most KC, blockDim = (32, max(ceil(k / kc), TM))
-// with at most PWW_WARPS warps (warp y < TM also finishes pixel p0 + y). `buf` holds
-// max(TM * KMAX / 4, PWW_WARPS * TM * 8) float4. `split` and `tickets` are unused (the same
-// arguments as the tiled kernels).
-template <int TM, int KC, int KMAX>
-__device__ __forceinline__ void pointwise_warps(const float* __restrict__ a, int m, int k, const float* __restrict__ w,
-                                                int ldw, int n, const float* __restrict__ scale,
-                                                const float* __restrict__ shift, int act,
-                                                const float* __restrict__ gate, const float* __restrict__ res,
-                                                float* __restrict__ out, float* __restrict__ pool, int kc,
-                                                float4* buf) {
+// with at most PWW_WARPS warps (warp y < TM also finishes pixel p0 + y). `buf` holds the staged
+// inputs, then the partial sums. `split` and `tickets` are unused (the same arguments as the tiled
+// kernels).
+template <int TM, int KMAX>
+struct PwwShared {
+    static constexpr int STAGED = TM * KMAX / 4, PARTS = PWW_WARPS * TM * 8;
+    float4 buf[STAGED > PARTS ? STAGED : PARTS];
+};
+template <int TM, int KC, int KMAX, class B>
+__device__ __forceinline__ void pointwise_warps(const B& b, PwwShared<TM, KMAX>* shm, DYNOFA_POINTWISE_PARAMS) {
     static_assert(KC % 4 == 0 && KMAX % 4 == 0, "float4 steps");
+    float4* buf = shm->buf;
     float* part = reinterpret_cast<float*>(buf);  // [warp][TM][32], after the product
-    int lane = threadIdx.x, warp = threadIdx.y, tid = warp * 32 + lane, threads = 32 * blockDim.y;
-    int o = blockIdx.x * 32 + lane, p0 = blockIdx.y * TM;
+    int lane = b.tx(), warp = b.ty(), tid = warp * 32 + lane, threads = 32 * b.dy();
+    int o = b.bx() * 32 + lane, p0 = b.by() * TM;
     int kbeg = warp * kc, len = k - kbeg < kc ? k - kbeg : kc;
     float wr[KC];
 #pragma unroll
@@ -470,7 +582,7 @@ __device__ __forceinline__ void pointwise_warps(const float* __restrict__ a, int
     // Warp y < TM finishes pixel p0 + y: its epilogue constants now, its residual after the wait.
     bool fin = warp < TM && o < n && p0 + warp < m;
     float es = fin ? scale[o] : 0.0f, et = fin ? shift[o] : 0.0f;
-    DYNOFA_WAIT_PREVIOUS();
+    dyn_wait(b);
     float er = fin && res ? res[(long)(p0 + warp) * n + o] : 0.0f;
     // A thread stages at most LOADS quads (threads >= 32 k / kc), all loaded before any is stored.
     constexpr int LOADS = (TM * KC + 127) / 128;
@@ -497,7 +609,7 @@ __device__ __forceinline__ void pointwise_warps(const float* __restrict__ a, int
         int e = tid + l * threads;
         if (e < TM * quads) buf[e / quads * (KMAX / 4) + e % quads] = xs[l];
     }
-    __syncthreads();
+    dyn_sync(b);
     float acc[TM];
 #pragma unroll
     for (int i = 0; i < TM; ++i) acc[i] = 0.0f;
@@ -513,39 +625,34 @@ __device__ __forceinline__ void pointwise_warps(const float* __restrict__ a, int
         }
     }
     DYNOFA_LAUNCH_DEPENDENTS();
-    __syncthreads();
+    dyn_sync(b);
 #pragma unroll
     for (int i = 0; i < TM; ++i) part[(warp * TM + i) * 32 + lane] = acc[i];
-    __syncthreads();
+    dyn_sync(b);
     float v = 0.0f;
     if (fin) {
-        float sum = dynofa_sum_strided<false>(&part[warp * 32 + lane], TM * 32, blockDim.y);
+        float sum = dynofa_sum_strided<false>(&part[warp * 32 + lane], TM * 32, b.dy());
         v = dynofa_act(sum * es + et, act) + er;
         out[(long)(p0 + warp) * n + o] = v;
     }
     if (!pool) return;
     // The head's pool: this tile's column sums, pixel by pixel in order.
-    __syncthreads();
+    dyn_sync(b);
     if (warp < TM) part[warp * 32 + lane] = v;
-    __syncthreads();
+    dyn_sync(b);
     if (warp == 0 && o < n) {
         float total = 0.0f;
         for (int i = 0; i < TM; ++i) total += part[i * 32 + lane];
-        pool[(long)blockIdx.y * n + o] = total;
+        pool[(long)b.by() * n + o] = total;
     }
 }
 
 // Two shapes: PWW_TM pixels with up to PWW_KC weights per lane (few pixels, long k), and PWW16_TM
 // pixels with up to PWW16_KC (more pixels per block for larger maps, whose k is short).
-#define DYNOFA_POINTWISE_WARPS(name, TM, KC, KMAX)                                                              \
-    extern "C" __global__ void __launch_bounds__(32 * PWW_WARPS)                                                \
-        name(const float* __restrict__ a, int m, int k, const float* __restrict__ w, int ldw, int n,            \
-             const float* __restrict__ scale, const float* __restrict__ shift, int act,                         \
-             const float* __restrict__ gate, const float* __restrict__ res, float* __restrict__ out,            \
-             float* __restrict__ pool, int kc, float* __restrict__ split, unsigned* __restrict__ tickets) {     \
-        constexpr int STAGED = TM * KMAX / 4, PARTS = PWW_WARPS * TM * 8;                                       \
-        __shared__ float4 buf[STAGED > PARTS ? STAGED : PARTS];                                                 \
-        pointwise_warps<TM, KC, KMAX>(a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc, buf);   \
+#define DYNOFA_POINTWISE_WARPS(name, TM, KC, KMAX)                                                 \
+    extern "C" __global__ void __launch_bounds__(32 * PWW_WARPS) name(DYNOFA_POINTWISE_PARAMS) {      \
+        __shared__ PwwShared<TM, KMAX> shm;                                                        \
+        pointwise_warps<TM, KC, KMAX>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);                     \
     }
 DYNOFA_POINTWISE_WARPS(dynofa_pointwise_warps, PWW_TM, PWW_KC, PWW_KC * PWW_WARPS)
 DYNOFA_POINTWISE_WARPS(dynofa_pointwise_warps16, PWW16_TM, PWW16_KC, PWW16_KC * PWW_WARPS)
@@ -600,35 +707,36 @@ __device__ __forceinline__ float dw_store(const float (&acc)[N], float s, float 
 
 // The block's per-channel sums of its outputs (each thread's `sum`, rows added in order) to
 // partial[blockIdx.y][c]. Every thread of the block calls it.
-__device__ __forceinline__ void dw_partial(float sum, float* __restrict__ partial, int c, int ch,
-                                           float (*sums)[DW_CH]) {
-    sums[threadIdx.y][threadIdx.x] = sum;
-    __syncthreads();
-    if (threadIdx.y == 0 && ch < c) {
+template <class B>
+__device__ __forceinline__ void dw_partial(const B& b, float sum, float* __restrict__ partial, int c,
+                                           int ch, float (*sums)[DW_CH]) {
+    sums[b.ty()][b.tx()] = sum;
+    dyn_sync(b);
+    if (b.ty() == 0 && ch < c) {
         float total = 0.0f;
-        for (int y = 0; y < DW_ROWS; ++y) total += sums[y][threadIdx.x];
-        partial[blockIdx.y * c + ch] = total;
+        for (int y = 0; y < DW_ROWS; ++y) total += sums[y][b.tx()];
+        partial[b.by() * c + ch] = total;
     }
 }
 
 // From global memory: runs of DW_RUN pixels, y walking the `per_tile` runs of tile blockIdx.y (the
 // plan makes tiles small where a map has few pixels, so that there are blocks for every
 // multiprocessor).
-template <int K, int S>
-__device__ __forceinline__ void depthwise_runs(const float* __restrict__ in, int size, int c,
+template <int K, int S, class B>
+__device__ __forceinline__ void depthwise_runs(const B& b, const float* __restrict__ in, int size, int c,
                                                const float* __restrict__ w, int ldw, int osize, int per_tile,
                                                const float* __restrict__ scale, const float* __restrict__ shift,
                                                int act, float* __restrict__ out, float* __restrict__ partial,
                                                float (*sums)[DW_CH]) {
     constexpr int SEG = (DW_RUN - 1) * S + K;
-    int ch = blockIdx.x * DW_CH + threadIdx.x;
+    int ch = b.bx() * DW_CH + b.tx();
     int per_row = (osize + DW_RUN - 1) / DW_RUN, runs = osize * per_row;
-    int begin = blockIdx.y * per_tile, end = begin + per_tile < runs ? begin + per_tile : runs;
+    int begin = b.by() * per_tile, end = begin + per_tile < runs ? begin + per_tile : runs;
     float sum = 0.0f, taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
-    DYNOFA_WAIT_PREVIOUS();
+    dyn_wait(b);
     if (ch < c) {
-        for (int q = begin + threadIdx.y; q < end; q += DW_ROWS) {
+        for (int q = begin + b.ty(); q < end; q += DW_ROWS) {
             int oy = q / per_row, ox0 = q % per_row * DW_RUN, ix0 = ox0 * S - K / 2;
             float acc[DW_RUN];
 #pragma unroll
@@ -650,7 +758,7 @@ __device__ __forceinline__ void depthwise_runs(const float* __restrict__ in, int
         }
     }
     DYNOFA_LAUNCH_DEPENDENTS();
-    if (partial) dw_partial(sum, partial, c, ch, sums);
+    if (partial) dw_partial(b, sum, partial, c, ch, sums);
 }
 
 // From shared memory: a tile of DW_ROWS output rows x DWR_COLS1 (stride 1) or DWR_COLS2 columns,
@@ -670,24 +778,25 @@ struct DwRegion {
 
 // Tile blockIdx.y's first output pixel (row, column); its region starts at (oy0 * S - K / 2,
 // ox0 * S - K / 2).
-template <int K, int S>
-__device__ __forceinline__ void dw_tile_origin(int osize, int& oy0, int& ox0) {
+template <int K, int S, class B>
+__device__ __forceinline__ void dw_tile_origin(const B& b, int osize, int& oy0, int& ox0) {
     using G = DwRegion<K, S>;
     int per_row = (osize + G::TW - 1) / G::TW;
-    oy0 = blockIdx.y / per_row * DW_ROWS;
-    ox0 = blockIdx.y % per_row * G::TW;
+    oy0 = b.by() / per_row * DW_ROWS;
+    ox0 = b.by() % per_row * G::TW;
 }
 
 // The second half of the region kernels: thread row y computes output row y of tile blockIdx.y from
 // `region` (filled, behind a barrier), then stores it and the SE sums.
-template <int K, int S>
-__device__ __forceinline__ void dw_from_region(const float* __restrict__ region, const float (&taps)[K * K], float s,
-                                               float t, int act, float* __restrict__ out, int osize, int c,
+template <int K, int S, class B>
+__device__ __forceinline__ void dw_from_region(const B& b, const float* __restrict__ region,
+                                               const float (&taps)[K * K], float s, float t, int act,
+                                               float* __restrict__ out, int osize, int c,
                                                float* __restrict__ partial, float (*sums)[DW_CH]) {
     using G = DwRegion<K, S>;
-    int lane = threadIdx.x, ty = threadIdx.y, ch = blockIdx.x * DW_CH + lane;
+    int lane = b.tx(), ty = b.ty(), ch = b.bx() * DW_CH + lane;
     int oy0, ox0;
-    dw_tile_origin<K, S>(osize, oy0, ox0);
+    dw_tile_origin<K, S>(b, osize, oy0, ox0);
     float acc[G::TW];
 #pragma unroll
     for (int r = 0; r < G::TW; ++r) acc[r] = 0.0f;
@@ -702,24 +811,24 @@ __device__ __forceinline__ void dw_from_region(const float* __restrict__ region,
     DYNOFA_LAUNCH_DEPENDENTS();
     int oy = oy0 + ty;
     float sum = ch < c && oy < osize ? dw_store<G::TW>(acc, s, t, act, out, osize, c, ch, oy, ox0) : 0.0f;
-    if (partial) dw_partial(sum, partial, c, ch, sums);
+    if (partial) dw_partial(b, sum, partial, c, ch, sums);
 }
 
-template <int K, int S>
-__device__ __forceinline__ void depthwise_region(const float* __restrict__ in, int size, int c,
+template <int K, int S, class B>
+__device__ __forceinline__ void depthwise_region(const B& b, const float* __restrict__ in, int size, int c,
                                                  const float* __restrict__ w, int ldw, int osize,
                                                  const float* __restrict__ scale, const float* __restrict__ shift,
                                                  int act, float* __restrict__ out, float* __restrict__ partial,
                                                  float* __restrict__ region, float (*sums)[DW_CH]) {
     using G = DwRegion<K, S>;
     constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW;
-    int lane = threadIdx.x, ty = threadIdx.y, ch = blockIdx.x * DW_CH + lane;
+    int lane = b.tx(), ty = b.ty(), ch = b.bx() * DW_CH + lane;
     int oy0, ox0;
-    dw_tile_origin<K, S>(osize, oy0, ox0);
+    dw_tile_origin<K, S>(b, osize, oy0, ox0);
     int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     float taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
-    DYNOFA_WAIT_PREVIOUS();
+    dyn_wait(b);
     float v[LOADS];
 #pragma unroll
     for (int l = 0; l < LOADS; ++l) {
@@ -732,8 +841,8 @@ __device__ __forceinline__ void depthwise_region(const float* __restrict__ in, i
         int px = ty + l * DW_ROWS;
         if (px < PIXELS) region[px * DW_CH + lane] = v[l];
     }
-    __syncthreads();
-    dw_from_region<K, S>(region, taps, s, t, act, out, osize, c, partial, sums);
+    dyn_sync(b);
+    dw_from_region<K, S>(b, region, taps, s, t, act, out, osize, c, partial, sums);
 }
 
 // The expansion (1x1 `[in][ldwe]` + BN + act) and the depthwise layer after it in one kernel:
@@ -745,8 +854,8 @@ __device__ __forceinline__ void depthwise_region(const float* __restrict__ in, i
 // a launch is saved; the halo's pixels are expanded by every tile that covers them. `buf` holds
 // the weights and the input, then the expanded region: the plan checks (PIXELS + DW_CH) * in <=
 // EDW_FLOATS; `in` is a multiple of 4.
-template <int K, int S>
-__device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, int size, int in,
+template <int K, int S, class B>
+__device__ __forceinline__ void expand_depthwise(const B& b, const float* __restrict__ x, int size, int in,
                                                  const float* __restrict__ we, int ldwe,
                                                  const float* __restrict__ escale, const float* __restrict__ eshift,
                                                  int eact, int c, const float* __restrict__ w, int ldw, int osize,
@@ -756,9 +865,9 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
     using G = DwRegion<K, S>;
     constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW, THREADS = DW_CH * DW_ROWS;
     constexpr int WLOADS = (EDW_MAX_IN * DW_CH + THREADS - 1) / THREADS, XLOADS = (EDW_FLOATS / 4 + THREADS - 1) / THREADS;
-    int lane = threadIdx.x, ty = threadIdx.y, tid = ty * DW_CH + lane, ch = blockIdx.x * DW_CH + lane;
+    int lane = b.tx(), ty = b.ty(), tid = ty * DW_CH + lane, ch = b.bx() * DW_CH + lane;
     int oy0, ox0;
-    dw_tile_origin<K, S>(osize, oy0, ox0);
+    dw_tile_origin<K, S>(b, osize, oy0, ox0);
     int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     // buf: weights [in][DW_CH], then the region's input [PIXELS][in].
     float* ws = buf;
@@ -767,7 +876,7 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
         float v[WLOADS];
 #pragma unroll
         for (int l = 0; l < WLOADS; ++l) {
-            int e = tid + l * THREADS, i = e / DW_CH, o = blockIdx.x * DW_CH + e % DW_CH;
+            int e = tid + l * THREADS, i = e / DW_CH, o = b.bx() * DW_CH + e % DW_CH;
             v[l] = i < in && o < c ? we[(long)i * ldwe + o] : 0.0f;
         }
 #pragma unroll
@@ -777,7 +886,7 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
     float es = ch < c ? escale[ch] : 0.0f, et = ch < c ? eshift[ch] : 0.0f;
     float taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
-    DYNOFA_WAIT_PREVIOUS();
+    dyn_wait(b);
     int quads = in / 4, total = PIXELS * quads;
     {
         float4 v[XLOADS];
@@ -792,7 +901,7 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
         for (int l = 0; l < XLOADS; ++l)
             if (tid + l * THREADS < total) xs[tid + l * THREADS] = v[l];
     }
-    __syncthreads();
+    dyn_sync(b);
     // Thread row y expands region pixels y, y + DW_ROWS, ... for its channel, input channels in
     // order; a warp's lanes read the same input (a broadcast) and consecutive weights.
     float acc[LOADS];
@@ -812,7 +921,7 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
             acc[l] += v.w * w3;
         }
     }
-    __syncthreads();
+    dyn_sync(b);
     // The expanded region replaces the weights and inputs: [PIXELS][DW_CH] as the region kernel's.
 #pragma unroll
     for (int l = 0; l < LOADS; ++l) {
@@ -820,8 +929,8 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
         bool inside = ch < c && iy >= 0 && iy < size && ix >= 0 && ix < size;
         if (px < PIXELS) buf[px * DW_CH + lane] = inside ? dynofa_act(acc[l] * es + et, eact) : 0.0f;
     }
-    __syncthreads();
-    dw_from_region<K, S>(buf, taps, s, t, act, out, osize, c, partial, sums);
+    dyn_sync(b);
+    dw_from_region<K, S>(b, buf, taps, s, t, act, out, osize, c, partial, sums);
 }
 
 // `return F<K, S>(args...)` for the kernel's k and stride: the plan passes k = 3, 5 or 7 and
@@ -833,41 +942,77 @@ __device__ __forceinline__ void expand_depthwise(const float* __restrict__ x, in
     DYNOFA_DW_CASE(5, 1, F, __VA_ARGS__) DYNOFA_DW_CASE(5, 2, F, __VA_ARGS__)                       \
     DYNOFA_DW_CASE(7, 1, F, __VA_ARGS__) DYNOFA_DW_CASE(7, 2, F, __VA_ARGS__)
 
-extern "C" __global__ void dynofa_depthwise(const float* __restrict__ in, int size, int c,
-                                            const float* __restrict__ w, int ldw, int k, int stride, int osize,
-                                            int per_tile, const float* __restrict__ scale,
-                                            const float* __restrict__ shift, int act, float* __restrict__ out,
-                                            float* __restrict__ partial) {
-    __shared__ float sums[DW_ROWS][DW_CH];
-    DYNOFA_DW_DISPATCH(depthwise_runs, in, size, c, w, ldw, osize, per_tile, scale, shift, act, out, partial, sums)
+// Both depthwise kernels' arguments; `per_tile` is dynofa_depthwise's (a region tile is fixed by
+// the stride).
+#define DYNOFA_DEPTHWISE_PARAMS                                                                            \
+    const float *__restrict__ in, int size, int c, const float *__restrict__ w, int ldw, int k, int stride, \
+        int osize, int per_tile, const float *__restrict__ scale, const float *__restrict__ shift, int act, \
+        float *__restrict__ out, float *__restrict__ partial
+#define DYNOFA_DEPTHWISE_ARGS in, size, c, w, ldw, k, stride, osize, per_tile, scale, shift, act, out, partial
+
+// The SE sums' staging; for dynofa_depthwise_region also the region, one array for every
+// instantiation (each would otherwise reserve its own).
+struct DwShared {
+    float sums[DW_ROWS][DW_CH];
+};
+struct DwRegionShared {
+    float region[DWR_PIXELS * DW_CH];
+    float sums[DW_ROWS][DW_CH];
+};
+
+template <class B>
+__device__ __forceinline__ void depthwise(const B& b, DwShared* shm, DYNOFA_DEPTHWISE_PARAMS) {
+    DYNOFA_DW_DISPATCH(depthwise_runs, b, in, size, c, w, ldw, osize, per_tile, scale, shift, act, out, partial,
+                       shm->sums)
 }
 
-// The same arguments as dynofa_depthwise; `per_tile` is unused (a tile is fixed by the stride).
-extern "C" __global__ void dynofa_depthwise_region(const float* __restrict__ in, int size, int c,
-                                                   const float* __restrict__ w, int ldw, int k, int stride,
-                                                   int osize, int per_tile, const float* __restrict__ scale,
-                                                   const float* __restrict__ shift, int act, float* __restrict__ out,
-                                                   float* __restrict__ partial) {
-    // One array for every instantiation (each would otherwise reserve its own).
-    __shared__ float region[DWR_PIXELS * DW_CH];
-    __shared__ float sums[DW_ROWS][DW_CH];
-    DYNOFA_DW_DISPATCH(depthwise_region, in, size, c, w, ldw, osize, scale, shift, act, out, partial, region, sums)
+extern "C" __global__ void dynofa_depthwise(DYNOFA_DEPTHWISE_PARAMS) {
+    __shared__ DwShared shm;
+    depthwise(HwBlock(), &shm, DYNOFA_DEPTHWISE_ARGS);
+}
+
+template <class B>
+__device__ __forceinline__ void depthwise_region_any(const B& b, DwRegionShared* shm, DYNOFA_DEPTHWISE_PARAMS) {
+    DYNOFA_DW_DISPATCH(depthwise_region, b, in, size, c, w, ldw, osize, scale, shift, act, out, partial, shm->region,
+                       shm->sums)
+}
+
+extern "C" __global__ void dynofa_depthwise_region(DYNOFA_DEPTHWISE_PARAMS) {
+    __shared__ DwRegionShared shm;
+    depthwise_region_any(HwBlock(), &shm, DYNOFA_DEPTHWISE_ARGS);
 }
 
 // Arguments: the expansion's (input, size, in, weights, ldwe, BN, act), then dynofa_depthwise's
 // less its input and `per_tile`. Two blocks per multiprocessor at least: uncapped, ptxas took 148
 // registers (the 7x7 taps, the region's sums and the staged inputs), room for one.
+struct ExpandDwShared {
+    float4 buf[EDW_FLOATS / 4];
+    float sums[DW_ROWS][DW_CH];
+};
+
+template <class B>
+__device__ __forceinline__ void expand_depthwise_any(const B& b, ExpandDwShared* shm,
+                                                     const float* __restrict__ x, int size, int in,
+                                                     const float* __restrict__ we, int ldwe,
+                                                     const float* __restrict__ escale,
+                                                     const float* __restrict__ eshift, int eact, int c,
+                                                     const float* __restrict__ w, int ldw, int k, int stride,
+                                                     int osize, const float* __restrict__ scale,
+                                                     const float* __restrict__ shift, int act,
+                                                     float* __restrict__ out, float* __restrict__ partial) {
+    DYNOFA_DW_DISPATCH(expand_depthwise, b, x, size, in, we, ldwe, escale, eshift, eact, c, w, ldw, osize, scale,
+                       shift, act, out, partial, reinterpret_cast<float*>(shm->buf), shm->sums)
+}
+
 extern "C" __global__ void __launch_bounds__(DW_CH * DW_ROWS, 2)
     dynofa_expand_depthwise(const float* __restrict__ x, int size, int in, const float* __restrict__ we, int ldwe,
                             const float* __restrict__ escale, const float* __restrict__ eshift, int eact, int c,
                             const float* __restrict__ w, int ldw, int k, int stride, int osize,
                             const float* __restrict__ scale, const float* __restrict__ shift, int act,
                             float* __restrict__ out, float* __restrict__ partial) {
-    __shared__ float4 buf4[EDW_FLOATS / 4];
-    __shared__ float sums[DW_ROWS][DW_CH];
-    float* buf = reinterpret_cast<float*>(buf4);
-    DYNOFA_DW_DISPATCH(expand_depthwise, x, size, in, we, ldwe, escale, eshift, eact, c, w, ldw, osize, scale, shift,
-                       act, out, partial, buf, sums)
+    __shared__ ExpandDwShared shm;
+    expand_depthwise_any(HwBlock(), &shm, x, size, in, we, ldwe, escale, eshift, eact, c, w, ldw, k, stride, osize,
+                         scale, shift, act, out, partial);
 }
 
 // A fully connected layer: out[o] = act(sum_i x[i] * w[o * ldw + i] + bias[o]) for o < rows, i < cols,
@@ -880,13 +1025,18 @@ extern "C" __global__ void __launch_bounds__(DW_CH * DW_ROWS, 2)
 // thread ten dependent round trips; MV_BATCH = 3 makes it four). Two blocks per multiprocessor
 // at least: one would make the feature-mix layer's 192 blocks two rounds on an H100's 132
 // multiprocessors (with 4 columns at a time ptxas took 144 registers, room for one block).
-extern "C" __global__ void __launch_bounds__(MV_THREADS, 2)
-    dynofa_matvec(const float* __restrict__ parts, int nparts, int ldp, float xscale, const float* __restrict__ w,
-                  int ldw, int rows, int cols, const float* __restrict__ bias, int act, float* __restrict__ out) {
-    __shared__ float x[MV_MAX_COLS];
-    __shared__ float red[MV_THREADS];
-    int tid = threadIdx.x;
-    int lane = tid % MV_LANES, row = blockIdx.x * MV_ROWS + tid / MV_LANES;
+struct MatvecShared {
+    float x[MV_MAX_COLS];
+    float red[MV_THREADS];
+};
+template <class B>
+__device__ __forceinline__ void matvec(const B& b, MatvecShared* shm, const float* __restrict__ parts,
+                                       int nparts, int ldp, float xscale, const float* __restrict__ w, int ldw,
+                                       int rows, int cols, const float* __restrict__ bias, int act,
+                                       float* __restrict__ out) {
+    float *x = shm->x, *red = shm->red;
+    int tid = b.tx();
+    int lane = tid % MV_LANES, row = b.bx() * MV_ROWS + tid / MV_LANES;
     const float* wr = w + (long)(row < rows ? row : 0) * ldw;
     float pre[MV_PRE];
 #pragma unroll
@@ -894,8 +1044,8 @@ extern "C" __global__ void __launch_bounds__(MV_THREADS, 2)
         int i = lane + u * MV_LANES;
         pre[u] = row < rows && i < cols ? wr[i] : 0.0f;
     }
-    float b = bias && row < rows ? bias[row] : 0.0f;
-    DYNOFA_WAIT_PREVIOUS();
+    float bv = bias && row < rows ? bias[row] : 0.0f;
+    dyn_wait(b);
     for (int i0 = tid; i0 < cols; i0 += MV_BATCH * MV_THREADS) {
         float sum[MV_BATCH];
 #pragma unroll
@@ -919,7 +1069,7 @@ extern "C" __global__ void __launch_bounds__(MV_THREADS, 2)
         for (int j = 0; j < MV_BATCH; ++j)
             if (i0 + j * MV_THREADS < cols) x[i0 + j * MV_THREADS] = sum[j] * xscale;
     }
-    __syncthreads();
+    dyn_sync(b);
     float acc = 0.0f;
 #pragma unroll
     for (int u = 0; u < MV_PRE; ++u) {
@@ -928,11 +1078,157 @@ extern "C" __global__ void __launch_bounds__(MV_THREADS, 2)
     }
     DYNOFA_LAUNCH_DEPENDENTS();
     red[tid] = acc;
-    __syncthreads();
+    dyn_sync(b);
     if (lane == 0 && row < rows) {
-        float v = b;
+        float v = bv;
         for (int l = 0; l < MV_LANES; ++l) v += red[tid + l];
         out[row] = dynofa_act(v, act);
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(MV_THREADS, 2)
+    dynofa_matvec(const float* __restrict__ parts, int nparts, int ldp, float xscale, const float* __restrict__ w,
+                  int ldw, int rows, int cols, const float* __restrict__ bias, int act, float* __restrict__ out) {
+    __shared__ MatvecShared shm;
+    matvec(HwBlock(), &shm, parts, nparts, ldp, xscale, w, ldw, rows, cols, bias, act, out);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Every launch of a plan in one cooperative launch (GpuOptions::persistent): a block per
+// multiprocessor (all resident, as a cooperative launch guarantees), each running the blocks of
+// launch i with index blockIdx.x, blockIdx.x + gridDim.x, ... as the kernel would (threads past the
+// launch's block idle), then arriving at a barrier across the GPU; launch i + 1's blocks wait for
+// it where a graph's kernel waits for the previous one (dyn_wait: after loading what no launch
+// writes). A barrier is one atomic add per block and a poll, where a graph pays a node.
+
+// One launch, as dynofa_kernels' gpu::persistent_steps writes it: the kernel (its place in
+// DYNOFA_KERNELS), grid and block, then the argument slots as cuLaunchKernel takes their values (8
+// bytes each: a pointer, or an int or float in the first 4).
+struct DynStep {
+    unsigned kernel, gx, gy, gz, dx, dy, unused[2];
+    unsigned long long slot[DYN_SLOTS];
+};
+
+// A slot as the body's parameter type.
+template <class T>
+struct Slot;
+template <class T>
+struct Slot<T*> {
+    static __device__ __forceinline__ T* get(unsigned long long v) { return reinterpret_cast<T*>(v); }
+};
+template <>
+struct Slot<int> {
+    static __device__ __forceinline__ int get(unsigned long long v) { return (int)(unsigned)v; }
+};
+template <>
+struct Slot<float> {
+    static __device__ __forceinline__ float get(unsigned long long v) { return __uint_as_float((unsigned)v); }
+};
+
+template <int... I>
+struct Seq {};
+template <int N, int... I>
+struct MakeSeq : MakeSeq<N - 1, N - 1, I...> {};
+template <int... I>
+struct MakeSeq<0, I...> {
+    typedef Seq<I...> type;
+};
+
+// Every body's shared memory fits the persistent kernel's.
+__host__ __device__ constexpr unsigned dyn_max(unsigned a, unsigned b) { return a > b ? a : b; }
+#define DYN_SHARED_BYTES                                                                         \
+    dyn_max(dyn_max(dyn_max(sizeof(StemBlockShared), sizeof(PwShared<PW_BM, PW_BN, PW_TM>)),   \
+                    dyn_max(sizeof(PwShared<PWS_BM, PWS_BN, PWS_TM>),                          \
+                            sizeof(PwwShared<PWW_TM, PWW_KC * PWW_WARPS>))),                   \
+            dyn_max(dyn_max(sizeof(PwwShared<PWW16_TM, PWW16_KC * PWW_WARPS>), sizeof(DwRegionShared)), \
+                    dyn_max(sizeof(ExpandDwShared), sizeof(MatvecShared))))
+
+template <class S, class... A, int... I>
+__device__ __forceinline__ void dyn_call(void (*body)(const PersistentBlock&, S*, A...), const PersistentBlock& b,
+                                         float4* shared,
+                                         const unsigned long long* slot, Seq<I...>) {
+    static_assert(sizeof(S) <= DYN_SHARED_BYTES, "a body's shared memory is left out of DYN_SHARED_BYTES");
+    body(b, reinterpret_cast<S*>(shared), Slot<A>::get(slot[I])...);
+}
+template <class S, class... A>
+__device__ __forceinline__ void dyn_call(void (*body)(const PersistentBlock&, S*, A...), const PersistentBlock& b,
+                                         float4* shared,
+                                         const unsigned long long* slot) {
+    static_assert(sizeof...(A) <= DYN_SLOTS, "more arguments than a DynStep holds");
+    dyn_call(body, b, shared, slot, typename MakeSeq<sizeof...(A)>::type());
+}
+
+// Kernel `kernel`'s body for block `b`. An unknown kernel traps (the plan and this list disagree).
+__device__ __forceinline__ void dyn_dispatch(unsigned kernel, const PersistentBlock& b, float4* shared,
+                                             const unsigned long long* slot) {
+    switch (kernel) {
+    case DYNOFA_KID_dynofa_stem:
+        return dyn_call(stem<PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_stem_block:
+        return dyn_call(stem_block<PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_pointwise:
+        return dyn_call(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_pointwise_small:
+        return dyn_call(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_pointwise_warps:
+        return dyn_call(pointwise_warps<PWW_TM, PWW_KC, PWW_KC * PWW_WARPS, PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_pointwise_warps16:
+        return dyn_call(pointwise_warps<PWW16_TM, PWW16_KC, PWW16_KC * PWW_WARPS, PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_depthwise:
+        return dyn_call(depthwise<PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_depthwise_region:
+        return dyn_call(depthwise_region_any<PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_expand_depthwise:
+        return dyn_call(expand_depthwise_any<PersistentBlock>, b, shared, slot);
+    case DYNOFA_KID_dynofa_matvec:
+        return dyn_call(matvec<PersistentBlock>, b, shared, slot);
+    default:
+        __trap();
+    }
+}
+
+// `steps` ([nsteps]) as above; `arrived` ([2], zero at the first launch) counts arrivals and the
+// blocks that finished, and the last block to finish zeroes both for the next launch. Kernels
+// that never wait (the stem) come first only (the plan checks).
+extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
+    dynofa_persistent(const DynStep* __restrict__ steps, int nsteps, unsigned* arrived) {
+    DYN_BLOCK_SHARED(float4, shared, (DYN_SHARED_BYTES + 15) / 16);
+    DYN_BLOCK_SHARED(DynStep, step, 1);
+    // The most arrivals thread 0 has seen (dyn_await).
+    DYN_BLOCK_SHARED(unsigned, seen, 1);
+    unsigned tid = threadIdx.x, blocks = gridDim.x;
+    if (tid == 0) *seen = 0;
+    for (int i = 0; i < nsteps; ++i) {
+        // The launch's record into shared memory, where every thread reads it.
+        __syncthreads();
+        const unsigned* src = reinterpret_cast<const unsigned*>(steps + i);
+        unsigned* dst = reinterpret_cast<unsigned*>(step);
+        for (unsigned e = tid; e < sizeof(DynStep) / 4; e += DYN_THREADS) dst[e] = src[e];
+        __syncthreads();
+        const DynStep& s = *step;
+        unsigned threads = s.dx * s.dy, total = s.gx * s.gy * s.gz, target = (unsigned)i * blocks;
+        for (unsigned v = blockIdx.x; v < total; v += blocks) {
+            if (tid < threads) {
+                PersistentBlock b{{v % s.gx, v / s.gx % s.gy, v / (s.gx * s.gy), s.gx, s.gy, s.gz, tid % s.dx,
+                                   tid / s.dx, s.dx, s.dy},
+                                  arrived,
+                                  target,
+                                  seen};
+                dyn_dispatch(s.kernel, b, shared, s.slot);
+            }
+            __syncthreads();
+        }
+        if (i + 1 < nsteps && tid == 0) {
+            // Not before every block arrived for the launch before (a block without work in this
+            // one has not waited yet): an early arrival would count towards the wrong launch.
+            dyn_await(arrived, target, seen);
+            __threadfence();
+            atomicAdd(arrived, 1u);
+        }
+    }
+    if (tid == 0 && atomicAdd(arrived + 1, 1u) == blocks - 1) {
+        arrived[0] = 0;
+        arrived[1] = 0;
     }
 }
 

@@ -3,15 +3,19 @@
 // gpu_emulated.rs). Slow, single-threaded and exact about what matters for correctness:
 //
 // - every thread of a block runs as a fiber (ucontext) with its own stack and registers;
-// - __syncthreads switches to the next fiber of the block; a block resumes its fibers only after all
-//   of them reached the barrier, so a read after a barrier sees every write before it;
+// - __syncthreads switches to the next fiber; a barrier opens only after all of the block's threads
+//   reached it (sync_first(n), dyn_sync's named barrier: its first n threads), so a read after a
+//   barrier sees every write before it;
 // - __shared__ is a static array (one block runs at a time), blockIdx/threadIdx/... are globals set by
 //   the scheduler before a fiber resumes;
 // - a barrier that only some threads reach (undefined on a GPU) fails the launch;
 // - blocks run in grid order, or last block first after dynofa_emu_reverse(1); the threads of a
 //   block run in order between barriers, or last thread first after dynofa_emu_reverse(2) (3: both).
 //   A test runs each to check that no result depends on the order: a read of shared memory that
-//   misses its barrier sees another value in one of the two thread orders.
+//   misses its barrier sees another value in one of the two thread orders;
+// - dynofa_persistent, a cooperative launch, runs its blocks together (each with its own
+//   DYN_BLOCK_SHARED memory): a poll (DYN_SPIN_PAUSE) lets the other fibers run, and a launch in
+//   which no fiber can go on fails, as one that would hang a GPU.
 //
 // A translation unit includes this header, then the kernel source (dynofa_kernels::gpu::source()),
 // then writes DYNOFA_EMU_ENTRY, which defines the C entry points dynofa_emu_launch and
@@ -20,6 +24,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <utility>
@@ -41,6 +46,7 @@ static dim3 blockIdx, threadIdx, blockDim, gridDim;
 
 #define __global__
 #define __device__
+#define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
@@ -50,11 +56,17 @@ namespace dynofa_emu {
 // Enough for the kernels' register tiles; the scheduler's frames are on the caller's stack.
 constexpr std::size_t STACK = 64 * 1024;
 
+// What a fiber waits for when it is not running: nothing (it runs next round), barrier `id` of
+// `count` threads of its block, or a condition it polls (DYN_SPIN_PAUSE: it runs next round too).
+enum class Wait { Run, Barrier, Spin, Done };
+
 struct Fiber {
     ucontext_t ctx;
     std::vector<char> stack;
-    dim3 tid;
-    bool done;
+    dim3 tid, block;
+    std::size_t slot;  // its block's place among the blocks running together
+    Wait wait;
+    unsigned id, count;
 };
 
 static std::vector<Fiber> fibers;
@@ -65,37 +77,60 @@ static bool reverse, reverse_threads;
 
 static void trampoline() {
     body();
-    fibers[current].done = true;
+    fibers[current].wait = Wait::Done;
     // Returning resumes `scheduler` through uc_link.
 }
 
-// Runs one block; false when a barrier was reached by only some of its threads.
-static bool run_block(std::size_t threads) {
-    for (std::size_t t = 0; t < threads; ++t) {
-        Fiber& f = fibers[t];
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack.data();
-        f.ctx.uc_stack.ss_size = f.stack.size();
-        f.ctx.uc_link = &scheduler;
-        f.done = false;
-        makecontext(&f.ctx, trampoline, 0);
+// Runs `blocks` blocks of `threads` threads together (fiber b * threads + t is thread t of block
+// b); false when a barrier can never be passed: reached by only some of its threads (undefined on
+// a GPU), or every fiber waiting on another. A round resumes every fiber that can run until its
+// next barrier or poll; then each barrier that all its threads reached opens.
+static bool run_blocks(std::size_t blocks, std::size_t threads) {
+    std::size_t n = blocks * threads;
+    for (std::size_t f = 0; f < n; ++f) {
+        Fiber& fiber = fibers[f];
+        getcontext(&fiber.ctx);
+        fiber.ctx.uc_stack.ss_sp = fiber.stack.data();
+        fiber.ctx.uc_stack.ss_size = fiber.stack.size();
+        fiber.ctx.uc_link = &scheduler;
+        fiber.wait = Wait::Run;
+        makecontext(&fiber.ctx, trampoline, 0);
     }
     for (;;) {
-        std::size_t waiting = 0, finished = 0;
-        for (std::size_t i = 0; i < threads; ++i) {
-            std::size_t t = reverse_threads ? threads - 1 - i : i;
-            if (fibers[t].done) {
-                ++finished;
-                continue;
-            }
-            current = t;
-            threadIdx = fibers[t].tid;
-            swapcontext(&scheduler, &fibers[t].ctx);
-            if (fibers[t].done) ++finished;
-            else ++waiting;
+        bool progress = false, live = false;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::size_t b = i / threads, t = i % threads;
+            std::size_t f = (reverse ? blocks - 1 - b : b) * threads + (reverse_threads ? threads - 1 - t : t);
+            Fiber& fiber = fibers[f];
+            if (fiber.wait != Wait::Run && fiber.wait != Wait::Spin) continue;
+            bool spinning = fiber.wait == Wait::Spin;
+            current = f;
+            threadIdx = fiber.tid;
+            blockIdx = fiber.block;
+            swapcontext(&scheduler, &fiber.ctx);
+            progress |= !(spinning && fiber.wait == Wait::Spin);
         }
-        if (waiting == 0) return true;
-        if (finished != 0) return false;
+        for (std::size_t b = 0; b < blocks; ++b) {
+            for (unsigned id = 0; id < 2; ++id) {
+                std::size_t at = 0, count = 0;
+                for (std::size_t t = 0; t < threads; ++t) {
+                    const Fiber& fiber = fibers[b * threads + t];
+                    if (fiber.wait == Wait::Barrier && fiber.id == id) {
+                        ++at;
+                        count = fiber.count;
+                    }
+                }
+                if (at == 0 || at != count) continue;
+                for (std::size_t t = 0; t < threads; ++t) {
+                    Fiber& fiber = fibers[b * threads + t];
+                    if (fiber.wait == Wait::Barrier && fiber.id == id) fiber.wait = Wait::Run;
+                }
+                progress = true;
+            }
+        }
+        for (std::size_t f = 0; f < n; ++f) live |= fibers[f].wait != Wait::Done;
+        if (!live) return true;
+        if (!progress) return false;
     }
 }
 
@@ -104,36 +139,67 @@ static void call(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
     kernel(*static_cast<A*>(args[I])...);
 }
 
-// Launches `kernel` with cuLaunchKernel's argument convention (an array of pointers to the values).
+// Launches `kernel` with cuLaunchKernel's argument convention (an array of pointers to the values):
+// one block after another, or with `together` every block at once (a cooperative launch, whose
+// blocks wait for each other; its shared memory is DYN_BLOCK_SHARED, one per block).
 template <class... A>
-static int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args) {
+static int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args, bool together) {
     std::size_t threads = std::size_t(block.x) * block.y * block.z;
     if (threads == 0 || threads > 1024) return -3;
-    if (fibers.size() < threads) fibers.resize(threads);
-    for (std::size_t t = 0; t < threads; ++t) {
-        if (fibers[t].stack.size() != STACK) fibers[t].stack.resize(STACK);
-        fibers[t].tid = dim3{unsigned(t % block.x), unsigned(t / block.x % block.y), unsigned(t / (block.x * block.y))};
+    std::size_t blocks = std::size_t(grid.x) * grid.y * grid.z, group = together ? blocks : 1;
+    if (fibers.size() < group * threads) fibers.resize(group * threads);
+    for (std::size_t f = 0; f < group * threads; ++f) {
+        if (fibers[f].stack.size() != STACK) fibers[f].stack.resize(STACK);
+        std::size_t t = f % threads;
+        fibers[f].tid = dim3{unsigned(t % block.x), unsigned(t / block.x % block.y), unsigned(t / (block.x * block.y))};
+        fibers[f].slot = f / threads;
     }
     gridDim = grid;
     blockDim = block;
     body = [&] { call(kernel, args, std::index_sequence_for<A...>{}); };
-    std::size_t blocks = std::size_t(grid.x) * grid.y * grid.z;
-    for (std::size_t i = 0; i < blocks; ++i) {
-        std::size_t b = reverse ? blocks - 1 - i : i;
-        blockIdx = dim3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (std::size_t(grid.x) * grid.y))};
-        if (!run_block(threads)) return -2;
+    auto index = [&](std::size_t b) {
+        return dim3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (std::size_t(grid.x) * grid.y))};
+    };
+    for (std::size_t i = 0; i < blocks; i += group) {
+        for (std::size_t g = 0; g < group; ++g) {
+            std::size_t b = group > 1 ? i + g : reverse ? blocks - 1 - i : i;
+            for (std::size_t t = 0; t < threads; ++t) fibers[g * threads + t].block = index(b);
+        }
+        if (!run_blocks(group, threads)) return -2;
     }
     return 0;
+}
+
+// Yield to the scheduler until the fiber may go on.
+static inline void yield(Wait wait, unsigned id, unsigned count) {
+    Fiber& fiber = fibers[current];
+    fiber.wait = wait;
+    fiber.id = id;
+    fiber.count = count;
+    swapcontext(&fiber.ctx, &scheduler);
+}
+
+// The named barrier of the first `n` threads of a block (dyn_sync in dynofa_persistent).
+static inline void sync_first(unsigned n) { yield(Wait::Barrier, 1, n); }
+
+// The current block's `n` elements of a DYN_BLOCK_SHARED array.
+template <class T>
+static T* block_array(std::vector<std::vector<T>>& per_block, std::size_t n) {
+    std::size_t blocks = std::size_t(gridDim.x) * gridDim.y * gridDim.z;
+    if (per_block.size() < blocks) per_block.resize(blocks);
+    std::vector<T>& mine = per_block[fibers[current].slot];
+    if (mine.size() < n) mine.resize(n);
+    return mine.data();
 }
 
 }  // namespace dynofa_emu
 
 static inline void __syncthreads() {
-    swapcontext(&dynofa_emu::fibers[dynofa_emu::current].ctx, &dynofa_emu::scheduler);
+    dynofa_emu::yield(dynofa_emu::Wait::Barrier, 0, blockDim.x * blockDim.y * blockDim.z);
 }
 
-// Blocks run one after another and a fiber switches only at a barrier, so these need no atomicity
-// or fences here; the kernels rely on what they mean on a GPU.
+// Fibers switch only at a barrier or a poll, so these need no atomicity or fences here; the
+// kernels rely on what they mean on a GPU.
 static inline unsigned atomicAdd(unsigned* p, unsigned v) {
     unsigned old = *p;
     *p += v;
@@ -141,11 +207,22 @@ static inline unsigned atomicAdd(unsigned* p, unsigned v) {
 }
 static inline void __threadfence() {}
 static inline float __ldcg(const float* p) { return *p; }
+static inline float __uint_as_float(unsigned v) {
+    float f;
+    std::memcpy(&f, &v, sizeof f);
+    return f;
+}
+// A trap ends the process: the test that ran the kernel fails.
+static inline void __trap() { std::abort(); }
+#define DYN_SPIN_PAUSE() dynofa_emu::yield(dynofa_emu::Wait::Spin, 0, 0)
+#define DYN_BLOCK_SHARED(T, name, n)                          \
+    static std::vector<std::vector<T>> name##_per_block;      \
+    T* name = dynofa_emu::block_array(name##_per_block, (n))
 
 // The C entry point: 0 on success, -1 for an unknown kernel, -2 for a divergent barrier, -3 for a
 // block size a GPU refuses. DYNOFA_KERNELS(X) (defined by gpu::source()) lists the kernels.
 #define DYNOFA_EMU_DISPATCH(k) \
-    if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, args);
+    if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, args, false);
 #define DYNOFA_EMU_ENTRY                                                                               \
     extern "C" void dynofa_emu_reverse(int mode) {                                                      \
         dynofa_emu::reverse = (mode & 1) != 0;                                                         \
@@ -155,5 +232,7 @@ static inline float __ldcg(const float* p) { return *p; }
                                      void** args) {                                                    \
         dim3 grid{grid_dim[0], grid_dim[1], grid_dim[2]}, block{block_dim[0], block_dim[1], block_dim[2]}; \
         DYNOFA_KERNELS(DYNOFA_EMU_DISPATCH)                                                            \
+        if (std::strcmp(name, "dynofa_persistent") == 0)                                               \
+            return dynofa_emu::launch(dynofa_persistent, grid, block, args, true);                     \
         return -1;                                                                                     \
     }

@@ -23,6 +23,16 @@ pub const EMULATE_H: &str = include_str!("../cuda/emulate.h");
 /// A kernel of the source that no plan launches: barriers across the GPU, timed by the engine to
 /// weigh a persistent kernel against graph nodes (`GpuEngine::grid_barrier`).
 pub const GRID_BARRIER: &str = "dynofa_grid_barrier";
+/// The kernel that runs every launch of a plan in one cooperative launch, a barrier across the GPU
+/// between launches ([`persistent_steps`] writes its table; `GpuOptions::persistent`).
+pub const PERSISTENT: &str = "dynofa_persistent";
+/// Threads of each of [`PERSISTENT`]'s blocks: the largest block of any launch (the warps
+/// kernels' 16 warps).
+pub const PERSISTENT_THREADS: u32 = 32 * PWW_WARPS as u32;
+/// Argument slots of a [`PERSISTENT`] step: the most arguments of any kernel.
+const PERSISTENT_SLOTS: usize = 20;
+/// 8-byte words of a [`PERSISTENT`] step: the kernel, grid and block (8 `u32`), then the slots.
+pub const PERSISTENT_STEP_WORDS: usize = 4 + PERSISTENT_SLOTS;
 
 // Argument slots hold i32 and f32 in their first bytes, where the kernels read them.
 const _: () = assert!(cfg!(target_endian = "little"), "argument slots assume a little-endian target");
@@ -311,11 +321,17 @@ pub fn source() -> String {
         ("PWW_KC", PWW.kc as u32),
         ("PWW16_TM", PWW16.tm as u32),
         ("PWW16_KC", PWW16.kc as u32),
+        ("DYN_SLOTS", PERSISTENT_SLOTS as u32),
+        ("DYN_THREADS", PERSISTENT_THREADS),
     ] {
         writeln!(s, "#define {name} {v}").expect("writing to a String");
     }
     let list: String = Kernel::ALL.iter().map(|k| format!(" X({})", k.name())).collect();
     writeln!(s, "#define DYNOFA_KERNELS(X){list}").expect("writing to a String");
+    // What a persistent step calls a kernel (persistent_steps).
+    for (id, k) in Kernel::ALL.iter().enumerate() {
+        writeln!(s, "#define DYNOFA_KID_{} {id}", k.name()).expect("writing to a String");
+    }
     s + KERNELS
 }
 
@@ -506,6 +522,43 @@ impl Launch {
             })
             .collect()
     }
+}
+
+/// `plan` as [`PERSISTENT`]'s table: [`PERSISTENT_STEP_WORDS`] words per launch (its kernel's
+/// place in [`Kernel::ALL`], grid and block as `u32` pairs, then [`Launch::slots`], the rest zero),
+/// pointers resolved by `base`.
+///
+/// # Panics
+/// If a launch does not suit the persistent kernel, which the plans never make (tested): a block
+/// of more than [`PERSISTENT_THREADS`] threads, of a number not a multiple of 32 (its barrier),
+/// or not flat in z; more arguments than the slots; a kernel that never waits for the launch
+/// before it ([`Kernel::Stem`], [`Kernel::StemBlock`]) past the first launch.
+pub fn persistent_steps(plan: &[Launch], base: impl Fn(Buffer) -> u64) -> Vec<u64> {
+    let mut table = Vec::with_capacity(plan.len() * PERSISTENT_STEP_WORDS);
+    for (i, l) in plan.iter().enumerate() {
+        let threads = l.block[0] * l.block[1];
+        assert!(
+            l.block[2] == 1 && threads <= PERSISTENT_THREADS && threads.is_multiple_of(32),
+            "{:?}: block {:?} does not suit the persistent kernel",
+            l.kernel,
+            l.block
+        );
+        assert!(l.args.len() <= PERSISTENT_SLOTS, "{:?}: {} arguments", l.kernel, l.args.len());
+        assert!(
+            i == 0 || !matches!(l.kernel, Kernel::Stem | Kernel::StemBlock),
+            "{:?} after the first launch",
+            l.kernel
+        );
+        let id = Kernel::ALL.iter().position(|&k| k == l.kernel).expect("every kernel is listed") as u32;
+        let [gx, gy, gz] = l.grid;
+        let [dx, dy, _] = l.block;
+        let pair = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
+        table.extend([pair(id, gx), pair(gy, gz), pair(dx, dy), 0]);
+        let mut slots = l.slots(&base);
+        slots.resize(PERSISTENT_SLOTS, 0);
+        table.extend(slots);
+    }
+    table
 }
 
 /// Offsets (in floats) of one elastic block's weights in the image.
@@ -1070,6 +1123,53 @@ fn matvec(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_plan_suits_the_persistent_kernel() {
+        let base = |b: Buffer| (b as u64 + 1) << 32;
+        for net in [Supernet::W1_0, Supernet::W1_2] {
+            let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
+            for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
+                let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
+                for target in [6, 16, 132].map(Target::new).into_iter().chain([old]) {
+                    let plan = image.plan(&cfg, target);
+                    let table = persistent_steps(&plan, base);
+                    assert_eq!(table.len(), plan.len() * PERSISTENT_STEP_WORDS);
+                    // Each step: kernel and grid x, grid y and z, block x and y, then the slots.
+                    for (l, step) in plan.iter().zip(table.chunks(PERSISTENT_STEP_WORDS)) {
+                        let id = Kernel::ALL.iter().position(|&k| k == l.kernel).unwrap() as u64;
+                        let pair = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
+                        assert_eq!(
+                            step[..4],
+                            [
+                                id | u64::from(l.grid[0]) << 32,
+                                pair(l.grid[1], l.grid[2]),
+                                pair(l.block[0], l.block[1]),
+                                0
+                            ]
+                        );
+                        let slots = l.slots(base);
+                        assert_eq!(step[4..4 + slots.len()], slots[..]);
+                        assert!(step[4 + slots.len()..].iter().all(|&w| w == 0));
+                    }
+                    // Every alternative that measuring may pick, each as a plan's second launch.
+                    for l in image.steps(&cfg, target).iter().flat_map(|s| s.alternatives.iter().flatten()) {
+                        if !matches!(l.kernel, Kernel::Stem | Kernel::StemBlock) {
+                            persistent_steps(&[plan[0].clone(), l.clone()], base);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "after the first launch")]
+    fn the_persistent_kernel_refuses_a_stem_after_the_first_launch() {
+        let image = GpuImage::new(&SupernetWeights::seeded(Supernet::W1_0, 1));
+        let plan = image.plan(&SubnetConfig::uniform(3, 3, 2, 128), Target::new(6));
+        persistent_steps(&[plan[1].clone(), plan[0].clone()], |_| 0);
+    }
 
     #[test]
     fn every_pointer_of_every_plan_lies_inside_its_buffer() {

@@ -9,7 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use dynofa_kernels::gpu::{Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, Target, bn_image, source};
+use dynofa_kernels::gpu::{
+    Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_THREADS, Target, bn_image,
+    persistent_steps, source,
+};
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
 type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const *mut c_void) -> c_int;
@@ -80,13 +83,36 @@ enum Pick {
 /// the 16-pixel warps kernel on larger maps.
 const OTHERS: [Kernel; 2] = [Kernel::ExpandDepthwise, Kernel::PointwiseWarps16];
 
-/// Run `cfg`'s plan for `target` on `input`; the logits and the plan's launches.
-fn run(emu: &Emulator, g: &goldens::Golden, target: Target) -> (Vec<f32>, Vec<Launch>) {
-    run_picked(emu, g, target, Pick::First)
+/// How a plan runs: launch by launch (a graph's nodes), or every launch in one cooperative launch
+/// of `blocks` blocks (the persistent kernel).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Driver {
+    Launches,
+    Persistent { blocks: u32 },
 }
 
-/// [`run`] with each step's alternative picked by `pick`.
-fn run_picked(emu: &Emulator, g: &goldens::Golden, target: Target, pick: Pick) -> (Vec<f32>, Vec<Launch>) {
+/// Run `cfg`'s plan for `target` on `input`; the logits and the plan's launches.
+fn run(emu: &Emulator, g: &goldens::Golden, target: Target) -> (Vec<f32>, Vec<Launch>) {
+    run_picked(emu, g, target, Pick::First, Driver::Launches)
+}
+
+/// Launch `kernel` in the emulator with these argument slots.
+fn launch(emu: &Emulator, kernel: &str, grid: [u32; 3], block: [u32; 3], mut slots: Vec<u64>) -> c_int {
+    let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
+    let name = CString::new(kernel).unwrap();
+    // SAFETY: the callers' slots follow the kernel's signature, their pointers into buffers that
+    // outlive the call (gpu::tests checks that every plan's lie inside them).
+    unsafe { (emu.launch)(name.as_ptr(), grid.as_ptr(), block.as_ptr(), params.as_ptr()) }
+}
+
+/// [`run`] with each step's alternative picked by `pick`, driven by `driver`.
+fn run_picked(
+    emu: &Emulator,
+    g: &goldens::Golden,
+    target: Target,
+    pick: Pick,
+    driver: Driver,
+) -> (Vec<f32>, Vec<Launch>) {
     let weights = SupernetWeights::seeded(g.net, DEFAULT_SEED);
     let image = GpuImage::new(&weights);
     let table = g.bn.as_ref().map(|p| weights.load_bn_statistics(p, &g.config).unwrap());
@@ -109,14 +135,22 @@ fn run_picked(emu: &Emulator, g: &goldens::Golden, target: Target, pick: Pick) -
             }
         })
         .collect();
-    for l in &plan {
-        let mut slots = l.slots(|b| bases.iter().find(|(k, _)| *k == b).unwrap().1);
-        let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
-        let name = CString::new(l.kernel.name()).unwrap();
-        // SAFETY: the plan's pointers lie inside the buffers above (gpu::tests checks every plan),
-        // which outlive the call; the slots follow the kernel's signature.
-        let rc = unsafe { (emu.launch)(name.as_ptr(), l.grid.as_ptr(), l.block.as_ptr(), params.as_ptr()) };
-        assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
+    let base = |b| bases.iter().find(|(k, _)| *k == b).unwrap().1;
+    match driver {
+        Driver::Launches => {
+            for l in &plan {
+                let rc = launch(emu, l.kernel.name(), l.grid, l.block, l.slots(base));
+                assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
+            }
+        }
+        Driver::Persistent { blocks } => {
+            let table = persistent_steps(&plan, base);
+            let mut arrived = [0u32; 2];
+            let slots = vec![table.as_ptr() as u64, plan.len() as u64, arrived.as_mut_ptr() as u64];
+            let rc = launch(emu, PERSISTENT, [blocks, 1, 1], [PERSISTENT_THREADS, 1, 1], slots);
+            assert_eq!(rc, 0, "{}: the persistent kernel on {blocks} blocks failed ({rc})", g.name);
+            assert_eq!(arrived, [0, 0], "{}: the persistent kernel left its barrier's counters set", g.name);
+        }
     }
     let tickets = &work.iter().find(|(b, _)| *b == Buffer::Tickets).unwrap().1;
     assert!(tickets.iter().all(|&t| t.to_bits() == 0), "{}: a split launch left a ticket counter set", g.name);
@@ -149,7 +183,7 @@ fn emulated_kernels_match_the_goldens() {
     let mut failures = Vec::new();
     let mut launches = Vec::new();
     for (g, target, pick) in runs {
-        let (logits, plan) = run_picked(&emu, g, target, pick);
+        let (logits, plan) = run_picked(&emu, g, target, pick, Driver::Launches);
         let err = g.error(&logits);
         println!("{} ({target:?}, {pick:?}): relative error {err:.2e}", g.name);
         if err.is_nan() || err > goldens::TOLERANCE {
@@ -248,5 +282,49 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks_or_threads() {
             let differ = forward.iter().zip(&reverse).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
             assert_eq!(differ, 0, "{target:?}: {differ} logits differ when {what} run last first");
         }
+    }
+}
+
+#[test]
+fn the_persistent_kernel_computes_what_the_launches_do() {
+    let Some(emu) = emulator() else { return };
+    let cases = goldens::load().unwrap();
+    let case = |name: &str| cases.iter().find(|g| g.name == name).unwrap();
+    let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(6) };
+    // The H100's plan (the fused stem, both warps kernels with 512-thread blocks beside 256- and
+    // 128-thread ones, region tiles), the fused expansion; a Xavier NX's plan without them (k
+    // split over blocks: tickets across the persistent blocks). Blocks: more launch blocks than
+    // persistent ones, and one persistent block running them all.
+    let runs = [
+        (case("w12_min"), Target::new(132), Pick::First, 3),
+        (case("w12_min"), Target::new(132), Pick::Others, 2),
+        (case("w10_mid_bn"), old, Pick::First, 3),
+        (case("w10_min"), Target::new(132), Pick::First, 1),
+    ];
+    let mut kernels = Vec::new();
+    for (g, target, pick, blocks) in runs {
+        let (launches, plan) = run_picked(&emu, g, target, pick, Driver::Launches);
+        let (persistent, _) = run_picked(&emu, g, target, pick, Driver::Persistent { blocks });
+        let differ = launches.iter().zip(&persistent).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        println!("{} ({target:?}, {pick:?}, {blocks} blocks): {} launches, {differ} logits differ", g.name, plan.len());
+        assert_eq!(differ, 0, "{}: the persistent kernel's logits differ from the launches'", g.name);
+        kernels.extend(plan.iter().map(|l| l.kernel));
+    }
+    for k in Kernel::ALL {
+        assert!(kernels.contains(&k), "the persistent kernel never ran {k:?}");
+    }
+    // The order of blocks and threads (each barrier, each arrival).
+    let g = case("w12_min");
+    let (forward, _) = run_picked(&emu, g, Target::new(132), Pick::First, Driver::Persistent { blocks: 3 });
+    for mode in [1, 2] {
+        // SAFETY: sets a flag of the emulator.
+        unsafe { (emu.reverse)(mode) };
+        let (reverse, _) = run_picked(&emu, g, Target::new(132), Pick::First, Driver::Persistent { blocks: 3 });
+        // SAFETY: as above.
+        unsafe { (emu.reverse)(0) };
+        assert!(
+            forward.iter().zip(&reverse).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "reversed ({mode}): logits differ"
+        );
     }
 }
