@@ -18,8 +18,9 @@
 //! (`-noregion`), without the fused kernels (`-nofused`) and with every layer's alternatives
 //! measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
 //! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it;
-//! last, `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where a
-//! persistent kernel would pay it; or why it was not measured).
+//! then `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where the
+//! persistent kernel pays it; or why it was not measured) and last the latency and `parts` lines
+//! of the persistent kernel (`dynofa-cuda-persistent ...`, or why it was not measured).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
 //! `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
 //! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
@@ -226,10 +227,23 @@ fn main() {
         );
     }
 
-    // A measurement for a design not built, last: whatever it does, the lines above are out.
+    // What the persistent kernel pays between launches, then the persistent kernel itself, last:
+    // should its barrier trap, the context is lost, and the lines above are out.
     let mut engine = GpuEngine::new(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED)).expect("started before");
     match engine.grid_barrier(1000) {
         Ok(us) => println!("grid barrier: {us:.2} us per barrier across {} blocks", engine.target().sms),
         Err(e) => println!("grid barrier: not measured: {e}"),
+    }
+    drop(engine);
+    let persistent = GpuOptions { persistent: true, ..all };
+    let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);
+    match GpuEngine::with_options(weights, persistent).and_then(|mut e| e.prepare(&configs).map(|()| e)) {
+        Ok(mut engine) => {
+            for (name, cfg) in &named {
+                println!("dynofa-cuda-persistent {name} median_ms={:.4}", latency(&mut engine, cfg));
+            }
+            parts(&mut engine, "-persistent");
+        }
+        Err(e) => println!("dynofa-cuda-persistent: not measured: {e}"),
     }
 }

@@ -1,6 +1,6 @@
-//! `dynofa infer --backend cuda` (and with `--tune`) and `dynofa run --backend cuda`: logits, and
-//! a managed run, on a machine with an NVIDIA GPU; elsewhere (no driver, no GPU, a build without
-//! CUDA) a non-zero exit with a one-line reason, never a panic.
+//! `dynofa infer --backend cuda` (and with `--tune`, `--persistent`) and `dynofa run --backend
+//! cuda`: logits, and a managed run, on a machine with an NVIDIA GPU; elsewhere (no driver, no GPU,
+//! a build without CUDA) a non-zero exit with a one-line reason, never a panic.
 
 use std::process::Command;
 
@@ -18,7 +18,7 @@ fn cuda_backend_runs_or_refuses_in_one_line() {
     let view = TensorView::new(Dtype::F32, vec![1, 3, 160, 160], &bytes).unwrap();
     std::fs::write(dir.path().join("x.safetensors"), safetensors::serialize([("input", view)], None).unwrap()).unwrap();
     std::fs::write(dir.path().join("c.json"), MIN).unwrap();
-    for extra in [&[][..], &["--tune"]] {
+    for extra in [&[][..], &["--tune"], &["--persistent"]] {
         let out = Command::new(env!("CARGO_BIN_EXE_dynofa"))
             .args(["infer", "--backend", "cuda", "--config"])
             .arg(dir.path().join("c.json"))

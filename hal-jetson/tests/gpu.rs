@@ -45,6 +45,8 @@ fn main() {
             (GpuOptions { mapped_input: true, ..all }, ", mapped input"),
             (GpuOptions { tune: true, ..all }, ", tuned"),
             (GpuOptions { programmatic_launch: false, ..all }, ""),
+            // Last: should its barrier trap, the context is lost for whatever came after.
+            (GpuOptions { persistent: true, ..all }, ", persistent kernel"),
         ] {
             if !options.programmatic_launch && !had_programmatic {
                 continue;

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::Command;
 
 /// What `gpu-bench` prints for the three sub-networks: the default engine 0.50 / 0.30 / 0.18 ms,
-/// without fused kernels 10% to 40% slower, cached input faster on max only.
+/// without fused kernels 10% to 40% slower, cached input faster on max only, the persistent kernel
+/// slower on max only.
 const BENCH: &str = "\
 device \"Stub GPU\" arch compute_90 multiprocessors 132 compile_s=0.100 cached=false mapped (input, logits)=(false, true)
 programmatic dependent launch: true
@@ -38,6 +39,10 @@ dynofa-cuda-nofused-kernels min gpu_us=200.0
 tuning max: 40 steps measured, 7 changed, 300.0 us planned -> 280.0 us picked, 0.05 s
 dynofa-cuda-tuned max median_ms=0.4800
 dynofa-cuda-tuned-kernels max gpu_us=400.0
+dynofa-cuda-persistent max median_ms=0.6000
+dynofa-cuda-persistent mid median_ms=0.2500
+dynofa-cuda-persistent min median_ms=0.1000
+dynofa-cuda-parts-persistent min stage_us=10.0 run_us=90.0
 ";
 
 /// What `dynofa run --backend cuda` prints (abridged).
@@ -121,6 +126,11 @@ fn check_py_summarises_the_bench() {
         "switch (activate between captured graphs, host): median 0.117 us, p99 0.138 us, max 16.2 us; median <= 5 us: yes",
         "| max | 0.500 | 0.420 |",
         "| max (tuned) | 0.480 | 0.400 |",
+        "| min (persistent) | 0.100 | n/a |",
+        "every launch in one persistent kernel, barriers across the GPU between them (GpuOptions::persistent) \
+         (ms): max 0.600, mid 0.250, min 0.100",
+        "dynofa's infer in halves (every launch in one persistent kernel, barriers across the GPU between them \
+         (GpuOptions::persistent)), host copy into page-locked input + graph replay and wait (us): min 10.0 + 90.0",
         "| min | 0.180 | 0.140 |",
         "without the fused kernels (StemBlock; ExpandDepthwise is only tune's) (ms; kernels alone): max 0.550 (0.470), \
          mid 0.360 (0.300), min 0.250 (0.200)",
@@ -137,7 +147,7 @@ fn check_py_summarises_the_bench() {
          + graph replay and wait (us): max 10.1 + 480.2",
         "tuning max: 40 steps measured, 7 changed",
         "a graph node that does nothing: 0.81 us",
-        "a barrier across the GPU (one block per multiprocessor: what a persistent kernel would pay between layers): \
+        "a barrier across the GPU (one block per multiprocessor: what the persistent kernel pays between launches): \
          0.95 us per barrier across 132 blocks",
         "dynofa eval on the fixture images, (top-1, top-5) counts per sub-network: cpu [(3, 8), (4, 8)], cuda \
          [(3, 8), (4, 8)]; the same: yes",

@@ -58,6 +58,8 @@ VARIANTS = [
     # A fused kernel replaces several launches: its plans do not line up launch by launch.
     ("nofused", "without the fused kernels (StemBlock; ExpandDepthwise is only tune's)", ()),
     ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", ()),
+    ("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
+                   "(GpuOptions::persistent)", ()),
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -433,6 +435,7 @@ def cmd_check(args):
     tunings = re.findall(r"^tuning .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
     barrier = re.search(r"^grid barrier: (.*)$", bench, re.M)
+    persistent_not = re.search(r"^dynofa-cuda-persistent: not measured: (.*)$", bench, re.M)
     # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
     parts = {}
     for m in re.finditer(r"dynofa-cuda-parts(-\w+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
@@ -498,9 +501,11 @@ def cmd_check(args):
         t = [torch_ms.get((m, which)) for m in MODES]
         best = min([v for v in t if v is not None], default=None)
         cells = " | ".join(f"{v:.3f}" if v is not None else "n/a" for v in t)
-        # The default engine, then the one that measured each layer's alternatives, if it ran.
-        for label, d, us in [(which, dynofa.get(which), kernels.get(which)),
-                             (f"{which} (tuned)", variants["tuned"][0].get(which), variants["tuned"][1].get(which))]:
+        # The default engine, then the one that measured each layer's alternatives and the
+        # persistent kernel, where they ran.
+        for label, d, us in [(which, dynofa.get(which), kernels.get(which))] + [
+                (f"{which} ({suffix})", variants[suffix][0].get(which), variants[suffix][1].get(which))
+                for suffix in ["tuned", "persistent"]]:
             if d is None and label != which:
                 continue
             ratio = f"{best / d:.2f}x" if best and d else "n/a"
@@ -524,8 +529,10 @@ def cmd_check(args):
     if floor:
         say(f"a graph node that does nothing: {floor.group(1)} us")
     if barrier:
-        say(f"a barrier across the GPU (one block per multiprocessor: what a persistent kernel would pay between "
-            f"layers): {barrier.group(1)}")
+        say(f"a barrier across the GPU (one block per multiprocessor: what the persistent kernel pays between "
+            f"launches): {barrier.group(1)}")
+    if persistent_not:
+        say(f"the persistent kernel: not measured: {persistent_not.group(1)}")
     plans = read_plans(launches)
     for line in kernel_wins(plans) + fused_wins(plans):
         say(line)

@@ -12,7 +12,10 @@ use cudarc::nvrtc::{CompileError, CompileOptions, Ptx};
 use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
-use dynofa_kernels::gpu::{Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, Step, Target, bn_image, source};
+use dynofa_kernels::gpu::{
+    Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_THREADS, Step, Target, bn_image,
+    persistent_steps, source,
+};
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
 use super::GpuError;
@@ -73,6 +76,12 @@ pub struct GpuOptions {
     /// rate fastest. Off by default: it adds about a millisecond per alternative at start-up
     /// ([`GpuEngine::tuning`] says what it found).
     pub tune: bool,
+    /// Run each sub-network's launches in one cooperative launch of the persistent kernel
+    /// ([`PERSISTENT`]): a block per multiprocessor runs each launch's blocks in turn, and a barrier
+    /// across the GPU (an atomic add per block and a poll) stands between launches where the graph
+    /// would have a node per launch. The graph then holds the input copy and that one kernel. Off
+    /// by default: no GPU has timed it yet (`gpu-bench` does).
+    pub persistent: bool,
 }
 
 impl Default for GpuOptions {
@@ -86,6 +95,7 @@ impl Default for GpuOptions {
             mapped_logits: true,
             mapped_input: false,
             tune: false,
+            persistent: false,
         }
     }
 }
@@ -117,6 +127,17 @@ struct Captured {
     /// The launches the graph runs, and what measuring chose them, if it did.
     plan: Vec<Launch>,
     tuning: Option<Tuning>,
+    /// The persistent kernel's table of `plan`, which the graph reads ([`GpuOptions::persistent`]).
+    _table: Option<CudaSlice<u64>>,
+}
+
+/// How a recorded graph runs a plan's launches.
+#[derive(Clone, Copy)]
+enum Launching<'a> {
+    /// A kernel per launch, each after the first with programmatic dependent launch if set.
+    Kernels { programmatic: bool },
+    /// The persistent kernel on this table of the launches ([`GpuOptions::persistent`]).
+    Persistent(&'a CudaSlice<u64>),
 }
 
 /// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
@@ -141,6 +162,9 @@ pub struct GpuEngine {
     input_mapped: Option<u64>,
     logits_mapped: Option<u64>,
     functions: Vec<(Kernel, CudaFunction)>,
+    /// The persistent kernel and its barrier's two counters (zero between launches), with
+    /// [`GpuOptions::persistent`].
+    persistent: Option<(CudaFunction, CudaSlice<u32>)>,
     module: Arc<CudaModule>,
     stream: Arc<CudaStream>,
     _ctx: Arc<CudaContext>,
@@ -327,6 +351,13 @@ impl GpuEngine {
             unsafe { page_locked(&ctx, input_len, wc, options.mapped_input, "page-locked input allocation") }?;
         let (host_out, logits_mapped) =
             unsafe { page_locked(&ctx, NUM_CLASSES, 0, options.mapped_logits, "page-locked logits allocation") }?;
+        let persistent = match options.persistent {
+            true => Some((
+                module.load_function(PERSISTENT).map_err(driver("kernel lookup"))?,
+                stream.alloc_zeros::<u32>(2).map_err(driver("work buffer allocation"))?,
+            )),
+            false => None,
+        };
         Ok(GpuEngine {
             graphs: Vec::new(),
             active: None,
@@ -339,6 +370,7 @@ impl GpuEngine {
             input_mapped,
             logits_mapped,
             functions,
+            persistent,
             module,
             stream,
             _ctx: ctx,
@@ -350,7 +382,8 @@ impl GpuEngine {
                 fused: options.fused,
             },
             tune: options.tune,
-            programmatic: options.programmatic_launch && PROGRAMMATIC_BUILT && major >= 9,
+            // The persistent kernel is one launch: nothing to overlap.
+            programmatic: options.programmatic_launch && !options.persistent && PROGRAMMATIC_BUILT && major >= 9,
             programmatic_refused: None,
             weights,
             report,
@@ -487,9 +520,22 @@ impl GpuEngine {
         );
         let (plan, tuning) = self.choose(cfg)?;
         let input = Some((host, 3 * (cfg.r as usize).pow(2)));
-        let graph = self.record(&plan, self.bn_set(cfg), 1, input, self.programmatic)?;
+        let bn = self.bn_set(cfg);
+        let table = match self.persistent {
+            Some(_) => {
+                let bases = self.bases(bn);
+                let table = persistent_steps(&plan, |b| base(&bases, b));
+                Some(self.stream.clone_htod(&table).map_err(driver("persistent table upload"))?)
+            }
+            None => None,
+        };
+        let how = match &table {
+            Some(table) => Launching::Persistent(table),
+            None => Launching::Kernels { programmatic: self.programmatic },
+        };
+        let graph = self.record(&plan, bn, 1, input, how)?;
         let id = cfg.id();
-        let captured = Captured { id, r: cfg.r as usize, graph, plan, tuning };
+        let captured = Captured { id, r: cfg.r as usize, graph, plan, tuning, _table: table };
         match self.find(id) {
             Ok(i) => self.graphs[i] = captured,
             Err(i) => {
@@ -560,20 +606,19 @@ impl GpuEngine {
 
     /// A graph (uploaded) of `plan`, each launch made `repeat` times in a row, reading BN from
     /// `bn`; with `host` (page-locked input and logits, and the input's length), it copies the
-    /// input in first and the logits out last; with `programmatic`, every kernel after the first
-    /// is launched with programmatic dependent launch.
+    /// input in first and the logits out last; the launches made `how`.
     fn record(
         &self,
         plan: &[Launch],
         bn: &CudaSlice<f32>,
         repeat: usize,
         host: Option<((*const f32, *mut f32), usize)>,
-        programmatic: bool,
+        how: Launching<'_>,
     ) -> Result<CudaGraph, GpuError> {
         let s = &self.stream;
         s.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
             .map_err(driver("graph capture start"))?;
-        let launched = self.enqueue(plan, bn, repeat, host, programmatic);
+        let launched = self.enqueue(plan, bn, repeat, host, how);
         // End the capture even after a failed launch, so that the stream is usable again.
         let graph = s.end_capture(sys::CUgraphInstantiate_flags(0));
         launched.map_err(driver("kernel launch during capture"))?;
@@ -584,6 +629,20 @@ impl GpuEngine {
         Ok(graph)
     }
 
+    /// Each buffer's address as the kernels see it, reading BN from `bn`: the mapped input and
+    /// logits first, where they are mapped, so that [`base`] finds them rather than the device's.
+    fn bases(&self, bn: &CudaSlice<f32>) -> Vec<(Buffer, u64)> {
+        let s = &self.stream;
+        let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
+        let mapped = [(Buffer::Input, self.input_mapped), (Buffer::Logits, self.logits_mapped)];
+        mapped
+            .into_iter()
+            .filter_map(|(b, p)| p.map(|p| (b, p)))
+            .chain([(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))])
+            .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
+            .collect()
+    }
+
     /// Enqueue what [`Self::record`] records.
     fn enqueue(
         &self,
@@ -591,21 +650,13 @@ impl GpuEngine {
         bn: &CudaSlice<f32>,
         repeat: usize,
         host: Option<((*const f32, *mut f32), usize)>,
-        programmatic: bool,
+        how: Launching<'_>,
     ) -> Result<(), DriverError> {
         let s = &self.stream;
         // The raw calls below do not bind the context themselves (`fill` runs outside a capture).
         s.context().bind_to_thread()?;
-        let ptr = |b: &CudaSlice<f32>| b.device_ptr(s).0;
-        // The mapped input and logits first: `base` takes the first entry of a buffer.
-        let mapped = [(Buffer::Input, self.input_mapped), (Buffer::Logits, self.logits_mapped)];
-        let bases: Vec<(Buffer, u64)> = mapped
-            .into_iter()
-            .filter_map(|(b, p)| p.map(|p| (b, p)))
-            .chain([(Buffer::Weights, ptr(&self.weights_dev)), (Buffer::Bn, ptr(bn))])
-            .chain(self.work.iter().map(|(b, slice)| (*b, ptr(slice))))
-            .collect();
-        let base = |b: Buffer| bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p);
+        let bases = self.bases(bn);
+        let base = |b: Buffer| base(&bases, b);
         if let (Some(((input, _), input_len)), None) = (host, self.input_mapped) {
             // SAFETY: `input` is `host_in`, page-locked and sized for the largest resolution, as
             // is `Buffer::Input`; `input_len` is the sub-network's.
@@ -614,17 +665,34 @@ impl GpuEngine {
                 cudarc::driver::result::memcpy_htod_async(base(Buffer::Input), src, s.cu_stream())?;
             }
         }
-        let mut first = true;
-        for l in plan {
-            let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
-            let mut slots = l.slots(base);
-            let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
-            for _ in 0..repeat {
-                // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every pointer lies
-                // in a buffer that this engine keeps alive as long as any graph (gpu::tests checks the
-                // plans).
-                unsafe { launch(f, l, &mut params, s, programmatic && !first) }?;
-                first = false;
+        match how {
+            Launching::Kernels { programmatic } => {
+                let mut first = true;
+                for l in plan {
+                    let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
+                    let mut slots = l.slots(base);
+                    for _ in 0..repeat {
+                        let how = Launched { programmatic: programmatic && !first, cooperative: false };
+                        // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every
+                        // pointer lies in a buffer that this engine keeps alive as long as any graph
+                        // (gpu::tests checks the plans).
+                        unsafe { launch(f, l.grid, l.block, &mut slots, s, how) }?;
+                        first = false;
+                    }
+                }
+            }
+            Launching::Persistent(table) => {
+                let (f, arrived) = self.persistent.as_ref().expect("the persistent kernel is loaded with its option");
+                let mut slots = [table.device_ptr(s).0, plan.len() as u64, arrived.device_ptr(s).0];
+                let grid = [self.target.sms as u32, 1, 1];
+                let how = Launched { programmatic: false, cooperative: true };
+                for _ in 0..repeat {
+                    // SAFETY: the slots follow dynofa_persistent's signature (its table, an int in
+                    // the slot's first bytes, its counters); the table's pointers are the plan's
+                    // (as above), and the table lives as long as the graph (Captured); a block per
+                    // multiprocessor is resident, as a cooperative launch requires.
+                    unsafe { launch(f, grid, [PERSISTENT_THREADS, 1, 1], &mut slots, s, how) }?;
+                }
             }
         }
         if let (Some(((_, logits), _)), None) = (host, self.logits_mapped) {
@@ -641,14 +709,14 @@ impl GpuEngine {
     /// Run `plan` once and wait, so that every buffer holds its activations (and split tickets are
     /// back at zero) before its launches are timed alone.
     fn fill(&self, plan: &[Launch], bn: &CudaSlice<f32>) -> Result<(), GpuError> {
-        self.enqueue(plan, bn, 1, None, false).map_err(driver("kernel launch"))?;
+        self.enqueue(plan, bn, 1, None, Launching::Kernels { programmatic: false }).map_err(driver("kernel launch"))?;
         self.stream.synchronize().map_err(driver("kernel timing"))
     }
 
     /// GPU time in µs per launch of a graph of `plan`, each launch made `repeat` times in a row
     /// (the median of 5 replays after one).
     fn graph_micros(&self, plan: &[Launch], bn: &CudaSlice<f32>, repeat: usize) -> Result<f32, GpuError> {
-        let graph = self.record(plan, bn, repeat, None, self.programmatic)?;
+        let graph = self.record(plan, bn, repeat, None, Launching::Kernels { programmatic: self.programmatic })?;
         let events = self.timing_events()?;
         graph.launch().map_err(driver("graph launch"))?;
         let times = (0..5)
@@ -726,28 +794,14 @@ impl GpuEngine {
             for _ in 0..5 {
                 s.memset_zeros(&mut count).map_err(driver("memset"))?;
                 let mut slots = [count.device_ptr(s).0, rounds as u64];
-                let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
                 let launch = || {
+                    let how = Launched { programmatic: false, cooperative: true };
                     // SAFETY: the slots follow the kernel's signature (a counter pointer, an int
                     // read from the slot's first bytes), `count` outlives the synchronisation in
                     // timed_ms, and the grid (one 32-thread block per multiprocessor) fits the
                     // GPU, as a cooperative launch requires.
-                    unsafe {
-                        sys::cuLaunchCooperativeKernel(
-                            f.cu_function(),
-                            blocks,
-                            1,
-                            1,
-                            32,
-                            1,
-                            1,
-                            0,
-                            s.cu_stream(),
-                            params.as_mut_ptr(),
-                        )
-                    }
-                    .result()
-                    .map_err(driver("cooperative launch"))
+                    unsafe { launch(&f, [blocks, 1, 1], [32, 1, 1], &mut slots, s, how) }
+                        .map_err(driver("cooperative launch"))
                 };
                 times.push(self.timed_ms(&events, launch)?);
                 if s.clone_dtoh(&count).map_err(driver("copy"))?[1] != 0 {
@@ -840,26 +894,54 @@ fn median(mut times: Vec<f32>) -> f32 {
     times[times.len() / 2]
 }
 
-/// Launch `l` of function `f` on `stream`, with programmatic dependent launch if `programmatic`
-/// (and this build has it).
+/// How [`launch`] launches.
+#[derive(Clone, Copy)]
+struct Launched {
+    /// With programmatic dependent launch (where this build has it).
+    programmatic: bool,
+    /// Cooperatively: every block resident at once, or the launch fails.
+    cooperative: bool,
+}
+
+/// Launch `f` on `stream` with `grid`, `block` and the argument `slots` (cuLaunchKernel's values),
+/// as `how` says.
 ///
 /// # Safety
-/// `params` must follow `f`'s signature, its pointers valid for the launch's lifetime.
+/// `slots` must follow `f`'s signature, its pointers valid for the launch's lifetime.
 unsafe fn launch(
     f: &CudaFunction,
-    l: &Launch,
-    params: &mut [*mut std::ffi::c_void],
+    grid: [u32; 3],
+    block: [u32; 3],
+    slots: &mut [u64],
     stream: &CudaStream,
-    programmatic: bool,
+    how: Launched,
 ) -> Result<(), DriverError> {
-    let [gx, gy, gz] = l.grid;
-    let [bx, by, bz] = l.block;
+    let mut params: Vec<*mut std::ffi::c_void> = slots.iter_mut().map(|v| (v as *mut u64).cast()).collect();
+    let [gx, gy, gz] = grid;
+    let [bx, by, bz] = block;
     #[cfg(not(feature = "cuda-11040"))]
-    if programmatic {
-        // SAFETY: a plain C struct, all zeros is a valid empty attribute; the fields are set next.
-        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-        attr.value.programmaticStreamSerializationAllowed = 1;
+    if how.programmatic || how.cooperative {
+        use sys::CUlaunchAttributeID::{
+            CU_LAUNCH_ATTRIBUTE_COOPERATIVE, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+        };
+        let attribute = |id| {
+            // SAFETY: a plain C struct, all zeros is a valid empty attribute; the fields are set next.
+            let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+            attr.id = id;
+            match id {
+                CU_LAUNCH_ATTRIBUTE_COOPERATIVE => attr.value.cooperative = 1,
+                _ => attr.value.programmaticStreamSerializationAllowed = 1,
+            }
+            attr
+        };
+        let mut attrs: Vec<sys::CUlaunchAttribute> = [
+            (how.cooperative, CU_LAUNCH_ATTRIBUTE_COOPERATIVE),
+            (how.programmatic, CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION),
+        ]
+        .into_iter()
+        .filter(|&(on, _)| on)
+        .map(|(_, id)| attribute(id))
+        .collect();
         let config = sys::CUlaunchConfig {
             gridDimX: gx,
             gridDimY: gy,
@@ -869,15 +951,35 @@ unsafe fn launch(
             blockDimZ: bz,
             sharedMemBytes: 0,
             hStream: stream.cu_stream(),
-            attrs: &mut attr,
-            numAttrs: 1,
+            attrs: attrs.as_mut_ptr(),
+            numAttrs: attrs.len() as u32,
         };
-        // SAFETY: `config` and `attr` outlive the call; the caller vouches for `params`.
+        // SAFETY: `config` and `attrs` outlive the call; the caller vouches for `params`.
         return unsafe { sys::cuLaunchKernelEx(&config, f.cu_function(), params.as_mut_ptr(), std::ptr::null_mut()) }
             .result();
     }
+    // CUDA 11.4 has no programmatic dependent launch.
     #[cfg(feature = "cuda-11040")]
-    let _ = programmatic;
+    let _ = how.programmatic;
+    #[cfg(feature = "cuda-11040")]
+    if how.cooperative {
+        // SAFETY: the caller vouches for `params`.
+        return unsafe {
+            sys::cuLaunchCooperativeKernel(
+                f.cu_function(),
+                gx,
+                gy,
+                gz,
+                bx,
+                by,
+                bz,
+                0,
+                stream.cu_stream(),
+                params.as_mut_ptr(),
+            )
+        }
+        .result();
+    }
     // SAFETY: the caller vouches for `params`.
     unsafe {
         cudarc::driver::result::launch_kernel(
@@ -886,9 +988,14 @@ unsafe fn launch(
             (bx, by, bz),
             0,
             stream.cu_stream(),
-            params,
+            &mut params,
         )
     }
+}
+
+/// `b`'s address in `bases` ([`GpuEngine::bases`]): its first entry.
+fn base(bases: &[(Buffer, u64)], b: Buffer) -> u64 {
+    bases.iter().find(|(k, _)| *k == b).map_or(0, |(_, p)| *p)
 }
 
 impl ErrorType for GpuEngine {

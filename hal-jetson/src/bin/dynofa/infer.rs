@@ -43,6 +43,10 @@ pub struct Args {
     /// capturing, and keep the fastest rather than the ones the plan's models pick.
     #[arg(long)]
     tune: bool,
+    /// CUDA engine: run every layer in one persistent kernel, with a barrier across the GPU
+    /// between layers, rather than a graph node per layer (not timed on a GPU yet).
+    #[arg(long)]
+    persistent: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -85,7 +89,8 @@ fn cuda(
     args: &Args,
 ) -> Result<()> {
     use dynofa_hal_jetson::gpu::{GpuEngine, GpuOptions};
-    let mut engine = GpuEngine::with_options(weights, GpuOptions { tune: args.tune, ..GpuOptions::default() })?;
+    let options = GpuOptions { tune: args.tune, persistent: args.persistent, ..GpuOptions::default() };
+    let mut engine = GpuEngine::with_options(weights, options)?;
     let report = engine.compile_report().clone();
     let cache = report.cache.as_ref().map_or("not cached".into(), |p| p.display().to_string());
     if report.cached {
