@@ -43,6 +43,7 @@ dynofa-cuda-persistent max median_ms=0.6000
 dynofa-cuda-persistent mid median_ms=0.2500
 dynofa-cuda-persistent min median_ms=0.1000
 dynofa-cuda-parts-persistent min stage_us=10.0 run_us=90.0
+persistent-trace min: 46 launches, 80.0 us from the first start to the last arrival: launches 40.0 us, barriers 40.0 us (median 0.90 us); dynofa_matvec 12x 10.0 us
 ";
 
 /// What `dynofa run --backend cuda` prints (abridged).
@@ -146,6 +147,8 @@ fn check_py_summarises_the_bench() {
         "dynofa's infer in halves (cached (not write-combined) page-locked input), host copy into page-locked input \
          + graph replay and wait (us): max 10.1 + 480.2",
         "tuning max: 40 steps measured, 7 changed",
+        "persistent-trace min: 46 launches, 80.0 us from the first start to the last arrival: launches 40.0 us, \
+         barriers 40.0 us (median 0.90 us); dynofa_matvec 12x 10.0 us",
         "a graph node that does nothing: 0.81 us",
         "a barrier across the GPU (one block per multiprocessor: what the persistent kernel pays between launches): \
          0.95 us per barrier across 132 blocks",

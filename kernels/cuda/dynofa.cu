@@ -100,11 +100,12 @@ struct PersistentBlock {
     __device__ __forceinline__ unsigned name() const { return index[DYN_FIELD_##name]; }
     DYN_INDICES(DYN_GET)
 #undef DYN_GET
-    // Arrivals at the barrier, the count that means the previous launch is done everywhere, and
-    // the most that this block has seen.
+    // Arrivals at the barrier, the count that means the previous launch is done everywhere, the
+    // most that this block has seen, and where to note when it saw it (null: no trace).
     unsigned* arrived;
     unsigned target;
     unsigned* seen;
+    unsigned long long* trace;
 };
 
 // __syncthreads for the launch's block: in dynofa_persistent a named barrier of its dx * dy threads
@@ -132,9 +133,22 @@ __device__ __forceinline__ void dyn_sync(const PersistentBlock& b) {
 #define DYN_SPIN_PAUSE()
 #endif
 
-// Thread 0 of a physical block waits until `arrived` reaches `target`, once per target. Every
-// other thread reads behind a barrier that follows it.
-__device__ __forceinline__ void dyn_await(volatile unsigned* arrived, unsigned target, unsigned* seen) {
+// Nanoseconds on a clock that every multiprocessor shares (the persistent kernel's trace); the host
+// emulation counts the reads instead.
+#ifdef __CUDA_ARCH__
+__device__ __forceinline__ unsigned long long dyn_now() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+#else
+static inline unsigned long long dyn_now() { return dynofa_emu::now(); }
+#endif
+
+// Thread 0 of a physical block waits until `arrived` reaches `target`, once per target, and notes
+// when in `trace[0]` (if not null). Every other thread reads behind a barrier that follows it.
+__device__ __forceinline__ void dyn_await(volatile unsigned* arrived, unsigned target, unsigned* seen,
+                                          unsigned long long* trace) {
     if (*seen >= target) return;
     for (unsigned spins = 0; *arrived < target; ++spins) {
         if (spins == DYN_SPINS) __trap();
@@ -142,13 +156,14 @@ __device__ __forceinline__ void dyn_await(volatile unsigned* arrived, unsigned t
     }
     __threadfence();
     *seen = target;
+    if (trace) trace[0] = dyn_now();
 }
 
 // Before a kernel reads what the previous launch wrote (it has loaded what no launch writes):
 // griddepcontrol.wait in a graph, the barrier in dynofa_persistent.
 __device__ __forceinline__ void dyn_wait(const HwBlock&) { DYNOFA_WAIT_PREVIOUS(); }
 __device__ __forceinline__ void dyn_wait(const PersistentBlock& b) {
-    if (b.tx() == 0 && b.ty() == 0) dyn_await(b.arrived, b.target, b.seen);
+    if (b.tx() == 0 && b.ty() == 0) dyn_await(b.arrived, b.target, b.seen, b.trace);
     dyn_sync(b);
 }
 
@@ -1189,9 +1204,12 @@ __device__ __forceinline__ void dyn_dispatch(unsigned kernel, const PersistentBl
 
 // `steps` ([nsteps]) as above; `arrived` ([2], zero at the first launch) counts arrivals and the
 // blocks that finished, and the last block to finish zeroes both for the next launch. Kernels
-// that never wait (the stem) come first only (the plan checks).
+// that never wait (the stem) come first only (the plan checks). With `trace` ([nsteps][gridDim.x]
+// [2], else null), each block notes (dyn_now) when it saw launch i - 1 done everywhere (for i = 0:
+// when it started) and when it arrived after launch i (for the last: when it finished it), where
+// the time between launches goes (GpuEngine::persistent_trace).
 extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
-    dynofa_persistent(const DynStep* __restrict__ steps, int nsteps, unsigned* arrived) {
+    dynofa_persistent(const DynStep* __restrict__ steps, int nsteps, unsigned* arrived, unsigned long long* trace) {
     DYN_BLOCK_SHARED(float4, shared, (DYN_SHARED_BYTES + 15) / 16);
     DYN_BLOCK_SHARED(DynStep, step, 1);
     // The most arrivals thread 0 has seen (dyn_await).
@@ -1207,23 +1225,29 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
         __syncthreads();
         const DynStep& s = *step;
         unsigned threads = s.dx * s.dy, total = s.gx * s.gy * s.gz, target = (unsigned)i * blocks;
+        unsigned long long* noted = trace ? trace + ((unsigned long long)i * blocks + blockIdx.x) * 2 : nullptr;
+        if (i == 0 && noted && tid == 0) noted[0] = dyn_now();
         for (unsigned v = blockIdx.x; v < total; v += blocks) {
             if (tid < threads) {
                 PersistentBlock b{{v % s.gx, v / s.gx % s.gy, v / (s.gx * s.gy), s.gx, s.gy, s.gz, tid % s.dx,
                                    tid / s.dx, s.dx, s.dy},
                                   arrived,
                                   target,
-                                  seen};
+                                  seen,
+                                  noted};
                 dyn_dispatch(s.kernel, b, shared, s.slot);
             }
             __syncthreads();
         }
-        if (i + 1 < nsteps && tid == 0) {
+        if (tid == 0) {
             // Not before every block arrived for the launch before (a block without work in this
             // one has not waited yet): an early arrival would count towards the wrong launch.
-            dyn_await(arrived, target, seen);
-            __threadfence();
-            atomicAdd(arrived, 1u);
+            dyn_await(arrived, target, seen, noted);
+            if (noted) noted[1] = dyn_now();
+            if (i + 1 < nsteps) {
+                __threadfence();
+                atomicAdd(arrived, 1u);
+            }
         }
     }
     if (tid == 0 && atomicAdd(arrived + 1, 1u) == blocks - 1) {

@@ -179,6 +179,12 @@ static inline void yield(Wait wait, unsigned id, unsigned count) {
     swapcontext(&fiber.ctx, &scheduler);
 }
 
+// A clock: one tick per read (dyn_now), so that reads in one order give times in that order.
+static inline unsigned long long now() {
+    static unsigned long long ticks;
+    return ++ticks;
+}
+
 // The named barrier of the first `n` threads of a block (dyn_sync in dynofa_persistent).
 static inline void sync_first(unsigned n) { yield(Wait::Barrier, 1, n); }
 

@@ -561,6 +561,40 @@ pub fn persistent_steps(plan: &[Launch], base: impl Fn(Buffer) -> u64) -> Vec<u6
     table
 }
 
+/// Where one launch's time went in a run of [`PERSISTENT`] with a trace (its last argument:
+/// `[launches][blocks][2]` times in ns, per launch and block when the block saw the launch before
+/// done everywhere, or started, and when it arrived after this one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PersistentSpan {
+    /// From the first block's start of the launch to the last block's arrival after it (ns).
+    pub launch_ns: f64,
+    /// From that last arrival to the first block's start of the next launch (ns; 0 after the last
+    /// launch): the barrier's own latency.
+    pub barrier_ns: f64,
+}
+
+/// The spans of `trace`, a run of `launches` launches on `blocks` blocks (as [`PersistentSpan`]
+/// says).
+///
+/// # Panics
+/// If `trace` is not `launches x blocks x 2` long.
+pub fn persistent_spans(trace: &[u64], launches: usize, blocks: usize) -> Vec<PersistentSpan> {
+    assert_eq!(trace.len(), launches * blocks * 2, "a trace of {launches} launches on {blocks} blocks");
+    let rows: Vec<&[u64]> = trace.chunks(blocks * 2).collect();
+    let first_start = |row: &[u64]| row.iter().step_by(2).copied().min().unwrap_or(0);
+    let last_arrival = |row: &[u64]| row.iter().skip(1).step_by(2).copied().max().unwrap_or(0);
+    (0..launches)
+        .map(|i| {
+            let end = last_arrival(rows[i]);
+            let next = rows.get(i + 1).map_or(end, |r| first_start(r));
+            PersistentSpan {
+                launch_ns: end.saturating_sub(first_start(rows[i])) as f64,
+                barrier_ns: next.saturating_sub(end) as f64,
+            }
+        })
+        .collect()
+}
+
 /// Offsets (in floats) of one elastic block's weights in the image.
 #[derive(Debug, Clone, Copy)]
 struct BlockAt {
@@ -1161,6 +1195,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn persistent_spans_time_each_launch_and_barrier() {
+        // Two launches on two blocks: (start, arrival) per block.
+        let trace = [10, 20, 12, 25, 27, 40, 26, 33];
+        let spans = persistent_spans(&trace, 2, 2);
+        assert_eq!(spans[0], PersistentSpan { launch_ns: 15.0, barrier_ns: 1.0 });
+        assert_eq!(spans[1], PersistentSpan { launch_ns: 14.0, barrier_ns: 0.0 });
     }
 
     #[test]

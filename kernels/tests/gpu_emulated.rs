@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use dynofa_kernels::gpu::{
     Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_THREADS, Target, bn_image,
-    persistent_steps, source,
+    persistent_spans, persistent_steps, source,
 };
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
@@ -146,10 +146,13 @@ fn run_picked(
         Driver::Persistent { blocks } => {
             let table = persistent_steps(&plan, base);
             let mut arrived = [0u32; 2];
-            let slots = vec![table.as_ptr() as u64, plan.len() as u64, arrived.as_mut_ptr() as u64];
-            let rc = launch(emu, PERSISTENT, [blocks, 1, 1], [PERSISTENT_THREADS, 1, 1], slots);
+            let mut trace = vec![0u64; plan.len() * blocks as usize * 2];
+            let slots = [table.as_ptr(), plan.len() as _, arrived.as_mut_ptr() as _, trace.as_mut_ptr() as _];
+            let rc =
+                launch(emu, PERSISTENT, [blocks, 1, 1], [PERSISTENT_THREADS, 1, 1], slots.map(|p| p as u64).into());
             assert_eq!(rc, 0, "{}: the persistent kernel on {blocks} blocks failed ({rc})", g.name);
             assert_eq!(arrived, [0, 0], "{}: the persistent kernel left its barrier's counters set", g.name);
+            check_trace(&trace, plan.len(), blocks as usize);
         }
     }
     let tickets = &work.iter().find(|(b, _)| *b == Buffer::Tickets).unwrap().1;
@@ -283,6 +286,31 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks_or_threads() {
             assert_eq!(differ, 0, "{target:?}: {differ} logits differ when {what} run last first");
         }
     }
+}
+
+/// The persistent kernel's trace (the emulation's clock ticks once per read): every block started
+/// each launch after every block arrived from the one before (the barrier), and arrived after it
+/// started; the spans add up to the whole run.
+fn check_trace(trace: &[u64], launches: usize, blocks: usize) {
+    let at = |i: usize, b: usize, what: usize| trace[(i * blocks + b) * 2 + what];
+    for i in 0..launches {
+        for b in 0..blocks {
+            assert!(
+                at(i, b, 0) != 0 && at(i, b, 0) < at(i, b, 1),
+                "launch {i}, block {b}: {:?}",
+                [0, 1].map(|w| at(i, b, w))
+            );
+            if i > 0 {
+                let last = (0..blocks).map(|c| at(i - 1, c, 1)).max().unwrap();
+                assert!(at(i, b, 0) > last, "launch {i}: block {b} started before every block arrived from the last");
+            }
+        }
+    }
+    let spans = persistent_spans(trace, launches, blocks);
+    let whole =
+        (0..blocks).map(|b| at(launches - 1, b, 1)).max().unwrap() - (0..blocks).map(|b| at(0, b, 0)).min().unwrap();
+    let sum: f64 = spans.iter().map(|s| s.launch_ns + s.barrier_ns).sum();
+    assert_eq!(sum, whole as f64, "the spans do not add up to the run");
 }
 
 #[test]

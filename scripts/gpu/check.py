@@ -436,6 +436,7 @@ def cmd_check(args):
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
     barrier = re.search(r"^grid barrier: (.*)$", bench, re.M)
     persistent_not = re.search(r"^dynofa-cuda-persistent: not measured: (.*)$", bench, re.M)
+    persistent_traces = re.findall(r"^persistent-trace .*$", bench, re.M)
     # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
     parts = {}
     for m in re.finditer(r"dynofa-cuda-parts(-\w+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
@@ -533,6 +534,8 @@ def cmd_check(args):
             f"launches): {barrier.group(1)}")
     if persistent_not:
         say(f"the persistent kernel: not measured: {persistent_not.group(1)}")
+    for line in persistent_traces:
+        say(line)
     plans = read_plans(launches)
     for line in kernel_wins(plans) + fused_wins(plans):
         say(line)

@@ -13,8 +13,8 @@ use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
 use dynofa_kernels::gpu::{
-    Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_THREADS, Step, Target, bn_image,
-    persistent_steps, source,
+    Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_THREADS, PersistentSpan, Step, Target,
+    bn_image, persistent_spans, persistent_steps, source,
 };
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
@@ -683,15 +683,10 @@ impl GpuEngine {
             }
             Launching::Persistent(table) => {
                 let (f, arrived) = self.persistent.as_ref().expect("the persistent kernel is loaded with its option");
-                let mut slots = [table.device_ptr(s).0, plan.len() as u64, arrived.device_ptr(s).0];
-                let grid = [self.target.sms as u32, 1, 1];
-                let how = Launched { programmatic: false, cooperative: true };
                 for _ in 0..repeat {
-                    // SAFETY: the slots follow dynofa_persistent's signature (its table, an int in
-                    // the slot's first bytes, its counters); the table's pointers are the plan's
-                    // (as above), and the table lives as long as the graph (Captured); a block per
-                    // multiprocessor is resident, as a cooperative launch requires.
-                    unsafe { launch(f, grid, [PERSISTENT_THREADS, 1, 1], &mut slots, s, how) }?;
+                    // SAFETY: the table is `plan`'s (as above) and lives as long as the graph
+                    // (Captured); the counters as long as the engine.
+                    unsafe { self.launch_persistent(f, table, plan.len(), arrived, None) }?;
                 }
             }
         }
@@ -704,6 +699,30 @@ impl GpuEngine {
             }
         }
         Ok(())
+    }
+
+    /// Launch the persistent kernel on `table` (`launches` of a plan) with the barrier's counters
+    /// `arrived`, and `trace` if given, on one block per multiprocessor.
+    ///
+    /// # Safety
+    /// `table` must be [`persistent_steps`] of a plan whose pointers lie in this engine's buffers;
+    /// every buffer must outlive the launch.
+    unsafe fn launch_persistent(
+        &self,
+        f: &CudaFunction,
+        table: &CudaSlice<u64>,
+        launches: usize,
+        arrived: &CudaSlice<u32>,
+        trace: Option<&CudaSlice<u64>>,
+    ) -> Result<(), DriverError> {
+        let s = &self.stream;
+        let trace = trace.map_or(0, |t| t.device_ptr(s).0);
+        let mut slots = [table.device_ptr(s).0, launches as u64, arrived.device_ptr(s).0, trace];
+        let how = Launched { programmatic: false, cooperative: true };
+        // SAFETY: the slots follow dynofa_persistent's signature (its table, an int in the slot's
+        // first bytes, its counters, its trace or null); the caller vouches for the buffers; a
+        // block per multiprocessor is resident, as a cooperative launch requires.
+        unsafe { launch(f, [self.target.sms as u32, 1, 1], [PERSISTENT_THREADS, 1, 1], &mut slots, s, how) }
     }
 
     /// Run `plan` once and wait, so that every buffer holds its activations (and split tickets are
@@ -814,6 +833,49 @@ impl GpuEngine {
         let rounds = rounds.max(1);
         let none = median_ms(0)?;
         Ok((median_ms(rounds as i32)? - none) * 1e3 / rounds as f32)
+    }
+
+    /// Where the persistent kernel's time goes on `cfg` (its graph's plan, else the plan): each
+    /// launch with its span and the barrier after it ([`PersistentSpan`]), the mean of `repeat`
+    /// runs of the kernel with a trace, launched alone (not in the graph). Works whether or not
+    /// the engine was made with [`GpuOptions::persistent`]. Leaves the active sub-network's
+    /// buffers overwritten.
+    pub fn persistent_trace(
+        &mut self,
+        cfg: &SubnetConfig,
+        repeat: usize,
+    ) -> Result<Vec<(Launch, PersistentSpan)>, GpuError> {
+        cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
+        let plan = self.launches(cfg);
+        let bases = self.bases(self.bn_set(cfg));
+        let s = &self.stream;
+        let f = self.module.load_function(PERSISTENT).map_err(driver("kernel lookup"))?;
+        let table =
+            s.clone_htod(&persistent_steps(&plan, |b| base(&bases, b))).map_err(driver("persistent table upload"))?;
+        let arrived = s.alloc_zeros::<u32>(2).map_err(driver("allocation"))?;
+        let blocks = self.target.sms;
+        let trace = s.alloc_zeros::<u64>(plan.len() * blocks * 2).map_err(driver("allocation"))?;
+        // The raw launch below does not bind the context itself.
+        s.context().bind_to_thread().map_err(driver("context"))?;
+        let mut sums = vec![(0.0, 0.0); plan.len()];
+        let runs = repeat.max(1);
+        for _ in 0..runs {
+            // SAFETY: the table is the plan's, on this engine's buffers; all outlive the
+            // synchronisation below.
+            unsafe { self.launch_persistent(&f, &table, plan.len(), &arrived, Some(&trace)) }
+                .map_err(driver("cooperative launch"))?;
+            s.synchronize().map_err(driver("persistent kernel"))?;
+            let times = s.clone_dtoh(&trace).map_err(driver("trace copy"))?;
+            for (sum, span) in sums.iter_mut().zip(persistent_spans(&times, plan.len(), blocks)) {
+                *sum = (sum.0 + span.launch_ns, sum.1 + span.barrier_ns);
+            }
+        }
+        let mean = |ns: f64| ns / runs as f64;
+        Ok(plan
+            .into_iter()
+            .zip(sums)
+            .map(|(l, (a, b))| (l, PersistentSpan { launch_ns: mean(a), barrier_ns: mean(b) }))
+            .collect())
     }
 
     /// The first half of [`InferenceEngine::infer`]: checks `input` against the active
