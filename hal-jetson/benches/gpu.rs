@@ -19,10 +19,10 @@
 //! measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
 //! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it;
 //! then `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where the
-//! persistent kernel pays it; or why it was not measured) and last the latency and `parts` lines
-//! of the persistent kernel (`dynofa-cuda-persistent ...`, or why it was not measured), and
-//! `persistent-trace <name>: ...` (each launch's span and the barriers between them, in all and
-//! per kernel kind, from the kernel's own trace).
+//! persistent kernel pays it; or why it was not measured), `persistent-trace <name>: ...` (the
+//! persistent kernel launched alone: each launch's span and the barriers between them, in all and
+//! per kernel kind, from its own trace) and last the latency and `parts` lines of the engine with
+//! the persistent kernel in its graphs (`dynofa-cuda-persistent ...`, or why it was not measured).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
 //! `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
 //! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
@@ -230,11 +230,41 @@ fn main() {
     }
 
     // What the persistent kernel pays between launches, then the persistent kernel itself, last:
-    // should its barrier trap, the context is lost, and the lines above are out.
+    // should its barrier trap, the context is lost, and the lines above are out. Its trace first,
+    // on an engine with the default options (the kernel launched alone): it shows where the
+    // kernel's time goes even if the driver refuses to capture a cooperative launch in a graph.
     let mut engine = GpuEngine::new(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED)).expect("started before");
     match engine.grid_barrier(1000) {
         Ok(us) => println!("grid barrier: {us:.2} us per barrier across {} blocks", engine.target().sms),
         Err(e) => println!("grid barrier: not measured: {e}"),
+    }
+    for (name, cfg) in &named {
+        let spans = match engine.persistent_trace(cfg, 20) {
+            Ok(spans) => spans,
+            Err(e) => {
+                println!("persistent-trace {name}: not traced: {e}");
+                continue;
+            }
+        };
+        let us = |f: fn(&PersistentSpan) -> f64| spans.iter().map(|(_, s)| f(s) / 1e3).collect::<Vec<f64>>();
+        let (launches, barriers) = (us(|s| s.launch_ns), us(|s| s.barrier_ns));
+        let mut line = format!(
+            "persistent-trace {name}: {} launches, {:.1} us from the first start to the last arrival: \
+             launches {:.1} us, barriers {:.1} us (median {:.2} us);",
+            spans.len(),
+            launches.iter().chain(&barriers).sum::<f64>(),
+            launches.iter().sum::<f64>(),
+            barriers.iter().sum::<f64>(),
+            median(barriers[..barriers.len() - 1].to_vec()),
+        );
+        for k in Kernel::ALL {
+            let mine: Vec<f64> =
+                spans.iter().zip(&launches).filter(|((l, _), _)| l.kernel == k).map(|(_, us)| *us).collect();
+            if !mine.is_empty() {
+                line += &format!(" {} {}x {:.1} us", k.name(), mine.len(), mine.iter().sum::<f64>());
+            }
+        }
+        println!("{line}");
     }
     drop(engine);
     let persistent = GpuOptions { persistent: true, ..all };
@@ -245,35 +275,6 @@ fn main() {
                 println!("dynofa-cuda-persistent {name} median_ms={:.4}", latency(&mut engine, cfg));
             }
             parts(&mut engine, "-persistent");
-            // Where its time goes: each launch's span and the barrier after it.
-            for (name, cfg) in &named {
-                let spans = match engine.persistent_trace(cfg, 20) {
-                    Ok(spans) => spans,
-                    Err(e) => {
-                        println!("persistent-trace {name}: not traced: {e}");
-                        continue;
-                    }
-                };
-                let us = |f: fn(&PersistentSpan) -> f64| spans.iter().map(|(_, s)| f(s) / 1e3).collect::<Vec<f64>>();
-                let (launches, barriers) = (us(|s| s.launch_ns), us(|s| s.barrier_ns));
-                let mut line = format!(
-                    "persistent-trace {name}: {} launches, {:.1} us from the first start to the last arrival: \
-                     launches {:.1} us, barriers {:.1} us (median {:.2} us);",
-                    spans.len(),
-                    launches.iter().chain(&barriers).sum::<f64>(),
-                    launches.iter().sum::<f64>(),
-                    barriers.iter().sum::<f64>(),
-                    median(barriers[..barriers.len() - 1].to_vec()),
-                );
-                for k in Kernel::ALL {
-                    let mine: Vec<f64> =
-                        spans.iter().zip(&launches).filter(|((l, _), _)| l.kernel == k).map(|(_, us)| *us).collect();
-                    if !mine.is_empty() {
-                        line += &format!(" {} {}x {:.1} us", k.name(), mine.len(), mine.iter().sum::<f64>());
-                    }
-                }
-                println!("{line}");
-            }
         }
         Err(e) => println!("dynofa-cuda-persistent: not measured: {e}"),
     }

@@ -68,7 +68,12 @@ fn main() {
             let mut mine: Vec<_> = cases.iter().filter(|g| g.net == net).collect();
             mine.sort_by_key(|g| g.bn.is_some());
             let configs: Vec<_> = mine.iter().map(|g| g.config).collect();
-            gpu.prepare(&configs).unwrap();
+            // A capture the driver refuses fails this variant, not the ones after it.
+            if let Err(e) = gpu.prepare(&configs) {
+                println!("gpu: w{}{what}: capture failed: {e}", net.width_mult);
+                failures.push(format!("w{}{what}: capture failed: {e}", net.width_mult));
+                continue;
+            }
             let (programmatic, refused) = gpu.programmatic_launch();
             had_programmatic |= programmatic;
             let mode = format!("{} launch{what}", if programmatic { "programmatic" } else { "plain" });
