@@ -267,6 +267,12 @@ impl Kernel {
         matches!(self, Kernel::Pointwise | Kernel::PointwiseSmall | Kernel::PointwiseWarps | Kernel::PointwiseWarps16)
     }
 
+    /// The kernel's number: its place in [`Kernel::ALL`] (the declaration order, tested), what the
+    /// persistent kernel's table calls it (`DYNOFA_KID_<name>` in the source).
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
     /// The kernel's `extern "C"` name.
     pub fn name(self) -> &'static str {
         match self {
@@ -329,8 +335,8 @@ pub fn source() -> String {
     let list: String = Kernel::ALL.iter().map(|k| format!(" X({})", k.name())).collect();
     writeln!(s, "#define DYNOFA_KERNELS(X){list}").expect("writing to a String");
     // What a persistent step calls a kernel (persistent_steps).
-    for (id, k) in Kernel::ALL.iter().enumerate() {
-        writeln!(s, "#define DYNOFA_KID_{} {id}", k.name()).expect("writing to a String");
+    for k in Kernel::ALL {
+        writeln!(s, "#define DYNOFA_KID_{} {}", k.name(), k.id()).expect("writing to a String");
     }
     s + KERNELS
 }
@@ -549,11 +555,10 @@ pub fn persistent_steps(plan: &[Launch], base: impl Fn(Buffer) -> u64) -> Vec<u6
             "{:?} after the first launch",
             l.kernel
         );
-        let id = Kernel::ALL.iter().position(|&k| k == l.kernel).expect("every kernel is listed") as u32;
         let [gx, gy, gz] = l.grid;
         let [dx, dy, _] = l.block;
         let pair = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
-        table.extend([pair(id, gx), pair(gy, gz), pair(dx, dy), 0]);
+        table.extend([pair(l.kernel.id(), gx), pair(gy, gz), pair(dx, dy), 0]);
         let mut slots = l.slots(&base);
         slots.resize(PERSISTENT_SLOTS, 0);
         table.extend(slots);
@@ -1171,7 +1176,7 @@ mod tests {
                     assert_eq!(table.len(), plan.len() * PERSISTENT_STEP_WORDS);
                     // Each step: kernel and grid x, grid y and z, block x and y, then the slots.
                     for (l, step) in plan.iter().zip(table.chunks(PERSISTENT_STEP_WORDS)) {
-                        let id = Kernel::ALL.iter().position(|&k| k == l.kernel).unwrap() as u64;
+                        let id = u64::from(l.kernel.id());
                         let pair = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
                         assert_eq!(
                             step[..4],
@@ -1194,6 +1199,13 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_kernels_id_is_its_place_in_all() {
+        for (i, k) in Kernel::ALL.into_iter().enumerate() {
+            assert_eq!(k.id() as usize, i, "{k:?}");
         }
     }
 

@@ -131,13 +131,28 @@ struct Captured {
     _table: Option<CudaSlice<u64>>,
 }
 
+/// The persistent kernel ([`PERSISTENT`]) and its barrier's two counters (zero between launches).
+struct Persistent {
+    function: CudaFunction,
+    arrived: CudaSlice<u32>,
+}
+
+impl Persistent {
+    fn load(module: &Arc<CudaModule>, stream: &Arc<CudaStream>) -> Result<Self, GpuError> {
+        Ok(Persistent {
+            function: module.load_function(PERSISTENT).map_err(driver("kernel lookup"))?,
+            arrived: stream.alloc_zeros::<u32>(2).map_err(driver("work buffer allocation"))?,
+        })
+    }
+}
+
 /// How a recorded graph runs a plan's launches.
 #[derive(Clone, Copy)]
 enum Launching<'a> {
     /// A kernel per launch, each after the first with programmatic dependent launch if set.
     Kernels { programmatic: bool },
     /// The persistent kernel on this table of the launches ([`GpuOptions::persistent`]).
-    Persistent(&'a CudaSlice<u64>),
+    Persistent { kernel: &'a Persistent, table: &'a CudaSlice<u64> },
 }
 
 /// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
@@ -161,10 +176,10 @@ pub struct GpuEngine {
     host_out: PinnedHostSlice<f32>,
     input_mapped: Option<u64>,
     logits_mapped: Option<u64>,
-    functions: Vec<(Kernel, CudaFunction)>,
-    /// The persistent kernel and its barrier's two counters (zero between launches), with
-    /// [`GpuOptions::persistent`].
-    persistent: Option<(CudaFunction, CudaSlice<u32>)>,
+    /// Every kernel's function, in [`Kernel::ALL`]'s order ([`Kernel::id`]).
+    functions: Vec<CudaFunction>,
+    /// The persistent kernel, with [`GpuOptions::persistent`].
+    persistent: Option<Persistent>,
     module: Arc<CudaModule>,
     stream: Arc<CudaStream>,
     _ctx: Arc<CudaContext>,
@@ -327,7 +342,7 @@ impl GpuEngine {
         let (module, report) = Self::load_kernels(&ctx, name, (major * 10 + minor) as u32)?;
         let functions = Kernel::ALL
             .iter()
-            .map(|&k| module.load_function(k.name()).map(|f| (k, f)))
+            .map(|k| module.load_function(k.name()))
             .collect::<Result<_, _>>()
             .map_err(driver("kernel lookup"))?;
 
@@ -352,10 +367,7 @@ impl GpuEngine {
         let (host_out, logits_mapped) =
             unsafe { page_locked(&ctx, NUM_CLASSES, 0, options.mapped_logits, "page-locked logits allocation") }?;
         let persistent = match options.persistent {
-            true => Some((
-                module.load_function(PERSISTENT).map_err(driver("kernel lookup"))?,
-                stream.alloc_zeros::<u32>(2).map_err(driver("work buffer allocation"))?,
-            )),
+            true => Some(Persistent::load(&module, &stream)?),
             false => None,
         };
         Ok(GpuEngine {
@@ -522,16 +534,12 @@ impl GpuEngine {
         let input = Some((host, 3 * (cfg.r as usize).pow(2)));
         let bn = self.bn_set(cfg);
         let table = match self.persistent {
-            Some(_) => {
-                let bases = self.bases(bn);
-                let table = persistent_steps(&plan, |b| base(&bases, b));
-                Some(self.stream.clone_htod(&table).map_err(driver("persistent table upload"))?)
-            }
+            Some(_) => Some(self.persistent_table(&plan, bn)?),
             None => None,
         };
-        let how = match &table {
-            Some(table) => Launching::Persistent(table),
-            None => Launching::Kernels { programmatic: self.programmatic },
+        let how = match (&self.persistent, &table) {
+            (Some(kernel), Some(table)) => Launching::Persistent { kernel, table },
+            _ => Launching::Kernels { programmatic: self.programmatic },
         };
         let graph = self.record(&plan, bn, 1, input, how)?;
         let id = cfg.id();
@@ -669,7 +677,7 @@ impl GpuEngine {
             Launching::Kernels { programmatic } => {
                 let mut first = true;
                 for l in plan {
-                    let f = &self.functions.iter().find(|(k, _)| *k == l.kernel).expect("every kernel is loaded").1;
+                    let f = &self.functions[l.kernel.id() as usize];
                     let mut slots = l.slots(base);
                     for _ in 0..repeat {
                         let how = Launched { programmatic: programmatic && !first, cooperative: false };
@@ -681,12 +689,11 @@ impl GpuEngine {
                     }
                 }
             }
-            Launching::Persistent(table) => {
-                let (f, arrived) = self.persistent.as_ref().expect("the persistent kernel is loaded with its option");
+            Launching::Persistent { kernel, table } => {
                 for _ in 0..repeat {
                     // SAFETY: the table is `plan`'s (as above) and lives as long as the graph
-                    // (Captured); the counters as long as the engine.
-                    unsafe { self.launch_persistent(f, table, plan.len(), arrived, None) }?;
+                    // (Captured); the kernel and its counters as long as the engine.
+                    unsafe { self.launch_persistent(kernel, table, plan.len(), None) }?;
                 }
             }
         }
@@ -701,28 +708,35 @@ impl GpuEngine {
         Ok(())
     }
 
-    /// Launch the persistent kernel on `table` (`launches` of a plan) with the barrier's counters
-    /// `arrived`, and `trace` if given, on one block per multiprocessor.
+    /// `plan`'s table for the persistent kernel, reading BN from `bn`, uploaded.
+    fn persistent_table(&self, plan: &[Launch], bn: &CudaSlice<f32>) -> Result<CudaSlice<u64>, GpuError> {
+        let bases = self.bases(bn);
+        let table = persistent_steps(plan, |b| base(&bases, b));
+        self.stream.clone_htod(&table).map_err(driver("persistent table upload"))
+    }
+
+    /// Launch `kernel` on `table` (`launches` of a plan), with `trace` if given, on one block per
+    /// multiprocessor.
     ///
     /// # Safety
     /// `table` must be [`persistent_steps`] of a plan whose pointers lie in this engine's buffers;
     /// every buffer must outlive the launch.
     unsafe fn launch_persistent(
         &self,
-        f: &CudaFunction,
+        kernel: &Persistent,
         table: &CudaSlice<u64>,
         launches: usize,
-        arrived: &CudaSlice<u32>,
         trace: Option<&CudaSlice<u64>>,
     ) -> Result<(), DriverError> {
         let s = &self.stream;
         let trace = trace.map_or(0, |t| t.device_ptr(s).0);
-        let mut slots = [table.device_ptr(s).0, launches as u64, arrived.device_ptr(s).0, trace];
+        let mut slots = [table.device_ptr(s).0, launches as u64, kernel.arrived.device_ptr(s).0, trace];
         let how = Launched { programmatic: false, cooperative: true };
+        let (grid, block) = ([self.target.sms as u32, 1, 1], [PERSISTENT_THREADS, 1, 1]);
         // SAFETY: the slots follow dynofa_persistent's signature (its table, an int in the slot's
         // first bytes, its counters, its trace or null); the caller vouches for the buffers; a
         // block per multiprocessor is resident, as a cooperative launch requires.
-        unsafe { launch(f, [self.target.sms as u32, 1, 1], [PERSISTENT_THREADS, 1, 1], &mut slots, s, how) }
+        unsafe { launch(&kernel.function, grid, block, &mut slots, s, how) }
     }
 
     /// Run `plan` once and wait, so that every buffer holds its activations (and split tickets are
@@ -847,12 +861,17 @@ impl GpuEngine {
     ) -> Result<Vec<(Launch, PersistentSpan)>, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
         let plan = self.launches(cfg);
-        let bases = self.bases(self.bn_set(cfg));
+        let table = self.persistent_table(&plan, self.bn_set(cfg))?;
+        // The engine's own kernel where it has one.
+        let loaded;
+        let kernel = match &self.persistent {
+            Some(kernel) => kernel,
+            None => {
+                loaded = Persistent::load(&self.module, &self.stream)?;
+                &loaded
+            }
+        };
         let s = &self.stream;
-        let f = self.module.load_function(PERSISTENT).map_err(driver("kernel lookup"))?;
-        let table =
-            s.clone_htod(&persistent_steps(&plan, |b| base(&bases, b))).map_err(driver("persistent table upload"))?;
-        let arrived = s.alloc_zeros::<u32>(2).map_err(driver("allocation"))?;
         let blocks = self.target.sms;
         let trace = s.alloc_zeros::<u64>(plan.len() * blocks * 2).map_err(driver("allocation"))?;
         // The raw launch below does not bind the context itself.
@@ -862,7 +881,7 @@ impl GpuEngine {
         for _ in 0..runs {
             // SAFETY: the table is the plan's, on this engine's buffers; all outlive the
             // synchronisation below.
-            unsafe { self.launch_persistent(&f, &table, plan.len(), &arrived, Some(&trace)) }
+            unsafe { self.launch_persistent(kernel, &table, plan.len(), Some(&trace)) }
                 .map_err(driver("cooperative launch"))?;
             s.synchronize().map_err(driver("persistent kernel"))?;
             let times = s.clone_dtoh(&trace).map_err(driver("trace copy"))?;
