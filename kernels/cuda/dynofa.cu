@@ -91,6 +91,18 @@ struct HwBlock {
     DYN_INDICES(DYN_HW)
 #undef DYN_HW
 };
+// Named barriers 1 to 15 (dyn_sync) are those of the launch blocks that a persistent block runs at
+// once (its groups).
+#define DYN_MAX_GROUPS 15u
+// The barrier before the current launch, as a persistent block's groups share it (in its shared
+// memory): the arrivals, the count that means the launch before is done everywhere, where to note
+// when group 0 saw it (null: no trace), and the most that each group's thread 0 has seen.
+struct DynBarrier {
+    unsigned* arrived;
+    unsigned long long* noted;
+    unsigned target;
+    unsigned seen[DYN_MAX_GROUPS];
+};
 struct PersistentBlock {
     unsigned index[10];  // in DYN_INDICES' order
 #define DYN_FIELD(name, value) DYN_FIELD_##name,
@@ -100,29 +112,32 @@ struct PersistentBlock {
     __device__ __forceinline__ unsigned name() const { return index[DYN_FIELD_##name]; }
     DYN_INDICES(DYN_GET)
 #undef DYN_GET
-    // Arrivals at the barrier, the count that means the previous launch is done everywhere, the
-    // most that this block has seen, and where to note when it saw it (null: no trace).
-    unsigned* arrived;
-    unsigned target;
-    unsigned* seen;
-    unsigned long long* trace;
+    // Which of the launch blocks that the physical block runs at once this is (its named barrier).
+    unsigned group;
+    DynBarrier* barrier;
 };
 
-// __syncthreads for the launch's block: in dynofa_persistent a named barrier of its dx * dy threads
-// (a multiple of 32: the plan checks), the rest of the physical block being idle.
+// __syncthreads for the launch's block: in dynofa_persistent its group's named barrier (1 + group;
+// 0 is __syncthreads') of its dx * dy threads (a multiple of 32: the plan checks).
 __device__ __forceinline__ void dyn_sync(const HwBlock&) { __syncthreads(); }
 __device__ __forceinline__ void dyn_sync(const PersistentBlock& b) {
 #ifdef __CUDA_ARCH__
-    asm volatile("bar.sync 1, %0;" ::"r"(b.dx() * b.dy()) : "memory");
+    asm volatile("bar.sync %0, %1;" ::"r"(1 + b.group), "r"(b.dx() * b.dy()) : "memory");
 #else
-    dynofa_emu::sync_first(b.dx() * b.dy());
+    dynofa_emu::sync_named(1 + b.group, b.dx() * b.dy());
 #endif
 }
 
 // Shared memory that each block has its own of (the host emulation runs dynofa_persistent's blocks
-// together, each with its own).
+// together, each with its own), and its dynamic shared memory: `name`, dyn_shared_bytes() long.
 #ifndef DYN_BLOCK_SHARED
 #define DYN_BLOCK_SHARED(T, name, n) __shared__ T name[n]
+#define DYN_DYNAMIC_SHARED(T, name) extern __shared__ T name[]
+__device__ __forceinline__ unsigned dyn_shared_bytes() {
+    unsigned n;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(n));
+    return n;
+}
 #endif
 
 // Polls of the persistent barrier before giving up (seconds at any clock): a trap fails the
@@ -145,8 +160,10 @@ __device__ __forceinline__ unsigned long long dyn_now() {
 static inline unsigned long long dyn_now() { return dynofa_emu::now(); }
 #endif
 
-// Thread 0 of a physical block waits until `arrived` reaches `target`, once per target, and notes
-// when in `trace[0]` (if not null). Every other thread reads behind a barrier that follows it.
+// Thread 0 of a group (or of the physical block) waits until `arrived` reaches `target`, once per
+// target (`seen`: its own, so that every thread that lets others read has polled and fenced itself),
+// and notes when in `trace[0]` (if not null). Every other thread reads behind a barrier that
+// follows it.
 __device__ __forceinline__ void dyn_await(volatile unsigned* arrived, unsigned target, unsigned* seen,
                                           unsigned long long* trace) {
     if (*seen >= target) return;
@@ -163,7 +180,10 @@ __device__ __forceinline__ void dyn_await(volatile unsigned* arrived, unsigned t
 // griddepcontrol.wait in a graph, the barrier in dynofa_persistent.
 __device__ __forceinline__ void dyn_wait(const HwBlock&) { DYNOFA_WAIT_PREVIOUS(); }
 __device__ __forceinline__ void dyn_wait(const PersistentBlock& b) {
-    if (b.tx() == 0 && b.ty() == 0) dyn_await(b.arrived, b.target, b.seen, b.trace);
+    if (b.tx() == 0 && b.ty() == 0) {
+        DynBarrier& w = *b.barrier;
+        dyn_await(w.arrived, w.target, &w.seen[b.group], b.group == 0 ? w.noted : nullptr);
+    }
     dyn_sync(b);
 }
 
@@ -1111,10 +1131,14 @@ extern "C" __global__ void __launch_bounds__(MV_THREADS, 2)
 // ------------------------------------------------------------------------------------------------
 // Every launch of a plan in one cooperative launch (GpuOptions::persistent): a block per
 // multiprocessor (all resident, as a cooperative launch guarantees), each running the blocks of
-// launch i with index blockIdx.x, blockIdx.x + gridDim.x, ... as the kernel would (threads past the
-// launch's block idle), then arriving at a barrier across the GPU; launch i + 1's blocks wait for
-// it where a graph's kernel waits for the previous one (dyn_wait: after loading what no launch
-// writes). A barrier is one atomic add per block and a poll, where a graph pays a node.
+// launch i as the kernel would, then arriving at a barrier across the GPU; launch i + 1's blocks
+// wait for it where a graph's kernel waits for the previous one (dyn_wait: after loading what no
+// launch writes). A barrier is one atomic add per block and a poll, where a graph pays a node.
+// A physical block runs several launch blocks at once where their threads and shared memory fit
+// (groups: four of 128 threads, two of 256), as a multiprocessor runs several blocks of a graph's
+// kernel; group g of physical block p runs launch blocks p + g * gridDim.x, then that plus
+// groups * gridDim.x, ..., so that a launch of fewer blocks than multiprocessors still spreads
+// over all of them. Threads past the groups idle.
 
 // One launch, as dynofa_kernels' gpu::persistent_steps writes it: the kernel (its place in
 // DYNOFA_KERNELS), grid and block, then the argument slots as cuLaunchKernel takes their values (8
@@ -1149,54 +1173,68 @@ struct MakeSeq<0, I...> {
     typedef Seq<I...> type;
 };
 
-// Every body's shared memory fits the persistent kernel's.
+// Every body's shared memory fits one group's share of the persistent kernel's (DYN_BODY_SHARED:
+// the engine gives it at least that much).
 __host__ __device__ constexpr unsigned dyn_max(unsigned a, unsigned b) { return a > b ? a : b; }
+__host__ __device__ constexpr unsigned dyn_min(unsigned a, unsigned b) { return a < b ? a : b; }
 #define DYN_SHARED_BYTES                                                                         \
     dyn_max(dyn_max(dyn_max(sizeof(StemBlockShared), sizeof(PwShared<PW_BM, PW_BN, PW_TM>)),   \
                     dyn_max(sizeof(PwShared<PWS_BM, PWS_BN, PWS_TM>),                          \
                             sizeof(PwwShared<PWW_TM, PWW_KC * PWW_WARPS>))),                   \
             dyn_max(dyn_max(sizeof(PwwShared<PWW16_TM, PWW16_KC * PWW_WARPS>), sizeof(DwRegionShared)), \
                     dyn_max(sizeof(ExpandDwShared), sizeof(MatvecShared))))
+static_assert(DYN_SHARED_BYTES <= DYN_BODY_SHARED, "a body's shared memory outgrew DYN_BODY_SHARED");
 
 template <class S, class... A, int... I>
 __device__ __forceinline__ void dyn_call(void (*body)(const PersistentBlock&, S*, A...), const PersistentBlock& b,
-                                         float4* shared,
-                                         const unsigned long long* slot, Seq<I...>) {
-    static_assert(sizeof(S) <= DYN_SHARED_BYTES, "a body's shared memory is left out of DYN_SHARED_BYTES");
-    body(b, reinterpret_cast<S*>(shared), Slot<A>::get(slot[I])...);
-}
-template <class S, class... A>
-__device__ __forceinline__ void dyn_call(void (*body)(const PersistentBlock&, S*, A...), const PersistentBlock& b,
-                                         float4* shared,
-                                         const unsigned long long* slot) {
-    static_assert(sizeof...(A) <= DYN_SLOTS, "more arguments than a DynStep holds");
-    dyn_call(body, b, shared, slot, typename MakeSeq<sizeof...(A)>::type());
+                                         S* shared, const unsigned long long* slot, Seq<I...>) {
+    body(b, shared, Slot<A>::get(slot[I])...);
 }
 
-// Kernel `kernel`'s body for block `b`. An unknown kernel traps (the plan and this list disagree).
-__device__ __forceinline__ void dyn_dispatch(unsigned kernel, const PersistentBlock& b, float4* shared,
-                                             const unsigned long long* slot) {
+// What a launch block does with its kernel's body: learn its shared memory (16-byte words)...
+struct DynWords {
+    unsigned words;
+    template <class S, class... A>
+    __device__ __forceinline__ void operator()(void (*)(const PersistentBlock&, S*, A...)) {
+        words = (unsigned)(sizeof(S) + 15) / 16;
+    }
+};
+// ...and run it.
+struct DynCall {
+    const PersistentBlock& b;
+    float4* shared;
+    const unsigned long long* slot;
+    template <class S, class... A>
+    __device__ __forceinline__ void operator()(void (*body)(const PersistentBlock&, S*, A...)) {
+        static_assert(sizeof...(A) <= DYN_SLOTS, "more arguments than a DynStep holds");
+        dyn_call(body, b, reinterpret_cast<S*>(shared), slot, typename MakeSeq<sizeof...(A)>::type());
+    }
+};
+
+// `op` on kernel `kernel`'s body. An unknown kernel traps (the plan and this list disagree).
+template <class Op>
+__device__ __forceinline__ void dyn_kernel(unsigned kernel, Op& op) {
     switch (kernel) {
     case DYNOFA_KID_dynofa_stem:
-        return dyn_call(stem<PersistentBlock>, b, shared, slot);
+        return op(stem<PersistentBlock>);
     case DYNOFA_KID_dynofa_stem_block:
-        return dyn_call(stem_block<PersistentBlock>, b, shared, slot);
+        return op(stem_block<PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise:
-        return dyn_call(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, PersistentBlock>, b, shared, slot);
+        return op(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_small:
-        return dyn_call(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PersistentBlock>, b, shared, slot);
+        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps:
-        return dyn_call(pointwise_warps<PWW_TM, PWW_KC, PWW_KC * PWW_WARPS, PersistentBlock>, b, shared, slot);
+        return op(pointwise_warps<PWW_TM, PWW_KC, PWW_KC * PWW_WARPS, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps16:
-        return dyn_call(pointwise_warps<PWW16_TM, PWW16_KC, PWW16_KC * PWW_WARPS, PersistentBlock>, b, shared, slot);
+        return op(pointwise_warps<PWW16_TM, PWW16_KC, PWW16_KC * PWW_WARPS, PersistentBlock>);
     case DYNOFA_KID_dynofa_depthwise:
-        return dyn_call(depthwise<PersistentBlock>, b, shared, slot);
+        return op(depthwise<PersistentBlock>);
     case DYNOFA_KID_dynofa_depthwise_region:
-        return dyn_call(depthwise_region_any<PersistentBlock>, b, shared, slot);
+        return op(depthwise_region_any<PersistentBlock>);
     case DYNOFA_KID_dynofa_expand_depthwise:
-        return dyn_call(expand_depthwise_any<PersistentBlock>, b, shared, slot);
+        return op(expand_depthwise_any<PersistentBlock>);
     case DYNOFA_KID_dynofa_matvec:
-        return dyn_call(matvec<PersistentBlock>, b, shared, slot);
+        return op(matvec<PersistentBlock>);
     default:
         __trap();
     }
@@ -1204,45 +1242,59 @@ __device__ __forceinline__ void dyn_dispatch(unsigned kernel, const PersistentBl
 
 // `steps` ([nsteps]) as above; `arrived` ([2], zero at the first launch) counts arrivals and the
 // blocks that finished, and the last block to finish zeroes both for the next launch. Kernels
-// that never wait (the stem) come first only (the plan checks). With `trace` ([nsteps][gridDim.x]
-// [2], else null), each block notes (dyn_now) when it saw launch i - 1 done everywhere (for i = 0:
-// when it started) and when it arrived after launch i (for the last: when it finished it), where
-// the time between launches goes (GpuEngine::persistent_trace).
+// that never wait (the stem) come first only (the plan checks). Dynamic shared memory: at least
+// DYN_BODY_SHARED bytes (the groups share it). With `trace` ([nsteps][gridDim.x][2], else null),
+// each block notes (dyn_now) when it saw launch i - 1 done everywhere (for i = 0: when it started)
+// and when it arrived after launch i (for the last: when it finished it), where the time between
+// launches goes (GpuEngine::persistent_trace).
 extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
     dynofa_persistent(const DynStep* __restrict__ steps, int nsteps, unsigned* arrived, unsigned long long* trace) {
-    DYN_BLOCK_SHARED(float4, shared, (DYN_SHARED_BYTES + 15) / 16);
+    DYN_DYNAMIC_SHARED(float4, shared);
     DYN_BLOCK_SHARED(DynStep, step, 1);
-    // The most arrivals thread 0 has seen (dyn_await).
-    DYN_BLOCK_SHARED(unsigned, seen, 1);
+    DYN_BLOCK_SHARED(DynBarrier, barrier, 1);
     unsigned tid = threadIdx.x, blocks = gridDim.x;
-    if (tid == 0) *seen = 0;
+    if (tid == 0) barrier->arrived = arrived;
+    if (tid < DYN_MAX_GROUPS) barrier->seen[tid] = 0;
     for (int i = 0; i < nsteps; ++i) {
         // The launch's record into shared memory, where every thread reads it.
         __syncthreads();
         const unsigned* src = reinterpret_cast<const unsigned*>(steps + i);
         unsigned* dst = reinterpret_cast<unsigned*>(step);
         for (unsigned e = tid; e < sizeof(DynStep) / 4; e += DYN_THREADS) dst[e] = src[e];
+        unsigned target = (unsigned)i * blocks;
+        unsigned long long* noted = trace ? trace + ((unsigned long long)i * blocks + blockIdx.x) * 2 : nullptr;
+        if (tid == 0) {
+            barrier->target = target;
+            barrier->noted = noted;
+            if (i == 0 && noted) noted[0] = dyn_now();
+        }
         __syncthreads();
         const DynStep& s = *step;
-        unsigned threads = s.dx * s.dy, total = s.gx * s.gy * s.gz, target = (unsigned)i * blocks;
-        unsigned long long* noted = trace ? trace + ((unsigned long long)i * blocks + blockIdx.x) * 2 : nullptr;
-        if (i == 0 && noted && tid == 0) noted[0] = dyn_now();
-        for (unsigned v = blockIdx.x; v < total; v += blocks) {
-            if (tid < threads) {
-                PersistentBlock b{{v % s.gx, v / s.gx % s.gy, v / (s.gx * s.gy), s.gx, s.gy, s.gz, tid % s.dx,
-                                   tid / s.dx, s.dx, s.dy},
-                                  arrived,
-                                  target,
-                                  seen,
-                                  noted};
-                dyn_dispatch(s.kernel, b, shared, s.slot);
+        // This thread's group, and the group's share of the shared memory.
+        DynWords need{0};
+        dyn_kernel(s.kernel, need);
+        const unsigned threads = s.dx * s.dy, total = s.gx * s.gy * s.gz;
+        const unsigned groups = dyn_min(dyn_min(DYN_THREADS / threads, DYN_MAX_GROUPS), dyn_shared_bytes() / 16 / need.words);
+        // Less shared memory than one launch block needs (the engine gives enough).
+        if (groups == 0) __trap();
+        const unsigned group = tid / threads, t = tid % threads;
+        if (group < groups) {
+            for (unsigned v = blockIdx.x + group * blocks; v < total; v += groups * blocks) {
+                PersistentBlock b{{v % s.gx, v / s.gx % s.gy, v / (s.gx * s.gy), s.gx, s.gy, s.gz, t % s.dx, t / s.dx,
+                                   s.dx, s.dy},
+                                  group,
+                                  barrier};
+                DynCall call{b, shared + group * need.words, s.slot};
+                dyn_kernel(s.kernel, call);
+                // The group's next launch block reuses its shared memory.
+                dyn_sync(b);
             }
-            __syncthreads();
         }
+        __syncthreads();
         if (tid == 0) {
             // Not before every block arrived for the launch before (a block without work in this
             // one has not waited yet): an early arrival would count towards the wrong launch.
-            dyn_await(arrived, target, seen, noted);
+            dyn_await(arrived, target, &barrier->seen[0], noted);
             if (noted) noted[1] = dyn_now();
             if (i + 1 < nsteps) {
                 __threadfence();
@@ -1256,6 +1308,7 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
     }
 }
 
+// ------------------------------------------------------------------------------------------------
 // Measurement only (GpuEngine::grid_barrier; gpu::GRID_BARRIER), not part of any plan: `rounds`
 // barriers across the whole grid, which a cooperative launch keeps resident. Thread 0 of a block
 // arrives by adding 1 to count[0] (zero at launch) and waits until every block has arrived for the

@@ -4,8 +4,8 @@
 //
 // - every thread of a block runs as a fiber (ucontext) with its own stack and registers;
 // - __syncthreads switches to the next fiber; a barrier opens only after all of the block's threads
-//   reached it (sync_first(n), dyn_sync's named barrier: its first n threads), so a read after a
-//   barrier sees every write before it;
+//   reached it (sync_named(id, n), dyn_sync's named barrier: n of them), so a read after a barrier
+//   sees every write before it;
 // - __shared__ is a static array (one block runs at a time), blockIdx/threadIdx/... are globals set by
 //   the scheduler before a fiber resumes;
 // - a barrier that only some threads reach (undefined on a GPU) fails the launch;
@@ -14,8 +14,8 @@
 //   A test runs each to check that no result depends on the order: a read of shared memory that
 //   misses its barrier sees another value in one of the two thread orders;
 // - dynofa_persistent, a cooperative launch, runs its blocks together (each with its own
-//   DYN_BLOCK_SHARED memory): a poll (DYN_SPIN_PAUSE) lets the other fibers run, and a launch in
-//   which no fiber can go on fails, as one that would hang a GPU.
+//   DYN_BLOCK_SHARED and DYN_DYNAMIC_SHARED memory): a poll (DYN_SPIN_PAUSE) lets the other fibers
+//   run, and a launch in which no fiber can go on fails, as one that would hang a GPU.
 //
 // A translation unit includes this header, then the kernel source (dynofa_kernels::gpu::source()),
 // then writes DYNOFA_EMU_ENTRY, which defines the C entry points dynofa_emu_launch and
@@ -74,6 +74,10 @@ static ucontext_t scheduler;
 static std::size_t current;
 static std::function<void()> body;
 static bool reverse, reverse_threads;
+// The launch's dynamic shared memory per block (bytes).
+static std::size_t dynamic_shared;
+// Barrier ids: __syncthreads' 0 and bar.sync's 1 to 15.
+constexpr unsigned BARRIERS = 16;
 
 static void trampoline() {
     body();
@@ -111,7 +115,7 @@ static bool run_blocks(std::size_t blocks, std::size_t threads) {
             progress |= !(spinning && fiber.wait == Wait::Spin);
         }
         for (std::size_t b = 0; b < blocks; ++b) {
-            for (unsigned id = 0; id < 2; ++id) {
+            for (unsigned id = 0; id < BARRIERS; ++id) {
                 std::size_t at = 0, count = 0;
                 for (std::size_t t = 0; t < threads; ++t) {
                     const Fiber& fiber = fibers[b * threads + t];
@@ -139,11 +143,12 @@ static void call(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
     kernel(*static_cast<A*>(args[I])...);
 }
 
-// Launches `kernel` with cuLaunchKernel's argument convention (an array of pointers to the values):
-// one block after another, or with `together` every block at once (a cooperative launch, whose
-// blocks wait for each other; its shared memory is DYN_BLOCK_SHARED, one per block).
+// Launches `kernel` with cuLaunchKernel's argument convention (an array of pointers to the values)
+// and `shared` bytes of dynamic shared memory: one block after another, or with `together` every
+// block at once (a cooperative launch, whose blocks wait for each other; its shared memory is
+// DYN_BLOCK_SHARED and DYN_DYNAMIC_SHARED, one per block).
 template <class... A>
-static int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args, bool together) {
+static int launch(void (*kernel)(A...), dim3 grid, dim3 block, std::size_t shared, void** args, bool together) {
     std::size_t threads = std::size_t(block.x) * block.y * block.z;
     if (threads == 0 || threads > 1024) return -3;
     std::size_t blocks = std::size_t(grid.x) * grid.y * grid.z, group = together ? blocks : 1;
@@ -156,6 +161,7 @@ static int launch(void (*kernel)(A...), dim3 grid, dim3 block, void** args, bool
     }
     gridDim = grid;
     blockDim = block;
+    dynamic_shared = shared;
     body = [&] { call(kernel, args, std::index_sequence_for<A...>{}); };
     auto index = [&](std::size_t b) {
         return dim3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (std::size_t(grid.x) * grid.y))};
@@ -185,8 +191,11 @@ static inline unsigned long long now() {
     return ++ticks;
 }
 
-// The named barrier of the first `n` threads of a block (dyn_sync in dynofa_persistent).
-static inline void sync_first(unsigned n) { yield(Wait::Barrier, 1, n); }
+// Named barrier `id` (1 to 15) of `n` threads of a block (dyn_sync in dynofa_persistent).
+static inline void sync_named(unsigned id, unsigned n) {
+    if (id == 0 || id >= BARRIERS) std::abort();
+    yield(Wait::Barrier, id, n);
+}
 
 // The current block's `n` elements of a DYN_BLOCK_SHARED array.
 template <class T>
@@ -224,21 +233,23 @@ static inline void __trap() { std::abort(); }
 #define DYN_BLOCK_SHARED(T, name, n)                          \
     static std::vector<std::vector<T>> name##_per_block;      \
     T* name = dynofa_emu::block_array(name##_per_block, (n))
+#define DYN_DYNAMIC_SHARED(T, name) DYN_BLOCK_SHARED(T, name, dynofa_emu::dynamic_shared / sizeof(T))
+static inline unsigned dyn_shared_bytes() { return unsigned(dynofa_emu::dynamic_shared); }
 
 // The C entry point: 0 on success, -1 for an unknown kernel, -2 for a divergent barrier, -3 for a
 // block size a GPU refuses. DYNOFA_KERNELS(X) (defined by gpu::source()) lists the kernels.
 #define DYNOFA_EMU_DISPATCH(k) \
-    if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, args, false);
+    if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, shared, args, false);
 #define DYNOFA_EMU_ENTRY                                                                               \
     extern "C" void dynofa_emu_reverse(int mode) {                                                      \
         dynofa_emu::reverse = (mode & 1) != 0;                                                         \
         dynofa_emu::reverse_threads = (mode & 2) != 0;                                                 \
     }                                                                                                  \
     extern "C" int dynofa_emu_launch(const char* name, const unsigned* grid_dim, const unsigned* block_dim, \
-                                     void** args) {                                                    \
+                                     unsigned shared, void** args) {                                   \
         dim3 grid{grid_dim[0], grid_dim[1], grid_dim[2]}, block{block_dim[0], block_dim[1], block_dim[2]}; \
         DYNOFA_KERNELS(DYNOFA_EMU_DISPATCH)                                                            \
         if (std::strcmp(name, "dynofa_persistent") == 0)                                               \
-            return dynofa_emu::launch(dynofa_persistent, grid, block, args, true);                     \
+            return dynofa_emu::launch(dynofa_persistent, grid, block, shared, args, true);             \
         return -1;                                                                                     \
     }

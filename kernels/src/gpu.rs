@@ -29,6 +29,22 @@ pub const PERSISTENT: &str = "dynofa_persistent";
 /// Threads of each of [`PERSISTENT`]'s blocks: the largest block of any launch (the warps
 /// kernels' 16 warps).
 pub const PERSISTENT_THREADS: u32 = 32 * PWW_WARPS as u32;
+/// Shared memory that one launch block of [`PERSISTENT`] may use (bytes): the static limit that a
+/// graph's kernels have, which every kernel's fits (the source checks).
+pub const PERSISTENT_BODY_SHARED: u32 = 48 * 1024;
+/// Dynamic shared memory that [`PERSISTENT`] asks for (bytes): room for two launch blocks of 256
+/// threads with the most shared memory, or four of 128 threads (pointwise tiles); a block runs as
+/// many of a launch's blocks at once as fit its threads and this.
+pub const PERSISTENT_SHARED: u32 = 2 * PERSISTENT_BODY_SHARED;
+
+/// The dynamic shared memory to launch [`PERSISTENT`] with on a GPU that allows a block `opt_in`
+/// bytes (`CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN`), of which the kernel's static
+/// shared memory takes `static_bytes`: [`PERSISTENT_SHARED`] or what is left, `None` if that is
+/// less than [`PERSISTENT_BODY_SHARED`].
+pub fn persistent_shared(opt_in: u32, static_bytes: u32) -> Option<u32> {
+    let left = opt_in.saturating_sub(static_bytes).min(PERSISTENT_SHARED);
+    (left >= PERSISTENT_BODY_SHARED).then_some(left)
+}
 /// Argument slots of a [`PERSISTENT`] step: the most arguments of any kernel.
 const PERSISTENT_SLOTS: usize = 20;
 /// 8-byte words of a [`PERSISTENT`] step: the kernel, grid and block (8 `u32`), then the slots.
@@ -329,6 +345,7 @@ pub fn source() -> String {
         ("PWW16_KC", PWW16.kc as u32),
         ("DYN_SLOTS", PERSISTENT_SLOTS as u32),
         ("DYN_THREADS", PERSISTENT_THREADS),
+        ("DYN_BODY_SHARED", PERSISTENT_BODY_SHARED),
     ] {
         writeln!(s, "#define {name} {v}").expect("writing to a String");
     }
@@ -1162,6 +1179,18 @@ fn matvec(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_persistent_kernel_asks_for_what_the_gpu_allows() {
+        // An H100 and an Orin allow 227 and 163 KiB: two 48 KiB launch blocks.
+        assert_eq!(persistent_shared(227 * 1024, 300), Some(PERSISTENT_SHARED));
+        assert_eq!(persistent_shared(163 * 1024, 300), Some(PERSISTENT_SHARED));
+        // A Xavier allows 96 KiB, the kernel's own shared memory included.
+        assert_eq!(persistent_shared(96 * 1024, 300), Some(96 * 1024 - 300));
+        // Less than one launch block's.
+        assert_eq!(persistent_shared(PERSISTENT_BODY_SHARED, 300), None);
+        assert_eq!(persistent_shared(100, 300), None);
+    }
 
     #[test]
     fn every_plan_suits_the_persistent_kernel() {

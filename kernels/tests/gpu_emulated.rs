@@ -10,12 +10,12 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use dynofa_kernels::gpu::{
-    Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_THREADS, Target, bn_image,
-    persistent_spans, persistent_steps, source,
+    Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED, PERSISTENT_SHARED,
+    PERSISTENT_THREADS, Target, bn_image, persistent_shared, persistent_spans, persistent_steps, source,
 };
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
-type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, *const *mut c_void) -> c_int;
+type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, u32, *const *mut c_void) -> c_int;
 type ReverseFn = unsafe extern "C" fn(c_int);
 
 /// The emulator's entry points.
@@ -84,11 +84,11 @@ enum Pick {
 const OTHERS: [Kernel; 2] = [Kernel::ExpandDepthwise, Kernel::PointwiseWarps16];
 
 /// How a plan runs: launch by launch (a graph's nodes), or every launch in one cooperative launch
-/// of `blocks` blocks (the persistent kernel).
+/// of `blocks` blocks with `shared` bytes of dynamic shared memory (the persistent kernel).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Driver {
     Launches,
-    Persistent { blocks: u32 },
+    Persistent { blocks: u32, shared: u32 },
 }
 
 /// Run `cfg`'s plan for `target` on `input`; the logits and the plan's launches.
@@ -96,13 +96,14 @@ fn run(emu: &Emulator, g: &goldens::Golden, target: Target) -> (Vec<f32>, Vec<La
     run_picked(emu, g, target, Pick::First, Driver::Launches)
 }
 
-/// Launch `kernel` in the emulator with these argument slots.
-fn launch(emu: &Emulator, kernel: &str, grid: [u32; 3], block: [u32; 3], mut slots: Vec<u64>) -> c_int {
+/// Launch `kernel` in the emulator with `shared` bytes of dynamic shared memory and these argument
+/// slots.
+fn launch(emu: &Emulator, kernel: &str, grid: [u32; 3], block: [u32; 3], shared: u32, mut slots: Vec<u64>) -> c_int {
     let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
     let name = CString::new(kernel).unwrap();
     // SAFETY: the callers' slots follow the kernel's signature, their pointers into buffers that
     // outlive the call (gpu::tests checks that every plan's lie inside them).
-    unsafe { (emu.launch)(name.as_ptr(), grid.as_ptr(), block.as_ptr(), params.as_ptr()) }
+    unsafe { (emu.launch)(name.as_ptr(), grid.as_ptr(), block.as_ptr(), shared, params.as_ptr()) }
 }
 
 /// [`run`] with each step's alternative picked by `pick`, driven by `driver`.
@@ -139,17 +140,17 @@ fn run_picked(
     match driver {
         Driver::Launches => {
             for l in &plan {
-                let rc = launch(emu, l.kernel.name(), l.grid, l.block, l.slots(base));
+                let rc = launch(emu, l.kernel.name(), l.grid, l.block, 0, l.slots(base));
                 assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
             }
         }
-        Driver::Persistent { blocks } => {
+        Driver::Persistent { blocks, shared } => {
             let table = persistent_steps(&plan, base);
             let mut arrived = [0u32; 2];
             let mut trace = vec![0u64; plan.len() * blocks as usize * 2];
             let slots = [table.as_ptr(), plan.len() as _, arrived.as_mut_ptr() as _, trace.as_mut_ptr() as _];
-            let rc =
-                launch(emu, PERSISTENT, [blocks, 1, 1], [PERSISTENT_THREADS, 1, 1], slots.map(|p| p as u64).into());
+            let (grid, block) = ([blocks, 1, 1], [PERSISTENT_THREADS, 1, 1]);
+            let rc = launch(emu, PERSISTENT, grid, block, shared, slots.map(|p| p as u64).into());
             assert_eq!(rc, 0, "{}: the persistent kernel on {blocks} blocks failed ({rc})", g.name);
             assert_eq!(arrived, [0, 0], "{}: the persistent kernel left its barrier's counters set", g.name);
             check_trace(&trace, plan.len(), blocks as usize);
@@ -322,19 +323,26 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
     // The H100's plan (the fused stem, both warps kernels with 512-thread blocks beside 256- and
     // 128-thread ones, region tiles), the fused expansion; a Xavier NX's plan without them (k
     // split over blocks: tickets across the persistent blocks). Blocks: more launch blocks than
-    // persistent ones, and one persistent block running them all.
+    // persistent ones, and one persistent block running them all. Shared memory: what the engine
+    // asks for (four 128-thread or two 256-thread launch blocks at once in each persistent one), a
+    // Xavier's (the same), and one launch block's (four 128-thread ones, else one at a time).
+    let xavier = persistent_shared(96 * 1024, 300).unwrap();
     let runs = [
-        (case("w12_min"), Target::new(132), Pick::First, 3),
-        (case("w12_min"), Target::new(132), Pick::Others, 2),
-        (case("w10_mid_bn"), old, Pick::First, 3),
-        (case("w10_min"), Target::new(132), Pick::First, 1),
+        (case("w12_min"), Target::new(132), Pick::First, 3, PERSISTENT_SHARED),
+        (case("w12_min"), Target::new(132), Pick::Others, 2, PERSISTENT_BODY_SHARED),
+        (case("w10_mid_bn"), old, Pick::First, 3, xavier),
+        (case("w10_min"), Target::new(132), Pick::First, 1, PERSISTENT_SHARED),
     ];
     let mut kernels = Vec::new();
-    for (g, target, pick, blocks) in runs {
+    for (g, target, pick, blocks, shared) in runs {
         let (launches, plan) = run_picked(&emu, g, target, pick, Driver::Launches);
-        let (persistent, _) = run_picked(&emu, g, target, pick, Driver::Persistent { blocks });
+        let (persistent, _) = run_picked(&emu, g, target, pick, Driver::Persistent { blocks, shared });
         let differ = launches.iter().zip(&persistent).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
-        println!("{} ({target:?}, {pick:?}, {blocks} blocks): {} launches, {differ} logits differ", g.name, plan.len());
+        println!(
+            "{} ({target:?}, {pick:?}, {blocks} blocks, {shared} B): {} launches, {differ} logits differ",
+            g.name,
+            plan.len()
+        );
         assert_eq!(differ, 0, "{}: the persistent kernel's logits differ from the launches'", g.name);
         kernels.extend(plan.iter().map(|l| l.kernel));
     }
@@ -343,11 +351,18 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
     }
     // The order of blocks and threads (each barrier, each arrival).
     let g = case("w12_min");
-    let (forward, _) = run_picked(&emu, g, Target::new(132), Pick::First, Driver::Persistent { blocks: 3 });
+    let (forward, _) =
+        run_picked(&emu, g, Target::new(132), Pick::First, Driver::Persistent { blocks: 3, shared: PERSISTENT_SHARED });
     for mode in [1, 2] {
         // SAFETY: sets a flag of the emulator.
         unsafe { (emu.reverse)(mode) };
-        let (reverse, _) = run_picked(&emu, g, Target::new(132), Pick::First, Driver::Persistent { blocks: 3 });
+        let (reverse, _) = run_picked(
+            &emu,
+            g,
+            Target::new(132),
+            Pick::First,
+            Driver::Persistent { blocks: 3, shared: PERSISTENT_SHARED },
+        );
         // SAFETY: as above.
         unsafe { (emu.reverse)(0) };
         assert!(

@@ -13,8 +13,8 @@ use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
 use dynofa_kernels::gpu::{
-    Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_THREADS, PersistentSpan, Step, Target,
-    bn_image, persistent_spans, persistent_steps, source,
+    Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED, PERSISTENT_THREADS,
+    PersistentSpan, Step, Target, bn_image, persistent_shared, persistent_spans, persistent_steps, source,
 };
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
@@ -131,16 +131,36 @@ struct Captured {
     _table: Option<CudaSlice<u64>>,
 }
 
-/// The persistent kernel ([`PERSISTENT`]) and its barrier's two counters (zero between launches).
+/// The persistent kernel ([`PERSISTENT`]), the dynamic shared memory it is launched with, and its
+/// barrier's two counters (zero between launches).
 struct Persistent {
     function: CudaFunction,
+    shared: u32,
     arrived: CudaSlice<u32>,
 }
 
 impl Persistent {
     fn load(module: &Arc<CudaModule>, stream: &Arc<CudaStream>) -> Result<Self, GpuError> {
+        use sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+        let function = module.load_function(PERSISTENT).map_err(driver("kernel lookup"))?;
+        let opt_in = stream
+            .context()
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .map_err(driver("shared memory query"))?;
+        let own = function.shared_size_bytes().map_err(driver("kernel attribute query"))?;
+        let shared = persistent_shared(opt_in as u32, own as u32).ok_or_else(|| GpuError::Driver {
+            what: "persistent kernel setup",
+            error: format!(
+                "a block may have {opt_in} bytes of shared memory here, {own} of them the kernel's own; it needs \
+                 {PERSISTENT_BODY_SHARED} more: run without the persistent kernel"
+            ),
+        })?;
+        function
+            .set_attribute(CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
+            .map_err(driver("kernel attribute"))?;
         Ok(Persistent {
-            function: module.load_function(PERSISTENT).map_err(driver("kernel lookup"))?,
+            function,
+            shared,
             arrived: stream.alloc_zeros::<u32>(2).map_err(driver("work buffer allocation"))?,
         })
     }
@@ -680,7 +700,7 @@ impl GpuEngine {
                     let f = &self.functions[l.kernel.id() as usize];
                     let mut slots = l.slots(base);
                     for _ in 0..repeat {
-                        let how = Launched { programmatic: programmatic && !first, cooperative: false };
+                        let how = Launched { programmatic: programmatic && !first, cooperative: false, shared: 0 };
                         // SAFETY: the slots follow the kernel's signature (gpu::Launch) and every
                         // pointer lies in a buffer that this engine keeps alive as long as any graph
                         // (gpu::tests checks the plans).
@@ -731,7 +751,7 @@ impl GpuEngine {
         let s = &self.stream;
         let trace = trace.map_or(0, |t| t.device_ptr(s).0);
         let mut slots = [table.device_ptr(s).0, launches as u64, kernel.arrived.device_ptr(s).0, trace];
-        let how = Launched { programmatic: false, cooperative: true };
+        let how = Launched { programmatic: false, cooperative: true, shared: kernel.shared };
         let (grid, block) = ([self.target.sms as u32, 1, 1], [PERSISTENT_THREADS, 1, 1]);
         // SAFETY: the slots follow dynofa_persistent's signature (its table, an int in the slot's
         // first bytes, its counters, its trace or null); the caller vouches for the buffers; a
@@ -828,7 +848,7 @@ impl GpuEngine {
                 s.memset_zeros(&mut count).map_err(driver("memset"))?;
                 let mut slots = [count.device_ptr(s).0, rounds as u64];
                 let launch = || {
-                    let how = Launched { programmatic: false, cooperative: true };
+                    let how = Launched { programmatic: false, cooperative: true, shared: 0 };
                     // SAFETY: the slots follow the kernel's signature (a counter pointer, an int
                     // read from the slot's first bytes), `count` outlives the synchronisation in
                     // timed_ms, and the grid (one 32-thread block per multiprocessor) fits the
@@ -982,6 +1002,8 @@ struct Launched {
     programmatic: bool,
     /// Cooperatively: every block resident at once, or the launch fails.
     cooperative: bool,
+    /// Dynamic shared memory per block (bytes).
+    shared: u32,
 }
 
 /// Launch `f` on `stream` with `grid`, `block` and the argument `slots` (cuLaunchKernel's values),
@@ -1030,7 +1052,7 @@ unsafe fn launch(
             blockDimX: bx,
             blockDimY: by,
             blockDimZ: bz,
-            sharedMemBytes: 0,
+            sharedMemBytes: how.shared,
             hStream: stream.cu_stream(),
             attrs: attrs.as_mut_ptr(),
             numAttrs: attrs.len() as u32,
@@ -1054,7 +1076,7 @@ unsafe fn launch(
                 bx,
                 by,
                 bz,
-                0,
+                how.shared,
                 stream.cu_stream(),
                 params.as_mut_ptr(),
             )
@@ -1067,7 +1089,7 @@ unsafe fn launch(
             f.cu_function(),
             (gx, gy, gz),
             (bx, by, bz),
-            0,
+            how.shared,
             stream.cu_stream(),
             &mut params,
         )
