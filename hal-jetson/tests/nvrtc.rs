@@ -44,7 +44,7 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
 
 /// A stack frame or register spills would put the GEMM tiles in local memory (a tile loop left
 /// rolled did that once): ptxas (run by NVRTC for a real GPU target) reports neither for any kernel
-/// of the plans on Orin (sm_87) and H100/H200 (sm_90), and a few hundred bytes at most for the
+/// of the plans on Orin (sm_87) and H100/H200 (sm_90), and about a kilobyte at most for the
 /// persistent kernel.
 #[cfg(feature = "cuda")]
 #[test]
@@ -85,9 +85,10 @@ fn no_kernel_keeps_registers_in_local_memory() {
             assert_eq!(bytes.len(), 3, "sm_{cc} {name}: {}", facts[0]);
             // The persistent kernel holds every kernel's registers in 128 per thread (512-thread
             // blocks): ptxas spills a few there (a frame of about 90 bytes, 200 to 250 bytes stored
-            // and 330 to 570 loaded on sm_87 and sm_90 at first); a register tile in local memory
-            // would be kilobytes.
-            let most = if name == PERSISTENT { 1024 } else { 0 };
+            // and 330 to 570 loaded on sm_87 and sm_90 at first; with its groups and its table in
+            // shared memory, about 130 / 260 / 1,100); a register tile in local memory would be
+            // kilobytes (a loop per kernel for the groups made a 1.6 KB frame and 7 KB of loads).
+            let most = if name == PERSISTENT { 1536 } else { 0 };
             assert!(bytes.iter().all(|&b| b <= most), "sm_{cc} {name}: {} (at most {most} bytes)", facts[0]);
         }
     }

@@ -94,13 +94,12 @@ struct HwBlock {
 // Named barriers 1 to 15 (dyn_sync) are those of the launch blocks that a persistent block runs at
 // once (its groups).
 #define DYN_MAX_GROUPS 15u
-// The barrier before the current launch, as a persistent block's groups share it (in its shared
-// memory): the arrivals, the count that means the launch before is done everywhere, where to note
-// when group 0 saw it (null: no trace), and the most that each group's thread 0 has seen.
+// The barrier between launches, as a persistent block's groups share it (in its shared memory):
+// the arrivals, the trace (null: none; group 0 notes in it), and the most arrivals that each
+// group's thread 0 has seen.
 struct DynBarrier {
     unsigned* arrived;
-    unsigned long long* noted;
-    unsigned target;
+    unsigned long long* trace;
     unsigned seen[DYN_MAX_GROUPS];
 };
 struct PersistentBlock {
@@ -112,8 +111,9 @@ struct PersistentBlock {
     __device__ __forceinline__ unsigned name() const { return index[DYN_FIELD_##name]; }
     DYN_INDICES(DYN_GET)
 #undef DYN_GET
-    // Which of the launch blocks that the physical block runs at once this is (its named barrier).
-    unsigned group;
+    // Which of the launch blocks that the physical block runs at once this is (its named barrier),
+    // and the arrivals that mean the launch before is done everywhere.
+    unsigned group, target;
     DynBarrier* barrier;
 };
 
@@ -182,7 +182,8 @@ __device__ __forceinline__ void dyn_wait(const HwBlock&) { DYNOFA_WAIT_PREVIOUS(
 __device__ __forceinline__ void dyn_wait(const PersistentBlock& b) {
     if (b.tx() == 0 && b.ty() == 0) {
         DynBarrier& w = *b.barrier;
-        dyn_await(w.arrived, w.target, &w.seen[b.group], b.group == 0 ? w.noted : nullptr);
+        unsigned long long* noted = b.group == 0 && w.trace ? w.trace + (b.target + blockIdx.x) * 2ull : nullptr;
+        dyn_await(w.arrived, b.target, &w.seen[b.group], noted);
     }
     dyn_sync(b);
 }
@@ -1242,39 +1243,39 @@ __device__ __forceinline__ void dyn_kernel(unsigned kernel, Op& op) {
 
 // `steps` ([nsteps]) as above; `arrived` ([2], zero at the first launch) counts arrivals and the
 // blocks that finished, and the last block to finish zeroes both for the next launch. Kernels
-// that never wait (the stem) come first only (the plan checks). Dynamic shared memory: at least
-// DYN_BODY_SHARED bytes (the groups share it). With `trace` ([nsteps][gridDim.x][2], else null),
-// each block notes (dyn_now) when it saw launch i - 1 done everywhere (for i = 0: when it started)
-// and when it arrived after launch i (for the last: when it finished it), where the time between
-// launches goes (GpuEngine::persistent_trace).
+// that never wait (the stem) come first only (the plan checks), and at most DYN_MAX_STEPS: the
+// table is read once into shared memory, where a launch's record is then a shared load rather
+// than a round trip to L2. Dynamic shared memory: at least DYN_BODY_SHARED bytes, which the groups
+// share. With `trace` ([nsteps][gridDim.x][2], else null), each block notes (dyn_now) when it saw
+// launch i - 1 done everywhere (for i = 0: when it started) and when it arrived after launch i (for
+// the last: when it finished it), where the time between launches goes
+// (GpuEngine::persistent_trace).
 extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
     dynofa_persistent(const DynStep* __restrict__ steps, int nsteps, unsigned* arrived, unsigned long long* trace) {
-    DYN_DYNAMIC_SHARED(float4, shared);
-    DYN_BLOCK_SHARED(DynStep, step, 1);
+    DYN_DYNAMIC_SHARED(float4, room);
+    DYN_BLOCK_SHARED(DynStep, table, DYN_MAX_STEPS);
     DYN_BLOCK_SHARED(DynBarrier, barrier, 1);
-    unsigned tid = threadIdx.x, blocks = gridDim.x;
-    if (tid == 0) barrier->arrived = arrived;
+    const unsigned tid = threadIdx.x, blocks = gridDim.x, room_bytes = dyn_shared_bytes();
+    // A longer table than the kernel holds (the engine refuses such plans).
+    if (nsteps > DYN_MAX_STEPS) __trap();
+    const unsigned long long* src = reinterpret_cast<const unsigned long long*>(steps);
+    unsigned long long* dst = reinterpret_cast<unsigned long long*>(table);
+    for (unsigned e = tid; e < nsteps * (sizeof(DynStep) / 8); e += DYN_THREADS) dst[e] = src[e];
+    if (tid == 0) {
+        barrier->arrived = arrived;
+        barrier->trace = trace;
+        if (trace) trace[blockIdx.x * 2] = dyn_now();
+    }
     if (tid < DYN_MAX_GROUPS) barrier->seen[tid] = 0;
+    __syncthreads();
     for (int i = 0; i < nsteps; ++i) {
-        // The launch's record into shared memory, where every thread reads it.
-        __syncthreads();
-        const unsigned* src = reinterpret_cast<const unsigned*>(steps + i);
-        unsigned* dst = reinterpret_cast<unsigned*>(step);
-        for (unsigned e = tid; e < sizeof(DynStep) / 4; e += DYN_THREADS) dst[e] = src[e];
-        unsigned target = (unsigned)i * blocks;
-        unsigned long long* noted = trace ? trace + ((unsigned long long)i * blocks + blockIdx.x) * 2 : nullptr;
-        if (tid == 0) {
-            barrier->target = target;
-            barrier->noted = noted;
-            if (i == 0 && noted) noted[0] = dyn_now();
-        }
-        __syncthreads();
-        const DynStep& s = *step;
-        // This thread's group, and the group's share of the shared memory.
+        const DynStep& s = table[i];
+        const unsigned target = (unsigned)i * blocks;
+        // This thread's group, and the group's share of the room.
         DynWords need{0};
         dyn_kernel(s.kernel, need);
         const unsigned threads = s.dx * s.dy, total = s.gx * s.gy * s.gz;
-        const unsigned groups = dyn_min(dyn_min(DYN_THREADS / threads, DYN_MAX_GROUPS), dyn_shared_bytes() / 16 / need.words);
+        const unsigned groups = dyn_min(dyn_min(DYN_THREADS / threads, DYN_MAX_GROUPS), room_bytes / 16 / need.words);
         // Less shared memory than one launch block needs (the engine gives enough).
         if (groups == 0) __trap();
         const unsigned group = tid / threads, t = tid % threads;
@@ -1283,17 +1284,21 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
                 PersistentBlock b{{v % s.gx, v / s.gx % s.gy, v / (s.gx * s.gy), s.gx, s.gy, s.gz, t % s.dx, t / s.dx,
                                    s.dx, s.dy},
                                   group,
+                                  target,
                                   barrier};
-                DynCall call{b, shared + group * need.words, s.slot};
+                DynCall call{b, room + group * need.words, s.slot};
                 dyn_kernel(s.kernel, call);
                 // The group's next launch block reuses its shared memory.
                 dyn_sync(b);
             }
         }
+        // Every group done before the block arrives (the others go on to the next launch, whose
+        // reads wait for the barrier).
         __syncthreads();
         if (tid == 0) {
             // Not before every block arrived for the launch before (a block without work in this
             // one has not waited yet): an early arrival would count towards the wrong launch.
+            unsigned long long* noted = trace ? trace + (target + blockIdx.x) * 2ull : nullptr;
             dyn_await(arrived, target, &barrier->seen[0], noted);
             if (noted) noted[1] = dyn_now();
             if (i + 1 < nsteps) {

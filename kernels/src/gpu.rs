@@ -36,14 +36,18 @@ pub const PERSISTENT_BODY_SHARED: u32 = 48 * 1024;
 /// threads with the most shared memory, or four of 128 threads (pointwise tiles); a block runs as
 /// many of a launch's blocks at once as fit its threads and this.
 pub const PERSISTENT_SHARED: u32 = 2 * PERSISTENT_BODY_SHARED;
+/// The most launches that [`PERSISTENT`] runs: its table is copied into shared memory (static, 192
+/// bytes a launch), where a launch's record is then a shared load rather than a round trip to L2.
+/// The longest plan of any sub-network has 90 (tested).
+pub const PERSISTENT_MAX_LAUNCHES: usize = 96;
 
-/// The dynamic shared memory to launch [`PERSISTENT`] with on a GPU that allows a block `opt_in`
-/// bytes (`CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN`), of which the kernel's static
-/// shared memory takes `static_bytes`: [`PERSISTENT_SHARED`] or what is left, `None` if that is
-/// less than [`PERSISTENT_BODY_SHARED`].
-pub fn persistent_shared(opt_in: u32, static_bytes: u32) -> Option<u32> {
-    let left = opt_in.saturating_sub(static_bytes).min(PERSISTENT_SHARED);
-    (left >= PERSISTENT_BODY_SHARED).then_some(left)
+/// The dynamic shared memory to launch [`PERSISTENT`] with where a block may have `available`
+/// bytes of it (the GPU's `CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN` less the
+/// kernel's static shared memory): [`PERSISTENT_SHARED`] or what there is; `None` if that is less
+/// than [`PERSISTENT_BODY_SHARED`].
+pub fn persistent_shared(available: u32) -> Option<u32> {
+    let room = available.min(PERSISTENT_SHARED);
+    (room >= PERSISTENT_BODY_SHARED).then_some(room)
 }
 /// Argument slots of a [`PERSISTENT`] step: the most arguments of any kernel.
 const PERSISTENT_SLOTS: usize = 20;
@@ -346,6 +350,7 @@ pub fn source() -> String {
         ("DYN_SLOTS", PERSISTENT_SLOTS as u32),
         ("DYN_THREADS", PERSISTENT_THREADS),
         ("DYN_BODY_SHARED", PERSISTENT_BODY_SHARED),
+        ("DYN_MAX_STEPS", PERSISTENT_MAX_LAUNCHES as u32),
     ] {
         writeln!(s, "#define {name} {v}").expect("writing to a String");
     }
@@ -555,8 +560,10 @@ impl Launch {
 /// If a launch does not suit the persistent kernel, which the plans never make (tested): a block
 /// of more than [`PERSISTENT_THREADS`] threads, of a number not a multiple of 32 (its barrier),
 /// or not flat in z; more arguments than the slots; a kernel that never waits for the launch
-/// before it ([`Kernel::Stem`], [`Kernel::StemBlock`]) past the first launch.
+/// before it ([`Kernel::Stem`], [`Kernel::StemBlock`]) past the first launch; more than
+/// [`PERSISTENT_MAX_LAUNCHES`] launches.
 pub fn persistent_steps(plan: &[Launch], base: impl Fn(Buffer) -> u64) -> Vec<u64> {
+    assert!(plan.len() <= PERSISTENT_MAX_LAUNCHES, "{} launches", plan.len());
     let mut table = Vec::with_capacity(plan.len() * PERSISTENT_STEP_WORDS);
     for (i, l) in plan.iter().enumerate() {
         let threads = l.block[0] * l.block[1];
@@ -1182,14 +1189,14 @@ mod tests {
 
     #[test]
     fn the_persistent_kernel_asks_for_what_the_gpu_allows() {
-        // An H100 and an Orin allow 227 and 163 KiB: two 48 KiB launch blocks.
-        assert_eq!(persistent_shared(227 * 1024, 300), Some(PERSISTENT_SHARED));
-        assert_eq!(persistent_shared(163 * 1024, 300), Some(PERSISTENT_SHARED));
-        // A Xavier allows 96 KiB, the kernel's own shared memory included.
-        assert_eq!(persistent_shared(96 * 1024, 300), Some(96 * 1024 - 300));
+        // An H100 and an Orin allow 227 and 163 KiB less the kernel's own: two 48 KiB launch blocks.
+        assert_eq!(persistent_shared(227 * 1024 - 22_000), Some(PERSISTENT_SHARED));
+        assert_eq!(persistent_shared(163 * 1024 - 22_000), Some(PERSISTENT_SHARED));
+        // A Xavier allows 96 KiB, the kernel's own included: what is left.
+        assert_eq!(persistent_shared(96 * 1024 - 22_000), Some(96 * 1024 - 22_000));
         // Less than one launch block's.
-        assert_eq!(persistent_shared(PERSISTENT_BODY_SHARED, 300), None);
-        assert_eq!(persistent_shared(100, 300), None);
+        assert_eq!(persistent_shared(PERSISTENT_BODY_SHARED), Some(PERSISTENT_BODY_SHARED));
+        assert_eq!(persistent_shared(PERSISTENT_BODY_SHARED - 1), None);
     }
 
     #[test]
@@ -1229,6 +1236,26 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_plan_fits_the_persistent_kernels_table() {
+        // Depth 4 everywhere (the most blocks), each kernel size and expansion, the largest and
+        // smallest resolution; each step's longest alternative (what measuring may pick).
+        let mut longest = 0;
+        for net in [Supernet::W1_0, Supernet::W1_2] {
+            let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
+            let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
+            for (k, e, r) in [(7, 6, 224), (5, 4, 224), (3, 3, 224), (7, 6, 128), (3, 3, 128)] {
+                for target in [6, 16, 132].map(Target::new).into_iter().chain([old]) {
+                    let steps = image.steps(&SubnetConfig::uniform(k, e, 4, r), target);
+                    let most: usize = steps.iter().map(|s| s.alternatives.iter().map(Vec::len).max().unwrap()).sum();
+                    longest = longest.max(most);
+                }
+            }
+        }
+        println!("the longest plan: {longest} launches");
+        assert!(longest <= PERSISTENT_MAX_LAUNCHES, "{longest} launches");
     }
 
     #[test]

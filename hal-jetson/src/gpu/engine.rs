@@ -128,7 +128,7 @@ struct Captured {
     plan: Vec<Launch>,
     tuning: Option<Tuning>,
     /// The persistent kernel's table of `plan`, which the graph reads ([`GpuOptions::persistent`]).
-    _table: Option<CudaSlice<u64>>,
+    _table: Option<PersistentTable>,
 }
 
 /// The persistent kernel ([`PERSISTENT`]), the dynamic shared memory it is launched with, and its
@@ -137,6 +137,12 @@ struct Persistent {
     function: CudaFunction,
     shared: u32,
     arrived: CudaSlice<u32>,
+}
+
+/// A plan's table for the persistent kernel (uploaded), and its launches.
+struct PersistentTable {
+    table: CudaSlice<u64>,
+    launches: usize,
 }
 
 impl Persistent {
@@ -148,7 +154,7 @@ impl Persistent {
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             .map_err(driver("shared memory query"))?;
         let own = function.shared_size_bytes().map_err(driver("kernel attribute query"))?;
-        let shared = persistent_shared(opt_in as u32, own as u32).ok_or_else(|| GpuError::Driver {
+        let shared = persistent_shared(opt_in.saturating_sub(own) as u32).ok_or_else(|| GpuError::Driver {
             what: "persistent kernel setup",
             error: format!(
                 "a block may have {opt_in} bytes of shared memory here, {own} of them the kernel's own; it needs \
@@ -172,7 +178,7 @@ enum Launching<'a> {
     /// A kernel per launch, each after the first with programmatic dependent launch if set.
     Kernels { programmatic: bool },
     /// The persistent kernel on this table of the launches ([`GpuOptions::persistent`]).
-    Persistent { kernel: &'a Persistent, table: &'a CudaSlice<u64> },
+    Persistent { kernel: &'a Persistent, table: &'a PersistentTable },
 }
 
 /// The CUDA inference engine. [`GpuEngine::prepare`] captures a sub-network's graph (at start-up);
@@ -553,7 +559,7 @@ impl GpuEngine {
         let (plan, tuning) = self.choose(cfg)?;
         let input = Some((host, 3 * (cfg.r as usize).pow(2)));
         let bn = self.bn_set(cfg);
-        let table = match self.persistent {
+        let table = match &self.persistent {
             Some(_) => Some(self.persistent_table(&plan, bn)?),
             None => None,
         };
@@ -713,7 +719,7 @@ impl GpuEngine {
                 for _ in 0..repeat {
                     // SAFETY: the table is `plan`'s (as above) and lives as long as the graph
                     // (Captured); the kernel and its counters as long as the engine.
-                    unsafe { self.launch_persistent(kernel, table, plan.len(), None) }?;
+                    unsafe { self.launch_persistent(kernel, table, None) }?;
                 }
             }
         }
@@ -729,10 +735,11 @@ impl GpuEngine {
     }
 
     /// `plan`'s table for the persistent kernel, reading BN from `bn`, uploaded.
-    fn persistent_table(&self, plan: &[Launch], bn: &CudaSlice<f32>) -> Result<CudaSlice<u64>, GpuError> {
+    fn persistent_table(&self, plan: &[Launch], bn: &CudaSlice<f32>) -> Result<PersistentTable, GpuError> {
         let bases = self.bases(bn);
         let table = persistent_steps(plan, |b| base(&bases, b));
-        self.stream.clone_htod(&table).map_err(driver("persistent table upload"))
+        let table = self.stream.clone_htod(&table).map_err(driver("persistent table upload"))?;
+        Ok(PersistentTable { table, launches: plan.len() })
     }
 
     /// Launch `kernel` on `table` (`launches` of a plan), with `trace` if given, on one block per
@@ -744,13 +751,12 @@ impl GpuEngine {
     unsafe fn launch_persistent(
         &self,
         kernel: &Persistent,
-        table: &CudaSlice<u64>,
-        launches: usize,
+        table: &PersistentTable,
         trace: Option<&CudaSlice<u64>>,
     ) -> Result<(), DriverError> {
         let s = &self.stream;
         let trace = trace.map_or(0, |t| t.device_ptr(s).0);
-        let mut slots = [table.device_ptr(s).0, launches as u64, kernel.arrived.device_ptr(s).0, trace];
+        let mut slots = [table.table.device_ptr(s).0, table.launches as u64, kernel.arrived.device_ptr(s).0, trace];
         let how = Launched { programmatic: false, cooperative: true, shared: kernel.shared };
         let (grid, block) = ([self.target.sms as u32, 1, 1], [PERSISTENT_THREADS, 1, 1]);
         // SAFETY: the slots follow dynofa_persistent's signature (its table, an int in the slot's
@@ -881,7 +887,6 @@ impl GpuEngine {
     ) -> Result<Vec<(Launch, PersistentSpan)>, GpuError> {
         cfg.validate(self.weights.supernet()).map_err(EngineError::from)?;
         let plan = self.launches(cfg);
-        let table = self.persistent_table(&plan, self.bn_set(cfg))?;
         // The engine's own kernel where it has one.
         let loaded;
         let kernel = match &self.persistent {
@@ -891,6 +896,7 @@ impl GpuEngine {
                 &loaded
             }
         };
+        let table = self.persistent_table(&plan, self.bn_set(cfg))?;
         let s = &self.stream;
         let blocks = self.target.sms;
         let trace = s.alloc_zeros::<u64>(plan.len() * blocks * 2).map_err(driver("allocation"))?;
@@ -901,8 +907,7 @@ impl GpuEngine {
         for _ in 0..runs {
             // SAFETY: the table is the plan's, on this engine's buffers; all outlive the
             // synchronisation below.
-            unsafe { self.launch_persistent(kernel, &table, plan.len(), Some(&trace)) }
-                .map_err(driver("cooperative launch"))?;
+            unsafe { self.launch_persistent(kernel, &table, Some(&trace)) }.map_err(driver("cooperative launch"))?;
             s.synchronize().map_err(driver("persistent kernel"))?;
             let times = s.clone_dtoh(&trace).map_err(driver("trace copy"))?;
             for (sum, span) in sums.iter_mut().zip(persistent_spans(&times, plan.len(), blocks)) {
