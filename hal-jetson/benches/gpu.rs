@@ -19,7 +19,8 @@
 //! measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
 //! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it;
 //! then `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where the
-//! persistent kernel pays it; or why it was not measured), `persistent-trace <name>: ...` (the
+//! persistent kernel pays it; or why it was not measured) and `grid barrier (release/acquire): ...`
+//! (the same ordered by its atomics rather than fences), `persistent-trace <name>: ...` (the
 //! persistent kernel launched alone: each launch's span and the barriers between them, in all and
 //! per kernel kind, from its own trace) and last the latency and `parts` lines of the engine with
 //! the persistent kernel in its graphs (`dynofa-cuda-persistent ...`, or why it was not measured).
@@ -234,9 +235,11 @@ fn main() {
     // on an engine with the default options (the kernel launched alone): it shows where the
     // kernel's time goes even if the driver refuses to capture a cooperative launch in a graph.
     let mut engine = GpuEngine::new(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED)).expect("started before");
-    match engine.grid_barrier(1000) {
-        Ok(us) => println!("grid barrier: {us:.2} us per barrier across {} blocks", engine.target().sms),
-        Err(e) => println!("grid barrier: not measured: {e}"),
+    for (label, release_acquire) in [("grid barrier", false), ("grid barrier (release/acquire)", true)] {
+        match engine.grid_barrier(1000, release_acquire) {
+            Ok(us) => println!("{label}: {us:.2} us per barrier across {} blocks", engine.target().sms),
+            Err(e) => println!("{label}: not measured: {e}"),
+        }
     }
     for (name, cfg) in &named {
         let spans = match engine.persistent_trace(cfg, 20) {

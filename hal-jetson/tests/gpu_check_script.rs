@@ -25,6 +25,7 @@ dynofa-cuda-parts mid stage_us=15.0 run_us=285.0
 dynofa-cuda-parts min stage_us=10.0 run_us=170.0
 launch floor: 0.81 us per graph node that does nothing
 grid barrier: 0.95 us per barrier across 132 blocks
+grid barrier (release/acquire): 0.70 us per barrier across 132 blocks
 switch median_us=0.117 p99_us=0.138 max_us=16.2
 dynofa-cuda-cachedinput max median_ms=0.4800
 dynofa-cuda-cachedinput mid median_ms=0.3000
@@ -152,6 +153,7 @@ fn check_py_summarises_the_bench() {
         "a graph node that does nothing: 0.81 us",
         "a barrier across the GPU (one block per multiprocessor: what the persistent kernel pays between launches): \
          0.95 us per barrier across 132 blocks",
+        "the same ordered by release/acquire atomics rather than fences: 0.70 us per barrier across 132 blocks",
         "dynofa eval on the fixture images, (top-1, top-5) counts per sub-network: cpu [(3, 8), (4, 8)], cuda \
          [(3, 8), (4, 8)]; the same: yes",
         "dynofa run --backend cuda (the demo, 10 s): exit 0",

@@ -1319,19 +1319,47 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
 // arrives by adding 1 to count[0] (zero at launch) and waits until every block has arrived for the
 // round: what a persistent kernel running every layer would pay between two layers instead of a
 // graph node. The wait is bounded: should the blocks not all be resident after all, a block sets
-// count[1] and every block returns, rather than spin forever.
-extern "C" __global__ void dynofa_grid_barrier(unsigned* count, int rounds) {
+// count[1] and every block returns, rather than spin forever. Ordered as dynofa_persistent's
+// barrier is (a fence, the add, polls, a fence), or with `release_acquire` (sm_70 and newer; the
+// same as the first elsewhere) by the add and the polls themselves (red.release, ld.acquire at GPU
+// scope), which may cost less than two full fences: measured to choose between them.
+__device__ __forceinline__ void dyn_add_release(unsigned* p, unsigned v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+#else
+    __threadfence();
+    atomicAdd(p, v);
+#endif
+}
+__device__ __forceinline__ unsigned dyn_load_acquire(const unsigned* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+#else
+    unsigned v = *(const volatile unsigned*)p;
+    __threadfence();
+    return v;
+#endif
+}
+extern "C" __global__ void dynofa_grid_barrier(unsigned* count, int rounds, int release_acquire) {
     volatile unsigned* arrived = count;
     volatile unsigned* gave_up = count + 1;
     for (int r = 1; r <= rounds; ++r) {
         __syncthreads();
         if (threadIdx.x == 0) {
-            __threadfence();
-            atomicAdd(count, 1u);
             unsigned target = (unsigned)r * gridDim.x;
-            for (unsigned spins = 0; *arrived < target && !*gave_up; ++spins)
-                if (spins == (1u << 20)) *gave_up = 1u;
-            __threadfence();
+            if (release_acquire) {
+                dyn_add_release(count, 1u);
+                for (unsigned spins = 0; dyn_load_acquire(count) < target && !*gave_up; ++spins)
+                    if (spins == (1u << 20)) *gave_up = 1u;
+            } else {
+                __threadfence();
+                atomicAdd(count, 1u);
+                for (unsigned spins = 0; *arrived < target && !*gave_up; ++spins)
+                    if (spins == (1u << 20)) *gave_up = 1u;
+                __threadfence();
+            }
         }
         __syncthreads();
         if (*gave_up) return;

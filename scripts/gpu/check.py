@@ -435,6 +435,7 @@ def cmd_check(args):
     tunings = re.findall(r"^tuning .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
     barrier = re.search(r"^grid barrier: (.*)$", bench, re.M)
+    barrier_ra = re.search(r"^grid barrier \(release/acquire\): (.*)$", bench, re.M)
     persistent_not = re.search(r"^dynofa-cuda-persistent: not measured: (.*)$", bench, re.M)
     persistent_traces = re.findall(r"^persistent-trace .*$", bench, re.M)
     # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
@@ -532,6 +533,8 @@ def cmd_check(args):
     if barrier:
         say(f"a barrier across the GPU (one block per multiprocessor: what the persistent kernel pays between "
             f"launches): {barrier.group(1)}")
+    if barrier_ra:
+        say(f"the same ordered by release/acquire atomics rather than fences: {barrier_ra.group(1)}")
     if persistent_not:
         say(f"the persistent kernel: not measured: {persistent_not.group(1)}")
     for line in persistent_traces:

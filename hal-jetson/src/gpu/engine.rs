@@ -837,8 +837,10 @@ impl GpuEngine {
     /// (a cooperative launch): each block's thread 0 adds 1 to a counter, then spins until every
     /// block has (an error if a block gave up waiting). That is what a persistent kernel running every layer would pay between two
     /// layers, where a graph pays a node ([`GpuEngine::launch_floor`]). The median of 5 launches
-    /// of `rounds` barriers, less the median of 5 launches of none, over `rounds`.
-    pub fn grid_barrier(&mut self, rounds: usize) -> Result<f32, GpuError> {
+    /// of `rounds` barriers, less the median of 5 launches of none, over `rounds`. Ordered by
+    /// fences around the add and the polls (as the persistent kernel's barrier is), or with
+    /// `release_acquire` by the add and the polls themselves (sm_70 and newer): which costs less.
+    pub fn grid_barrier(&mut self, rounds: usize, release_acquire: bool) -> Result<f32, GpuError> {
         let f = self.module.load_function(GRID_BARRIER).map_err(driver("kernel lookup"))?;
         let s = &self.stream;
         let ctx = s.context();
@@ -852,11 +854,11 @@ impl GpuEngine {
             let mut times = Vec::with_capacity(5);
             for _ in 0..5 {
                 s.memset_zeros(&mut count).map_err(driver("memset"))?;
-                let mut slots = [count.device_ptr(s).0, rounds as u64];
+                let mut slots = [count.device_ptr(s).0, rounds as u64, u64::from(release_acquire)];
                 let launch = || {
                     let how = Launched { programmatic: false, cooperative: true, shared: 0 };
-                    // SAFETY: the slots follow the kernel's signature (a counter pointer, an int
-                    // read from the slot's first bytes), `count` outlives the synchronisation in
+                    // SAFETY: the slots follow the kernel's signature (a counter pointer, two ints
+                    // read from their slots' first bytes), `count` outlives the synchronisation in
                     // timed_ms, and the grid (one 32-thread block per multiprocessor) fits the
                     // GPU, as a cooperative launch requires.
                     unsafe { launch(&f, [blocks, 1, 1], [32, 1, 1], &mut slots, s, how) }
