@@ -23,7 +23,9 @@
 //! (the same ordered by its atomics rather than fences), `persistent-trace <name>: ...` (the
 //! persistent kernel launched alone: each launch's span and the barriers between them, in all and
 //! per kernel kind, from its own trace) and last the latency and `parts` lines of the engine with
-//! the persistent kernel in its graphs (`dynofa-cuda-persistent ...`, or why it was not measured).
+//! the persistent kernel in its graphs (`dynofa-cuda-persistent ...`, or why it was not measured),
+//! then of the engine that measured at capture which of the two kinds of graph is faster for each
+//! sub-network (`tuning-persistent-tuned <name>: ...`, `dynofa-cuda-persistent-tuned ...`).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
 //! `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
 //! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
@@ -270,15 +272,28 @@ fn main() {
         println!("{line}");
     }
     drop(engine);
-    let persistent = GpuOptions { persistent: true, ..all };
-    let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);
-    match GpuEngine::with_options(weights, persistent).and_then(|mut e| e.prepare(&configs).map(|()| e)) {
-        Ok(mut engine) => {
-            for (name, cfg) in &named {
-                println!("dynofa-cuda-persistent {name} median_ms={:.4}", latency(&mut engine, cfg));
+    // The persistent kernel in every graph, then with each sub-network's graph the faster of the
+    // two kinds, measured at capture with the layers' alternatives (tune).
+    for (suffix, options) in [
+        ("-persistent", GpuOptions { persistent: true, ..all }),
+        ("-persistent-tuned", GpuOptions { persistent: true, tune: true, ..all }),
+    ] {
+        let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);
+        match GpuEngine::with_options(weights, options).and_then(|mut e| e.prepare(&configs).map(|()| e)) {
+            Ok(mut engine) => {
+                for (name, cfg) in &named {
+                    if let Some((nodes, one)) = engine.tuning(cfg).and_then(|t| t.persistent) {
+                        let which = if one < nodes { "the persistent kernel" } else { "a node per launch" };
+                        println!(
+                            "tuning{suffix} {name}: graph {nodes:.1} us with a node per launch, {one:.1} us with \
+                             the persistent kernel: {which}"
+                        );
+                    }
+                    println!("dynofa-cuda{suffix} {name} median_ms={:.4}", latency(&mut engine, cfg));
+                }
+                parts(&mut engine, suffix);
             }
-            parts(&mut engine, "-persistent");
+            Err(e) => println!("dynofa-cuda{suffix}: not measured: {e}"),
         }
-        Err(e) => println!("dynofa-cuda-persistent: not measured: {e}"),
     }
 }

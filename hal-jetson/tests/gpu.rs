@@ -47,6 +47,7 @@ fn main() {
             (GpuOptions { programmatic_launch: false, ..all }, ""),
             // Last: should its barrier trap, the context is lost for whatever came after.
             (GpuOptions { persistent: true, ..all }, ", persistent kernel"),
+            (GpuOptions { persistent: true, tune: true, ..all }, ", persistent kernel or not, tuned"),
         ] {
             if !options.programmatic_launch && !had_programmatic {
                 continue;

@@ -44,6 +44,9 @@ dynofa-cuda-persistent max median_ms=0.6000
 dynofa-cuda-persistent mid median_ms=0.2500
 dynofa-cuda-persistent min median_ms=0.1000
 dynofa-cuda-parts-persistent min stage_us=10.0 run_us=90.0
+tuning-persistent-tuned min: graph 170.0 us with a node per launch, 95.0 us with the persistent kernel: the persistent kernel
+dynofa-cuda-persistent-tuned min median_ms=0.0950
+dynofa-cuda-parts-persistent-tuned min stage_us=10.0 run_us=85.0
 persistent-trace min: 46 launches, 80.0 us from the first start to the last arrival: launches 40.0 us, barriers 40.0 us (median 0.90 us); dynofa_matvec 12x 10.0 us
 ";
 
@@ -129,6 +132,14 @@ fn check_py_summarises_the_bench() {
         "| max | 0.500 | 0.420 |",
         "| max (tuned) | 0.480 | 0.400 |",
         "| min (persistent) | 0.100 | n/a |",
+        "| min (persistent-tuned) | 0.095 | n/a |",
+        "each sub-network's graph the faster of a node per launch and the persistent kernel, measured at capture \
+         with the layers' alternatives (GpuOptions::persistent and tune) (ms): min 0.095",
+        "tuning-persistent-tuned min: graph 170.0 us with a node per launch, 95.0 us with the persistent kernel: \
+         the persistent kernel",
+        "dynofa's infer in halves (each sub-network's graph the faster of a node per launch and the persistent \
+         kernel, measured at capture with the layers' alternatives (GpuOptions::persistent and tune)), host copy \
+         into page-locked input + graph replay and wait (us): min 10.0 + 85.0",
         "every launch in one persistent kernel, barriers across the GPU between them (GpuOptions::persistent) \
          (ms): max 0.600, mid 0.250, min 0.100",
         "dynofa's infer in halves (every launch in one persistent kernel, barriers across the GPU between them \

@@ -60,6 +60,8 @@ VARIANTS = [
     ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", ()),
     ("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
                    "(GpuOptions::persistent)", ()),
+    ("persistent-tuned", "each sub-network's graph the faster of a node per launch and the persistent kernel, "
+                         "measured at capture with the layers' alternatives (GpuOptions::persistent and tune)", ()),
 ]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -432,15 +434,15 @@ def cmd_check(args):
         )
         for suffix, _, _ in VARIANTS
     }
-    tunings = re.findall(r"^tuning .*$", bench, re.M)
+    tunings = re.findall(r"^tuning(?:-[\w-]+)? .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
     barrier = re.search(r"^grid barrier: (.*)$", bench, re.M)
     barrier_ra = re.search(r"^grid barrier \(release/acquire\): (.*)$", bench, re.M)
-    persistent_not = re.search(r"^dynofa-cuda-persistent: not measured: (.*)$", bench, re.M)
+    persistent_not = re.findall(r"^dynofa-cuda-(persistent[\w-]*): not measured: (.*)$", bench, re.M)
     persistent_traces = re.findall(r"^persistent-trace .*$", bench, re.M)
     # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
     parts = {}
-    for m in re.finditer(r"dynofa-cuda-parts(-\w+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
+    for m in re.finditer(r"dynofa-cuda-parts(-[\w-]+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
         parts.setdefault((m.group(1) or "")[1:], {})[m.group(2)] = (m.group(3), m.group(4))
     programmatic = re.search(r"programmatic dependent launch: (.*)", bench)
 
@@ -507,7 +509,7 @@ def cmd_check(args):
         # persistent kernel, where they ran.
         for label, d, us in [(which, dynofa.get(which), kernels.get(which))] + [
                 (f"{which} ({suffix})", variants[suffix][0].get(which), variants[suffix][1].get(which))
-                for suffix in ["tuned", "persistent"]]:
+                for suffix in ["tuned", "persistent", "persistent-tuned"]]:
             if d is None and label != which:
                 continue
             ratio = f"{best / d:.2f}x" if best and d else "n/a"
@@ -535,8 +537,8 @@ def cmd_check(args):
             f"launches): {barrier.group(1)}")
     if barrier_ra:
         say(f"the same ordered by release/acquire atomics rather than fences: {barrier_ra.group(1)}")
-    if persistent_not:
-        say(f"the persistent kernel: not measured: {persistent_not.group(1)}")
+    for suffix, why in persistent_not:
+        say(f"dynofa-cuda-{suffix}: not measured: {why}")
     for line in persistent_traces:
         say(line)
     plans = read_plans(launches)

@@ -80,7 +80,8 @@ pub struct GpuOptions {
     /// ([`PERSISTENT`]): a block per multiprocessor runs each launch's blocks in turn, and a barrier
     /// across the GPU (an atomic add per block and a poll) stands between launches where the graph
     /// would have a node per launch. The graph then holds the input copy and that one kernel. Off
-    /// by default: no GPU has timed it yet (`gpu-bench` does).
+    /// by default: no GPU has timed it yet (`gpu-bench` does). With `tune`, each sub-network's
+    /// graph is whichever of the two is faster on this GPU ([`Tuning::persistent`]).
     pub persistent: bool,
 }
 
@@ -112,6 +113,9 @@ pub struct Tuning {
     pub planned_us: f32,
     /// The same with the fastest alternatives, which the graph uses.
     pub picked_us: f32,
+    /// With [`GpuOptions::persistent`]: the whole graph's GPU time in µs with a node per launch,
+    /// and with the persistent kernel; the graph is the faster of the two.
+    pub persistent: Option<(f32, f32)>,
     /// Seconds the measurement took.
     pub seconds: f64,
 }
@@ -556,18 +560,30 @@ impl GpuEngine {
             self.host_in.as_ptr().map_err(driver("page-locked input"))?,
             self.host_out.as_mut_ptr().map_err(driver("page-locked logits"))?,
         );
-        let (plan, tuning) = self.choose(cfg)?;
+        let (plan, mut tuning) = self.choose(cfg)?;
         let input = Some((host, 3 * (cfg.r as usize).pow(2)));
         let bn = self.bn_set(cfg);
-        let table = match &self.persistent {
-            Some(_) => Some(self.persistent_table(&plan, bn)?),
-            None => None,
+        let kernels = Launching::Kernels { programmatic: self.programmatic };
+        let (graph, table) = match &self.persistent {
+            None => (self.record(&plan, bn, 1, input, kernels)?, None),
+            Some(kernel) => {
+                let table = self.persistent_table(&plan, bn)?;
+                let persistent = self.record(&plan, bn, 1, input, Launching::Persistent { kernel, table: &table })?;
+                match tuning.as_mut() {
+                    None => (persistent, Some(table)),
+                    // Measuring: the faster of the two whole graphs.
+                    Some(t) => {
+                        let start = Instant::now();
+                        let graph = self.record(&plan, bn, 1, input, kernels)?;
+                        let micros = |g: &CudaGraph| Ok::<f32, GpuError>(self.replay_ms(g, TUNE_REPEAT)? * 1e3);
+                        let (nodes, one) = (micros(&graph)?, micros(&persistent)?);
+                        t.persistent = Some((nodes, one));
+                        t.seconds += start.elapsed().as_secs_f64();
+                        if one < nodes { (persistent, Some(table)) } else { (graph, None) }
+                    }
+                }
+            }
         };
-        let how = match (&self.persistent, &table) {
-            (Some(kernel), Some(table)) => Launching::Persistent { kernel, table },
-            _ => Launching::Kernels { programmatic: self.programmatic },
-        };
-        let graph = self.record(&plan, bn, 1, input, how)?;
         let id = cfg.id();
         let captured = Captured { id, r: cfg.r as usize, graph, plan, tuning, _table: table };
         match self.find(id) {
@@ -776,12 +792,19 @@ impl GpuEngine {
     /// (the median of 5 replays after one).
     fn graph_micros(&self, plan: &[Launch], bn: &CudaSlice<f32>, repeat: usize) -> Result<f32, GpuError> {
         let graph = self.record(plan, bn, repeat, None, Launching::Kernels { programmatic: self.programmatic })?;
+        Ok(self.replay_ms(&graph, 1)? * 1e3 / (plan.len() * repeat) as f32)
+    }
+
+    /// GPU time in ms of one replay of `graph`: the median of 5 runs of `replays` replays (after
+    /// one), over `replays`.
+    fn replay_ms(&self, graph: &CudaGraph, replays: usize) -> Result<f32, GpuError> {
         let events = self.timing_events()?;
-        graph.launch().map_err(driver("graph launch"))?;
+        let launch = || graph.launch().map_err(driver("graph launch"));
+        launch()?;
         let times = (0..5)
-            .map(|_| self.timed_ms(&events, || graph.launch().map_err(driver("graph launch"))))
+            .map(|_| self.timed_ms(&events, || (0..replays).try_for_each(|_| launch())))
             .collect::<Result<Vec<f32>, GpuError>>()?;
-        Ok(median(times) * 1e3 / (plan.len() * repeat) as f32)
+        Ok(median(times) / replays.max(1) as f32)
     }
 
     /// Two events on this engine's context, to time work on its stream between them.
