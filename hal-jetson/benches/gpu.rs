@@ -19,13 +19,15 @@
 //! measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
 //! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it;
 //! then `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where the
-//! persistent kernel pays it; or why it was not measured) and `grid barrier (release/acquire): ...`
-//! (the same ordered by its atomics rather than fences), `persistent-trace <name>: ...` (the
+//! persistent kernel pays it; or why it was not measured) and `persistent-trace <name>: ...` (the
 //! persistent kernel launched alone: each launch's span and the barriers between them, in all and
-//! per kernel kind, from its own trace) and last the latency and `parts` lines of the engine with
-//! the persistent kernel in its graphs (`dynofa-cuda-persistent ...`, or why it was not measured),
-//! then of the engine that measured at capture which of the two kinds of graph is faster for each
-//! sub-network (`tuning-persistent-tuned <name>: ...`, `dynofa-cuda-persistent-tuned ...`).
+//! per kernel kind, from its own trace), then the same with the barrier ordered by its atomics
+//! rather than fences (`grid barrier (release/acquire): ...`, `persistent-trace-ra <name>: ...`),
+//! and last the latency and `parts` lines of the engine with the persistent kernel in its graphs
+//! (`dynofa-cuda-persistent ...`, or why it was not measured), the same with the other barrier
+//! order (`-persistent-ra`), then of the engine that measured at capture which of the two kinds of
+//! graph is faster for each sub-network (`tuning-persistent-tuned <name>: ...`,
+//! `dynofa-cuda-persistent-tuned ...`).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
 //! `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
 //! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
@@ -43,7 +45,7 @@ fn main() {
 
     use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
     use dynofa_core::{SubnetConfig, Supernet};
-    use dynofa_hal_jetson::gpu::{GpuEngine, GpuOptions};
+    use dynofa_hal_jetson::gpu::{BarrierOrder, GpuEngine, GpuOptions};
     use dynofa_kernels::gpu::{Arg, Kernel, PersistentSpan};
     use dynofa_kernels::rng::golden_input;
     use dynofa_kernels::{DEFAULT_SEED, SupernetWeights};
@@ -236,46 +238,50 @@ fn main() {
     // should its barrier trap, the context is lost, and the lines above are out. Its trace first,
     // on an engine with the default options (the kernel launched alone): it shows where the
     // kernel's time goes even if the driver refuses to capture a cooperative launch in a graph.
-    let mut engine = GpuEngine::new(SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED)).expect("started before");
-    for (label, release_acquire) in [("grid barrier", false), ("grid barrier (release/acquire)", true)] {
-        match engine.grid_barrier(1000, release_acquire) {
+    // Each barrier order in turn (traced on an engine with that order).
+    for (tag, order) in [("", BarrierOrder::Fences), ("-ra", BarrierOrder::ReleaseAcquire)] {
+        let options = GpuOptions { barrier: order, ..all };
+        let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);
+        let mut engine = GpuEngine::with_options(weights, options).expect("started before");
+        let label = if tag.is_empty() { "grid barrier".to_string() } else { "grid barrier (release/acquire)".into() };
+        match engine.grid_barrier(1000, order) {
             Ok(us) => println!("{label}: {us:.2} us per barrier across {} blocks", engine.target().sms),
             Err(e) => println!("{label}: not measured: {e}"),
         }
-    }
-    for (name, cfg) in &named {
-        let spans = match engine.persistent_trace(cfg, 20) {
-            Ok(spans) => spans,
-            Err(e) => {
-                println!("persistent-trace {name}: not traced: {e}");
-                continue;
+        for (name, cfg) in &named {
+            let spans = match engine.persistent_trace(cfg, 20) {
+                Ok(spans) => spans,
+                Err(e) => {
+                    println!("persistent-trace{tag} {name}: not traced: {e}");
+                    continue;
+                }
+            };
+            let us = |f: fn(&PersistentSpan) -> f64| spans.iter().map(|(_, s)| f(s) / 1e3).collect::<Vec<f64>>();
+            let (launches, barriers) = (us(|s| s.launch_ns), us(|s| s.barrier_ns));
+            let mut line = format!(
+                "persistent-trace{tag} {name}: {} launches, {:.1} us from the first start to the last arrival: \
+                 launches {:.1} us, barriers {:.1} us (median {:.2} us);",
+                spans.len(),
+                launches.iter().chain(&barriers).sum::<f64>(),
+                launches.iter().sum::<f64>(),
+                barriers.iter().sum::<f64>(),
+                median(barriers[..barriers.len() - 1].to_vec()),
+            );
+            for k in Kernel::ALL {
+                let mine: Vec<f64> =
+                    spans.iter().zip(&launches).filter(|((l, _), _)| l.kernel == k).map(|(_, us)| *us).collect();
+                if !mine.is_empty() {
+                    line += &format!(" {} {}x {:.1} us", k.name(), mine.len(), mine.iter().sum::<f64>());
+                }
             }
-        };
-        let us = |f: fn(&PersistentSpan) -> f64| spans.iter().map(|(_, s)| f(s) / 1e3).collect::<Vec<f64>>();
-        let (launches, barriers) = (us(|s| s.launch_ns), us(|s| s.barrier_ns));
-        let mut line = format!(
-            "persistent-trace {name}: {} launches, {:.1} us from the first start to the last arrival: \
-             launches {:.1} us, barriers {:.1} us (median {:.2} us);",
-            spans.len(),
-            launches.iter().chain(&barriers).sum::<f64>(),
-            launches.iter().sum::<f64>(),
-            barriers.iter().sum::<f64>(),
-            median(barriers[..barriers.len() - 1].to_vec()),
-        );
-        for k in Kernel::ALL {
-            let mine: Vec<f64> =
-                spans.iter().zip(&launches).filter(|((l, _), _)| l.kernel == k).map(|(_, us)| *us).collect();
-            if !mine.is_empty() {
-                line += &format!(" {} {}x {:.1} us", k.name(), mine.len(), mine.iter().sum::<f64>());
-            }
+            println!("{line}");
         }
-        println!("{line}");
     }
-    drop(engine);
-    // The persistent kernel in every graph, then with each sub-network's graph the faster of the
-    // two kinds, measured at capture with the layers' alternatives (tune).
+    // The persistent kernel in every graph (with each barrier order), then with each sub-network's
+    // graph the faster of the two kinds, measured at capture with the layers' alternatives (tune).
     for (suffix, options) in [
         ("-persistent", GpuOptions { persistent: true, ..all }),
+        ("-persistent-ra", GpuOptions { persistent: true, barrier: BarrierOrder::ReleaseAcquire, ..all }),
         ("-persistent-tuned", GpuOptions { persistent: true, tune: true, ..all }),
     ] {
         let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);

@@ -25,7 +25,7 @@ fn main() {
 fn main() {
     use dynofa_core::Supernet;
     use dynofa_core::hal::{Error, ErrorKind, InferenceEngine};
-    use dynofa_hal_jetson::gpu::{GpuEngine, GpuOptions};
+    use dynofa_hal_jetson::gpu::{BarrierOrder, GpuEngine, GpuOptions};
     use dynofa_kernels::counting::allocations;
     use dynofa_kernels::{CpuEngine, DEFAULT_SEED, SupernetWeights, goldens};
 
@@ -47,6 +47,10 @@ fn main() {
             (GpuOptions { programmatic_launch: false, ..all }, ""),
             // Last: should its barrier trap, the context is lost for whatever came after.
             (GpuOptions { persistent: true, ..all }, ", persistent kernel"),
+            (
+                GpuOptions { persistent: true, barrier: BarrierOrder::ReleaseAcquire, ..all },
+                ", persistent kernel, release/acquire barrier",
+            ),
             (GpuOptions { persistent: true, tune: true, ..all }, ", persistent kernel or not, tuned"),
         ] {
             if !options.programmatic_launch && !had_programmatic {

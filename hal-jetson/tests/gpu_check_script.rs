@@ -44,6 +44,8 @@ dynofa-cuda-persistent max median_ms=0.6000
 dynofa-cuda-persistent mid median_ms=0.2500
 dynofa-cuda-persistent min median_ms=0.1000
 dynofa-cuda-parts-persistent min stage_us=10.0 run_us=90.0
+dynofa-cuda-persistent-ra min median_ms=0.0980
+persistent-trace-ra min: 46 launches, 70.0 us from the first start to the last arrival: launches 40.0 us, barriers 30.0 us (median 0.65 us); dynofa_matvec 12x 10.0 us
 tuning-persistent-tuned min: graph 170.0 us with a node per launch, 95.0 us with the persistent kernel: the persistent kernel
 dynofa-cuda-persistent-tuned min median_ms=0.0950
 dynofa-cuda-parts-persistent-tuned min stage_us=10.0 run_us=85.0
@@ -132,6 +134,11 @@ fn check_py_summarises_the_bench() {
         "| max | 0.500 | 0.420 |",
         "| max (tuned) | 0.480 | 0.400 |",
         "| min (persistent) | 0.100 | n/a |",
+        "| min (persistent-ra) | 0.098 | n/a |",
+        "the same with the barrier ordered by release/acquire atomics rather than fences (GpuOptions::barrier) \
+         (ms): min 0.098",
+        "persistent-trace-ra min: 46 launches, 70.0 us from the first start to the last arrival: launches 40.0 us, \
+         barriers 30.0 us (median 0.65 us); dynofa_matvec 12x 10.0 us",
         "| min (persistent-tuned) | 0.095 | n/a |",
         "each sub-network's graph the faster of a node per launch and the persistent kernel, measured at capture \
          with the layers' alternatives (GpuOptions::persistent and tune) (ms): min 0.095",

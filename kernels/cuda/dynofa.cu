@@ -95,11 +95,12 @@ struct HwBlock {
 // once (its groups).
 #define DYN_MAX_GROUPS 15u
 // The barrier between launches, as a persistent block's groups share it (in its shared memory):
-// the arrivals, the trace (null: none; group 0 notes in it), and the most arrivals that each
-// group's thread 0 has seen.
+// the arrivals, the trace (null: none; group 0 notes in it), how it is ordered (dyn_arrive), and
+// the most arrivals that each group's thread 0 has seen.
 struct DynBarrier {
     unsigned* arrived;
     unsigned long long* trace;
+    bool release_acquire;
     unsigned seen[DYN_MAX_GROUPS];
 };
 struct PersistentBlock {
@@ -160,18 +161,58 @@ __device__ __forceinline__ unsigned long long dyn_now() {
 static inline unsigned long long dyn_now() { return dynofa_emu::now(); }
 #endif
 
+// A barrier's two sides, ordered by fences around a plain add and poll, or with `release_acquire`
+// (sm_70 and newer; fences elsewhere) by the add and the poll themselves (red.release and
+// ld.acquire at GPU scope), which may cost less: GpuEngine::grid_barrier times both.
+__device__ __forceinline__ void dyn_add_release(unsigned* p, unsigned v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+#else
+    __threadfence();
+    atomicAdd(p, v);
+#endif
+}
+__device__ __forceinline__ unsigned dyn_load_acquire(const unsigned* p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+#else
+    unsigned v = *(const volatile unsigned*)p;
+    __threadfence();
+    return v;
+#endif
+}
+// Arrive: every write of this block before it (behind a barrier of the block) is visible to a
+// block that sees the arrival.
+__device__ __forceinline__ void dyn_arrive(unsigned* arrived, bool release_acquire) {
+    if (release_acquire) {
+        dyn_add_release(arrived, 1u);
+    } else {
+        __threadfence();
+        atomicAdd(arrived, 1u);
+    }
+}
+// One read of the arrivals; after the read that saw enough, dyn_acquired.
+__device__ __forceinline__ unsigned dyn_poll(unsigned* arrived, bool release_acquire) {
+    return release_acquire ? dyn_load_acquire(arrived) : *(volatile unsigned*)arrived;
+}
+__device__ __forceinline__ void dyn_acquired(bool release_acquire) {
+    if (!release_acquire) __threadfence();
+}
+
 // Thread 0 of a group (or of the physical block) waits until `arrived` reaches `target`, once per
 // target (`seen`: its own, so that every thread that lets others read has polled and fenced itself),
 // and notes when in `trace[0]` (if not null). Every other thread reads behind a barrier that
 // follows it.
-__device__ __forceinline__ void dyn_await(volatile unsigned* arrived, unsigned target, unsigned* seen,
-                                          unsigned long long* trace) {
+__device__ __forceinline__ void dyn_await(unsigned* arrived, unsigned target, unsigned* seen,
+                                          unsigned long long* trace, bool release_acquire) {
     if (*seen >= target) return;
-    for (unsigned spins = 0; *arrived < target; ++spins) {
+    for (unsigned spins = 0; dyn_poll(arrived, release_acquire) < target; ++spins) {
         if (spins == DYN_SPINS) __trap();
         DYN_SPIN_PAUSE();
     }
-    __threadfence();
+    dyn_acquired(release_acquire);
     *seen = target;
     if (trace) trace[0] = dyn_now();
 }
@@ -183,7 +224,7 @@ __device__ __forceinline__ void dyn_wait(const PersistentBlock& b) {
     if (b.tx() == 0 && b.ty() == 0) {
         DynBarrier& w = *b.barrier;
         unsigned long long* noted = b.group == 0 && w.trace ? w.trace + (b.target + blockIdx.x) * 2ull : nullptr;
-        dyn_await(w.arrived, b.target, &w.seen[b.group], noted);
+        dyn_await(w.arrived, b.target, &w.seen[b.group], noted, w.release_acquire);
     }
     dyn_sync(b);
 }
@@ -1251,7 +1292,8 @@ __device__ __forceinline__ void dyn_kernel(unsigned kernel, Op& op) {
 // the last: when it finished it), where the time between launches goes
 // (GpuEngine::persistent_trace).
 extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
-    dynofa_persistent(const DynStep* __restrict__ steps, int nsteps, unsigned* arrived, unsigned long long* trace) {
+    dynofa_persistent(const DynStep* __restrict__ steps, int nsteps, unsigned* arrived, unsigned long long* trace,
+                      int release_acquire) {
     DYN_DYNAMIC_SHARED(float4, room);
     DYN_BLOCK_SHARED(DynStep, table, DYN_MAX_STEPS);
     DYN_BLOCK_SHARED(DynBarrier, barrier, 1);
@@ -1264,6 +1306,7 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
     if (tid == 0) {
         barrier->arrived = arrived;
         barrier->trace = trace;
+        barrier->release_acquire = release_acquire != 0;
         if (trace) trace[blockIdx.x * 2] = dyn_now();
     }
     if (tid < DYN_MAX_GROUPS) barrier->seen[tid] = 0;
@@ -1299,12 +1342,9 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
             // Not before every block arrived for the launch before (a block without work in this
             // one has not waited yet): an early arrival would count towards the wrong launch.
             unsigned long long* noted = trace ? trace + (target + blockIdx.x) * 2ull : nullptr;
-            dyn_await(arrived, target, &barrier->seen[0], noted);
+            dyn_await(arrived, target, &barrier->seen[0], noted, release_acquire != 0);
             if (noted) noted[1] = dyn_now();
-            if (i + 1 < nsteps) {
-                __threadfence();
-                atomicAdd(arrived, 1u);
-            }
+            if (i + 1 < nsteps) dyn_arrive(arrived, release_acquire != 0);
         }
     }
     if (tid == 0 && atomicAdd(arrived + 1, 1u) == blocks - 1) {
@@ -1318,48 +1358,20 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
 // barriers across the whole grid, which a cooperative launch keeps resident. Thread 0 of a block
 // arrives by adding 1 to count[0] (zero at launch) and waits until every block has arrived for the
 // round: what a persistent kernel running every layer would pay between two layers instead of a
-// graph node. The wait is bounded: should the blocks not all be resident after all, a block sets
-// count[1] and every block returns, rather than spin forever. Ordered as dynofa_persistent's
-// barrier is (a fence, the add, polls, a fence), or with `release_acquire` (sm_70 and newer; the
-// same as the first elsewhere) by the add and the polls themselves (red.release, ld.acquire at GPU
-// scope), which may cost less than two full fences: measured to choose between them.
-__device__ __forceinline__ void dyn_add_release(unsigned* p, unsigned v) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-#else
-    __threadfence();
-    atomicAdd(p, v);
-#endif
-}
-__device__ __forceinline__ unsigned dyn_load_acquire(const unsigned* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-#else
-    unsigned v = *(const volatile unsigned*)p;
-    __threadfence();
-    return v;
-#endif
-}
+// graph node, ordered as `release_acquire` says (dyn_arrive). The wait is bounded: should the
+// blocks not all be resident after all, a block sets count[1] and every block returns, rather than
+// spin forever.
 extern "C" __global__ void dynofa_grid_barrier(unsigned* count, int rounds, int release_acquire) {
-    volatile unsigned* arrived = count;
     volatile unsigned* gave_up = count + 1;
+    const bool ra = release_acquire != 0;
     for (int r = 1; r <= rounds; ++r) {
         __syncthreads();
         if (threadIdx.x == 0) {
+            dyn_arrive(count, ra);
             unsigned target = (unsigned)r * gridDim.x;
-            if (release_acquire) {
-                dyn_add_release(count, 1u);
-                for (unsigned spins = 0; dyn_load_acquire(count) < target && !*gave_up; ++spins)
-                    if (spins == (1u << 20)) *gave_up = 1u;
-            } else {
-                __threadfence();
-                atomicAdd(count, 1u);
-                for (unsigned spins = 0; *arrived < target && !*gave_up; ++spins)
-                    if (spins == (1u << 20)) *gave_up = 1u;
-                __threadfence();
-            }
+            for (unsigned spins = 0; dyn_poll(count, ra) < target && !*gave_up; ++spins)
+                if (spins == (1u << 20)) *gave_up = 1u;
+            dyn_acquired(ra);
         }
         __syncthreads();
         if (*gave_up) return;

@@ -29,6 +29,26 @@ pub const PERSISTENT: &str = "dynofa_persistent";
 /// Threads of each of [`PERSISTENT`]'s blocks: the largest block of any launch (the warps
 /// kernels' 16 warps).
 pub const PERSISTENT_THREADS: u32 = 32 * PWW_WARPS as u32;
+/// How the barrier across the GPU between [`PERSISTENT`]'s launches (and [`GRID_BARRIER`]'s) is
+/// ordered: fences around a plain atomic add and poll, or the add and the poll themselves as
+/// release and acquire at GPU scope (sm_70 and newer; fences on older GPUs), which may cost less.
+/// `GpuEngine::grid_barrier` times both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BarrierOrder {
+    /// `__threadfence` before the add and after the poll (the first that was built).
+    #[default]
+    Fences,
+    /// `red.release.gpu` and `ld.acquire.gpu`.
+    ReleaseAcquire,
+}
+
+impl BarrierOrder {
+    /// The kernels' `release_acquire` argument (an argument slot).
+    pub fn slot(self) -> u64 {
+        u64::from(self == BarrierOrder::ReleaseAcquire)
+    }
+}
+
 /// Shared memory that one launch block of [`PERSISTENT`] may use (bytes): the static limit that a
 /// graph's kernels have, which every kernel's fits (the source checks).
 pub const PERSISTENT_BODY_SHARED: u32 = 48 * 1024;

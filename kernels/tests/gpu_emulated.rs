@@ -10,8 +10,9 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use dynofa_kernels::gpu::{
-    Arg, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED, PERSISTENT_SHARED,
-    PERSISTENT_THREADS, Target, bn_image, persistent_shared, persistent_spans, persistent_steps, source,
+    Arg, BarrierOrder, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED,
+    PERSISTENT_SHARED, PERSISTENT_THREADS, Target, bn_image, persistent_shared, persistent_spans, persistent_steps,
+    source,
 };
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
@@ -84,11 +85,12 @@ enum Pick {
 const OTHERS: [Kernel; 2] = [Kernel::ExpandDepthwise, Kernel::PointwiseWarps16];
 
 /// How a plan runs: launch by launch (a graph's nodes), or every launch in one cooperative launch
-/// of `blocks` blocks with `shared` bytes of dynamic shared memory (the persistent kernel).
+/// of `blocks` blocks with `shared` bytes of dynamic shared memory and its barrier ordered by
+/// `order` (the persistent kernel).
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Driver {
     Launches,
-    Persistent { blocks: u32, shared: u32 },
+    Persistent { blocks: u32, shared: u32, order: BarrierOrder },
 }
 
 /// Run `cfg`'s plan for `target` on `input`; the logits and the plan's launches.
@@ -144,13 +146,19 @@ fn run_picked(
                 assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
             }
         }
-        Driver::Persistent { blocks, shared } => {
+        Driver::Persistent { blocks, shared, order } => {
             let table = persistent_steps(&plan, base);
             let mut arrived = [0u32; 2];
             let mut trace = vec![0u64; plan.len() * blocks as usize * 2];
-            let slots = [table.as_ptr(), plan.len() as _, arrived.as_mut_ptr() as _, trace.as_mut_ptr() as _];
+            let slots = [
+                table.as_ptr() as u64,
+                plan.len() as u64,
+                arrived.as_mut_ptr() as u64,
+                trace.as_mut_ptr() as u64,
+                order.slot(),
+            ];
             let (grid, block) = ([blocks, 1, 1], [PERSISTENT_THREADS, 1, 1]);
-            let rc = launch(emu, PERSISTENT, grid, block, shared, slots.map(|p| p as u64).into());
+            let rc = launch(emu, PERSISTENT, grid, block, shared, slots.into());
             assert_eq!(rc, 0, "{}: the persistent kernel on {blocks} blocks failed ({rc})", g.name);
             assert_eq!(arrived, [0, 0], "{}: the persistent kernel left its barrier's counters set", g.name);
             check_trace(&trace, plan.len(), blocks as usize);
@@ -326,21 +334,22 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
     // persistent ones, and one persistent block running them all. Dynamic shared memory as the
     // engine gives it on an H100 (four 128-thread or two 256-thread launch blocks at once in each
     // persistent one) and a Xavier (less; 96 KiB a block, about 19 KiB of them the kernel's own),
-    // and one launch block's (four 128-thread ones, else one at a time).
+    // and one launch block's (four 128-thread ones, else one at a time). Either barrier order.
     let xavier = persistent_shared(96 * 1024 - 19_000).unwrap();
+    let (fences, release_acquire) = (BarrierOrder::Fences, BarrierOrder::ReleaseAcquire);
     let runs = [
-        (case("w12_min"), Target::new(132), Pick::First, 3, PERSISTENT_SHARED),
-        (case("w12_min"), Target::new(132), Pick::Others, 2, PERSISTENT_BODY_SHARED),
-        (case("w10_mid_bn"), old, Pick::First, 3, xavier),
-        (case("w10_min"), Target::new(132), Pick::First, 1, PERSISTENT_SHARED),
+        (case("w12_min"), Target::new(132), Pick::First, 3, PERSISTENT_SHARED, fences),
+        (case("w12_min"), Target::new(132), Pick::Others, 2, PERSISTENT_BODY_SHARED, release_acquire),
+        (case("w10_mid_bn"), old, Pick::First, 3, xavier, fences),
+        (case("w10_min"), Target::new(132), Pick::First, 1, PERSISTENT_SHARED, release_acquire),
     ];
     let mut kernels = Vec::new();
-    for (g, target, pick, blocks, shared) in runs {
+    for (g, target, pick, blocks, shared, order) in runs {
         let (launches, plan) = run_picked(&emu, g, target, pick, Driver::Launches);
-        let (persistent, _) = run_picked(&emu, g, target, pick, Driver::Persistent { blocks, shared });
+        let (persistent, _) = run_picked(&emu, g, target, pick, Driver::Persistent { blocks, shared, order });
         let differ = launches.iter().zip(&persistent).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
         println!(
-            "{} ({target:?}, {pick:?}, {blocks} blocks, {shared} B): {} launches, {differ} logits differ",
+            "{} ({target:?}, {pick:?}, {blocks} blocks, {shared} B, {order:?}): {} launches, {differ} logits differ",
             g.name,
             plan.len()
         );
@@ -352,8 +361,13 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
     }
     // The order of blocks and threads (each barrier, each arrival).
     let g = case("w12_min");
-    let (forward, _) =
-        run_picked(&emu, g, Target::new(132), Pick::First, Driver::Persistent { blocks: 3, shared: PERSISTENT_SHARED });
+    let (forward, _) = run_picked(
+        &emu,
+        g,
+        Target::new(132),
+        Pick::First,
+        Driver::Persistent { blocks: 3, shared: PERSISTENT_SHARED, order: BarrierOrder::Fences },
+    );
     for mode in [1, 2] {
         // SAFETY: sets a flag of the emulator.
         unsafe { (emu.reverse)(mode) };
@@ -362,7 +376,7 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
             g,
             Target::new(132),
             Pick::First,
-            Driver::Persistent { blocks: 3, shared: PERSISTENT_SHARED },
+            Driver::Persistent { blocks: 3, shared: PERSISTENT_SHARED, order: BarrierOrder::Fences },
         );
         // SAFETY: as above.
         unsafe { (emu.reverse)(0) };

@@ -60,6 +60,8 @@ VARIANTS = [
     ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", ()),
     ("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
                    "(GpuOptions::persistent)", ()),
+    ("persistent-ra", "the same with the barrier ordered by release/acquire atomics rather than fences "
+                      "(GpuOptions::barrier)", ()),
     ("persistent-tuned", "each sub-network's graph the faster of a node per launch and the persistent kernel, "
                          "measured at capture with the layers' alternatives (GpuOptions::persistent and tune)", ()),
 ]
@@ -439,7 +441,7 @@ def cmd_check(args):
     barrier = re.search(r"^grid barrier: (.*)$", bench, re.M)
     barrier_ra = re.search(r"^grid barrier \(release/acquire\): (.*)$", bench, re.M)
     persistent_not = re.findall(r"^dynofa-cuda-(persistent[\w-]*): not measured: (.*)$", bench, re.M)
-    persistent_traces = re.findall(r"^persistent-trace .*$", bench, re.M)
+    persistent_traces = re.findall(r"^persistent-trace(?:-ra)? .*$", bench, re.M)
     # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
     parts = {}
     for m in re.finditer(r"dynofa-cuda-parts(-[\w-]+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
@@ -509,7 +511,7 @@ def cmd_check(args):
         # persistent kernel, where they ran.
         for label, d, us in [(which, dynofa.get(which), kernels.get(which))] + [
                 (f"{which} ({suffix})", variants[suffix][0].get(which), variants[suffix][1].get(which))
-                for suffix in ["tuned", "persistent", "persistent-tuned"]]:
+                for suffix in ["tuned", "persistent", "persistent-ra", "persistent-tuned"]]:
             if d is None and label != which:
                 continue
             ratio = f"{best / d:.2f}x" if best and d else "n/a"

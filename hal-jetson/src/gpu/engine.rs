@@ -13,8 +13,9 @@ use dynofa_core::arch::{MAX_RESOLUTION, NUM_CLASSES};
 use dynofa_core::hal::{ErrorType, InferenceEngine};
 use dynofa_core::{SubnetConfig, SubnetId};
 use dynofa_kernels::gpu::{
-    Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED, PERSISTENT_THREADS,
-    PersistentSpan, Step, Target, bn_image, persistent_shared, persistent_spans, persistent_steps, source,
+    BarrierOrder, Buffer, GRID_BARRIER, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED,
+    PERSISTENT_THREADS, PersistentSpan, Step, Target, bn_image, persistent_shared, persistent_spans, persistent_steps,
+    source,
 };
 use dynofa_kernels::{BnTable, EngineError, SupernetWeights};
 
@@ -83,6 +84,8 @@ pub struct GpuOptions {
     /// by default: no GPU has timed it yet (`gpu-bench` does). With `tune`, each sub-network's
     /// graph is whichever of the two is faster on this GPU ([`Tuning::persistent`]).
     pub persistent: bool,
+    /// How the persistent kernel's barrier is ordered (fences by default: the other way is untimed).
+    pub barrier: BarrierOrder,
 }
 
 impl Default for GpuOptions {
@@ -97,6 +100,7 @@ impl Default for GpuOptions {
             mapped_input: false,
             tune: false,
             persistent: false,
+            barrier: BarrierOrder::Fences,
         }
     }
 }
@@ -218,6 +222,8 @@ pub struct GpuEngine {
     target: Target,
     /// Whether captures measure each step's alternatives (GpuOptions::tune).
     tune: bool,
+    /// How the persistent kernel's barrier is ordered (GpuOptions::barrier).
+    barrier: BarrierOrder,
     /// Whether graphs are captured with programmatic dependent launch, and why not any more.
     programmatic: bool,
     programmatic_refused: Option<String>,
@@ -424,6 +430,7 @@ impl GpuEngine {
                 fused: options.fused,
             },
             tune: options.tune,
+            barrier: options.barrier,
             // The persistent kernel is one launch: nothing to overlap.
             programmatic: options.programmatic_launch && !options.persistent && PROGRAMMATIC_BUILT && major >= 9,
             programmatic_refused: None,
@@ -772,11 +779,17 @@ impl GpuEngine {
     ) -> Result<(), DriverError> {
         let s = &self.stream;
         let trace = trace.map_or(0, |t| t.device_ptr(s).0);
-        let mut slots = [table.table.device_ptr(s).0, table.launches as u64, kernel.arrived.device_ptr(s).0, trace];
+        let mut slots = [
+            table.table.device_ptr(s).0,
+            table.launches as u64,
+            kernel.arrived.device_ptr(s).0,
+            trace,
+            self.barrier.slot(),
+        ];
         let how = Launched { programmatic: false, cooperative: true, shared: kernel.shared };
         let (grid, block) = ([self.target.sms as u32, 1, 1], [PERSISTENT_THREADS, 1, 1]);
         // SAFETY: the slots follow dynofa_persistent's signature (its table, an int in the slot's
-        // first bytes, its counters, its trace or null); the caller vouches for the buffers; a
+        // first bytes, its counters, its trace or null, an int); the caller vouches for the buffers; a
         // block per multiprocessor is resident, as a cooperative launch requires.
         unsafe { launch(&kernel.function, grid, block, &mut slots, s, how) }
     }
@@ -861,9 +874,8 @@ impl GpuEngine {
     /// block has (an error if a block gave up waiting). That is what a persistent kernel running every layer would pay between two
     /// layers, where a graph pays a node ([`GpuEngine::launch_floor`]). The median of 5 launches
     /// of `rounds` barriers, less the median of 5 launches of none, over `rounds`. Ordered by
-    /// fences around the add and the polls (as the persistent kernel's barrier is), or with
-    /// `release_acquire` by the add and the polls themselves (sm_70 and newer): which costs less.
-    pub fn grid_barrier(&mut self, rounds: usize, release_acquire: bool) -> Result<f32, GpuError> {
+    /// `order`: which costs less.
+    pub fn grid_barrier(&mut self, rounds: usize, order: BarrierOrder) -> Result<f32, GpuError> {
         let f = self.module.load_function(GRID_BARRIER).map_err(driver("kernel lookup"))?;
         let s = &self.stream;
         let ctx = s.context();
@@ -877,7 +889,7 @@ impl GpuEngine {
             let mut times = Vec::with_capacity(5);
             for _ in 0..5 {
                 s.memset_zeros(&mut count).map_err(driver("memset"))?;
-                let mut slots = [count.device_ptr(s).0, rounds as u64, u64::from(release_acquire)];
+                let mut slots = [count.device_ptr(s).0, rounds as u64, order.slot()];
                 let launch = || {
                     let how = Launched { programmatic: false, cooperative: true, shared: 0 };
                     // SAFETY: the slots follow the kernel's signature (a counter pointer, two ints

@@ -9,6 +9,7 @@
 #[cfg(feature = "cuda")]
 mod engine;
 
+pub use dynofa_kernels::gpu::BarrierOrder;
 #[cfg(feature = "cuda")]
 pub use engine::{CompileReport, Device, GpuEngine, GpuOptions, Tuning, compile_ptx, nvrtc_archs};
 
