@@ -236,14 +236,15 @@ fn main() {
 
     // What the persistent kernel pays between launches, then the persistent kernel itself, last:
     // should its barrier trap, the context is lost, and the lines above are out. Its trace first,
-    // on an engine with the default options (the kernel launched alone): it shows where the
+    // the kernel launched alone on an engine with each barrier order in turn: it shows where the
     // kernel's time goes even if the driver refuses to capture a cooperative launch in a graph.
-    // Each barrier order in turn (traced on an engine with that order).
-    for (tag, order) in [("", BarrierOrder::Fences), ("-ra", BarrierOrder::ReleaseAcquire)] {
+    for (tag, label, order) in [
+        ("", "grid barrier", BarrierOrder::Fences),
+        ("-ra", "grid barrier (release/acquire)", BarrierOrder::ReleaseAcquire),
+    ] {
         let options = GpuOptions { barrier: order, ..all };
         let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);
         let mut engine = GpuEngine::with_options(weights, options).expect("started before");
-        let label = if tag.is_empty() { "grid barrier".to_string() } else { "grid barrier (release/acquire)".into() };
         match engine.grid_barrier(1000, order) {
             Ok(us) => println!("{label}: {us:.2} us per barrier across {} blocks", engine.target().sms),
             Err(e) => println!("{label}: not measured: {e}"),

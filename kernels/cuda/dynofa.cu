@@ -11,8 +11,9 @@
 // it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
 // every thread of a block) and bar.sync (dyn_sync), fminf/fmaxf, float4 (aligned loads of float
 // buffers), for split GEMMs atomicAdd on a ticket counter, __threadfence and __ldcg, on sm_90 the
-// griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and for the persistent kernel's barrier
-// atomicAdd, volatile polls and __trap. No warp shuffles, and no sum depends on the order in which
+// griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and for the persistent kernel dynamic shared
+// memory, its barrier's atomicAdd or red.release, volatile or ld.acquire polls and __trap, and the
+// global timer (its trace). No warp shuffles, and no sum depends on the order in which
 // blocks or warps run: results are deterministic.
 
 // The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*), the persistent kernel's (DYN_*) and
@@ -79,7 +80,7 @@ __device__ __forceinline__ float dynofa_act(float v, int act) {
 // Where a block is in its launch: what the kernels' bodies read in place of blockIdx, gridDim,
 // threadIdx and blockDim, so that two drivers can run them. A graph launches each kernel, whose
 // body sees the hardware's indices (HwBlock); dynofa_persistent (below) runs every launch of a plan
-// in one cooperative launch, each of its blocks running launch blocks one after another
+// in one cooperative launch, each of its blocks running launch blocks, several at once
 // (PersistentBlock), with a barrier across the GPU between launches. Blocks are (dx, dy, 1) in
 // every plan. The bodies are templates on the two, so that a graph's kernels read the hardware's
 // registers where they did before (ptxas gave one 26 more registers when they read a struct).
@@ -1215,17 +1216,7 @@ struct MakeSeq<0, I...> {
     typedef Seq<I...> type;
 };
 
-// Every body's shared memory fits one group's share of the persistent kernel's (DYN_BODY_SHARED:
-// the engine gives it at least that much).
-__host__ __device__ constexpr unsigned dyn_max(unsigned a, unsigned b) { return a > b ? a : b; }
 __host__ __device__ constexpr unsigned dyn_min(unsigned a, unsigned b) { return a < b ? a : b; }
-#define DYN_SHARED_BYTES                                                                         \
-    dyn_max(dyn_max(dyn_max(sizeof(StemBlockShared), sizeof(PwShared<PW_BM, PW_BN, PW_TM>)),   \
-                    dyn_max(sizeof(PwShared<PWS_BM, PWS_BN, PWS_TM>),                          \
-                            sizeof(PwwShared<PWW_TM, PWW_KC * PWW_WARPS>))),                   \
-            dyn_max(dyn_max(sizeof(PwwShared<PWW16_TM, PWW16_KC * PWW_WARPS>), sizeof(DwRegionShared)), \
-                    dyn_max(sizeof(ExpandDwShared), sizeof(MatvecShared))))
-static_assert(DYN_SHARED_BYTES <= DYN_BODY_SHARED, "a body's shared memory outgrew DYN_BODY_SHARED");
 
 template <class S, class... A, int... I>
 __device__ __forceinline__ void dyn_call(void (*body)(const PersistentBlock&, S*, A...), const PersistentBlock& b,
@@ -1249,6 +1240,8 @@ struct DynCall {
     template <class S, class... A>
     __device__ __forceinline__ void operator()(void (*body)(const PersistentBlock&, S*, A...)) {
         static_assert(sizeof...(A) <= DYN_SLOTS, "more arguments than a DynStep holds");
+        // One group's share at least (the engine gives the kernel DYN_BODY_SHARED or more).
+        static_assert(sizeof(S) <= DYN_BODY_SHARED, "a body's shared memory outgrew DYN_BODY_SHARED");
         dyn_call(body, b, reinterpret_cast<S*>(shared), slot, typename MakeSeq<sizeof...(A)>::type());
     }
 };

@@ -115,21 +115,20 @@ static bool run_blocks(std::size_t blocks, std::size_t threads) {
             progress |= !(spinning && fiber.wait == Wait::Spin);
         }
         for (std::size_t b = 0; b < blocks; ++b) {
-            for (unsigned id = 0; id < BARRIERS; ++id) {
-                std::size_t at = 0, count = 0;
-                for (std::size_t t = 0; t < threads; ++t) {
-                    const Fiber& fiber = fibers[b * threads + t];
-                    if (fiber.wait == Wait::Barrier && fiber.id == id) {
-                        ++at;
-                        count = fiber.count;
-                    }
+            // Each barrier's arrivals in the block, and the count that opens it.
+            std::size_t at[BARRIERS] = {}, count[BARRIERS] = {};
+            for (std::size_t t = 0; t < threads; ++t) {
+                const Fiber& fiber = fibers[b * threads + t];
+                if (fiber.wait != Wait::Barrier) continue;
+                ++at[fiber.id];
+                count[fiber.id] = fiber.count;
+            }
+            for (std::size_t t = 0; t < threads; ++t) {
+                Fiber& fiber = fibers[b * threads + t];
+                if (fiber.wait == Wait::Barrier && at[fiber.id] == count[fiber.id]) {
+                    fiber.wait = Wait::Run;
+                    progress = true;
                 }
-                if (at == 0 || at != count) continue;
-                for (std::size_t t = 0; t < threads; ++t) {
-                    Fiber& fiber = fibers[b * threads + t];
-                    if (fiber.wait == Wait::Barrier && fiber.id == id) fiber.wait = Wait::Run;
-                }
-                progress = true;
             }
         }
         for (std::size_t f = 0; f < n; ++f) live |= fibers[f].wait != Wait::Done;

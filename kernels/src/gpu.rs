@@ -69,6 +69,7 @@ pub fn persistent_shared(available: u32) -> Option<u32> {
     let room = available.min(PERSISTENT_SHARED);
     (room >= PERSISTENT_BODY_SHARED).then_some(room)
 }
+
 /// Argument slots of a [`PERSISTENT`] step: the most arguments of any kernel.
 const PERSISTENT_SLOTS: usize = 20;
 /// 8-byte words of a [`PERSISTENT`] step: the kernel, grid and block (8 `u32`), then the slots.
@@ -1214,7 +1215,7 @@ mod tests {
         assert_eq!(persistent_shared(163 * 1024 - 22_000), Some(PERSISTENT_SHARED));
         // A Xavier allows 96 KiB, the kernel's own included: what is left.
         assert_eq!(persistent_shared(96 * 1024 - 22_000), Some(96 * 1024 - 22_000));
-        // Less than one launch block's.
+        // Exactly one launch block's, and less.
         assert_eq!(persistent_shared(PERSISTENT_BODY_SHARED), Some(PERSISTENT_BODY_SHARED));
         assert_eq!(persistent_shared(PERSISTENT_BODY_SHARED - 1), None);
     }
