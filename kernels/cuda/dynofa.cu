@@ -439,7 +439,7 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 // `gate` (the SE excitation of the projection's input, `[k]`) and `res` may be null. With `pool`,
 // each block also writes the sums of its output tile's columns over its pixels to
 // pool[blockIdx.y][n] (the head's average pool, finished in dynofa_matvec). Tiles of BM pixels x BN
-// channels, BK input channels at a time, TM x TN per thread.
+// channels, PW_BK input channels at a time, TM x TN per thread.
 //
 // Late layers have few pixels and long k (7x7 pixels, k = 1152): their few output tiles would leave
 // most of the GPU idle, so the plan may split k over gridDim.z slices of `kc` channels. A block then
@@ -448,25 +448,22 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 // does not depend on which block came last), applies the epilogue and returns the ticket counter
 // to 0 for the next launch. `tickets` holds one counter per output tile, zeroed at allocation.
 // Two stages: threads store the next step's tiles while others still read this one's, one barrier
-// per step. `as` rows are padded so that a warp's stores land in 32 different banks: with BK = 16 a
-// warp stores 16 channels of 2 pixels (an even stride, BM + 2), with BK >= 32 32 channels of one
-// pixel (an odd stride, BM + 1). The gates of the block's k range, the pool's column sums, the
-// split's verdict.
-template <int BM, int BN, int TM, int BK>
+// per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which then land in 32
+// different banks. The gates of the block's k range, the pool's column sums, the split's verdict.
+template <int BM, int BN, int TM>
 struct PwShared {
-    static_assert(BM % 16 == 0 && (BK == 16 || BK % 32 == 0), "the padding assumes these");
-    static constexpr int STRIDE = BK == 16 ? BM + 2 : BM + 1;
-    float as[2][BK][STRIDE];
-    float bs[2][BK][BN];
+    float as[2][PW_BK][BM + 2];
+    float bs[2][PW_BK][BN];
     float gs[PW_MAX_GATE];
     float psum[BM / TM][BN];
     int last;
 };
-template <int BM, int BN, int TM, int TN, int BK, class B>
-__device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, BK>* shm, DYNOFA_POINTWISE_PARAMS) {
+template <int BM, int BN, int TM, int TN, class B>
+__device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>* shm, DYNOFA_POINTWISE_PARAMS) {
     constexpr int COLS = BN / TN, THREADS = (BM / TM) * COLS;
-    constexpr int A_LOADS = BM * BK / THREADS, B_LOADS = BK * BN / THREADS;
-    static_assert(A_LOADS * THREADS == BM * BK && B_LOADS * THREADS == BK * BN, "tile loads");
+    constexpr int A_LOADS = BM * PW_BK / THREADS, B_LOADS = PW_BK * BN / THREADS;
+    static_assert(A_LOADS * THREADS == BM * PW_BK && B_LOADS * THREADS == PW_BK * BN, "tile loads");
+    static_assert(BM % 16 == 0 && PW_BK == 16, "the padding below assumes these");
     auto& as = shm->as;
     auto& bs = shm->bs;
     float* gs = shm->gs;
@@ -495,7 +492,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     auto fetch_a = [&](int k0) {
         #pragma unroll
         for (int l = 0; l < A_LOADS; ++l) {
-            int e = tid + l * THREADS, p = m0 + e / BK, i = k0 + e % BK;
+            int e = tid + l * THREADS, p = m0 + e / PW_BK, i = k0 + e % PW_BK;
             ra[l] = p < m && i < kend ? a[(long)p * k + i] : 0.0f;
         }
     };
@@ -525,16 +522,16 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         for (int i = kbeg + tid; i < kend; i += THREADS) gs[i - kbeg] = gate[i];
         dyn_sync(b);
     }
-    int steps = (kend - kbeg + BK - 1) / BK;
+    int steps = (kend - kbeg + PW_BK - 1) / PW_BK;
     for (int s = 0; s <= steps; ++s) {
         if (s > 0 && s < steps) {
-            fetch_w(kbeg + s * BK);
-            fetch_a(kbeg + s * BK);
+            fetch_w(kbeg + s * PW_BK);
+            fetch_a(kbeg + s * PW_BK);
         }
         if (s > 0) {
             int cur = (s - 1) & 1;
             #pragma unroll
-            for (int kk = 0; kk < BK; ++kk) {
+            for (int kk = 0; kk < PW_BK; ++kk) {
                 float av[TM], bv[TN];
                 #pragma unroll
                 for (int i = 0; i < TM; ++i) av[i] = as[cur][kk][ty * TM + i];
@@ -551,8 +548,8 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
             int nxt = s & 1;
             #pragma unroll
             for (int l = 0; l < A_LOADS; ++l) {
-                int e = tid + l * THREADS, i = kbeg + s * BK + e % BK;
-                as[nxt][e % BK][e / BK] = gate && i < kend ? ra[l] * gs[i - kbeg] : ra[l];
+                int e = tid + l * THREADS, i = kbeg + s * PW_BK + e % PW_BK;
+                as[nxt][e % PW_BK][e / PW_BK] = gate && i < kend ? ra[l] * gs[i - kbeg] : ra[l];
             }
             #pragma unroll
             for (int l = 0; l < B_LOADS; ++l) {
@@ -621,16 +618,15 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
 }
 
 // MINB blocks per multiprocessor at least: uncapped, the large tiling's registers (140) would leave
-// room for one; the small one's 32-channel steps fit 128 registers, four blocks, without a spill
-// (tests/nvrtc.rs checks), where five spilled.
-#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, BK, MINB)                                               \
+// room for one, and the small one's (120) for four.
+#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, MINB)                                                   \
     extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), MINB) name(DYNOFA_POINTWISE_PARAMS) { \
-        __shared__ PwShared<BM, BN, TM, BK> shm;                                                       \
-        pointwise_tile<BM, BN, TM, TN, BK>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);                    \
+        __shared__ PwShared<BM, BN, TM> shm;                                                           \
+        pointwise_tile<BM, BN, TM, TN>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);                        \
     }
 // Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the rest.
-DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, PW_BK, 2)
-DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWS_BK, 4)
+DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 2)
+DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 5)
 
 // The same product and epilogue shaped for latency, for layers with few pixels (the late layers at
 // batch 1, where pointwise_tile's k loop of dependent steps and its split across blocks cost more
@@ -1259,9 +1255,9 @@ __device__ __forceinline__ void dyn_kernel(unsigned kernel, Op& op) {
     case DYNOFA_KID_dynofa_stem_block:
         return op(stem_block<PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise:
-        return op(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, PW_BK, PersistentBlock>);
+        return op(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_small:
-        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWS_BK, PersistentBlock>);
+        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps:
         return op(pointwise_warps<PWW_TM, PWW_KC, PWW_KC * PWW_WARPS, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps16:
