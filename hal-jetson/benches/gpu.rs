@@ -21,11 +21,11 @@
 //! then `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where the
 //! persistent kernel pays it; or why it was not measured) and `persistent-trace <name>: ...` (the
 //! persistent kernel launched alone: each launch's span and the barriers between them, in all and
-//! per kernel kind, from its own trace), then the same with the barrier ordered by its atomics
-//! rather than fences (`grid barrier (release/acquire): ...`, `persistent-trace-ra <name>: ...`),
-//! and last the latency and `parts` lines of the engine with the persistent kernel in its graphs
-//! (`dynofa-cuda-persistent ...`, or why it was not measured), the same with the other barrier
-//! order (`-persistent-ra`), then of the engine that measured at capture which of the two kinds of
+//! per kernel kind, from its own trace), both with the default barrier order (release/acquire
+//! atomics), then the same with the barrier ordered by fences (`grid barrier (fences): ...`,
+//! `persistent-trace-fences <name>: ...`), and last the latency and `parts` lines of the engine
+//! with the persistent kernel in its graphs (`dynofa-cuda-persistent ...`, or why it was not
+//! measured), the same with fences (`-persistent-fences`), then of the engine that measured at capture which of the two kinds of
 //! graph is faster for each sub-network (`tuning-persistent-tuned <name>: ...`,
 //! `dynofa-cuda-persistent-tuned ...`).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
@@ -238,10 +238,9 @@ fn main() {
     // should its barrier trap, the context is lost, and the lines above are out. Its trace first,
     // the kernel launched alone on an engine with each barrier order in turn: it shows where the
     // kernel's time goes even if the driver refuses to capture a cooperative launch in a graph.
-    for (tag, label, order) in [
-        ("", "grid barrier", BarrierOrder::Fences),
-        ("-ra", "grid barrier (release/acquire)", BarrierOrder::ReleaseAcquire),
-    ] {
+    for (tag, label, order) in
+        [("", "grid barrier", BarrierOrder::ReleaseAcquire), ("-fences", "grid barrier (fences)", BarrierOrder::Fences)]
+    {
         let options = GpuOptions { barrier: order, ..all };
         let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);
         let mut engine = GpuEngine::with_options(weights, options).expect("started before");
@@ -282,7 +281,7 @@ fn main() {
     // graph the faster of the two kinds, measured at capture with the layers' alternatives (tune).
     for (suffix, options) in [
         ("-persistent", GpuOptions { persistent: true, ..all }),
-        ("-persistent-ra", GpuOptions { persistent: true, barrier: BarrierOrder::ReleaseAcquire, ..all }),
+        ("-persistent-fences", GpuOptions { persistent: true, barrier: BarrierOrder::Fences, ..all }),
         ("-persistent-tuned", GpuOptions { persistent: true, tune: true, ..all }),
     ] {
         let weights = SupernetWeights::seeded(Supernet::W1_2, DEFAULT_SEED);

@@ -48,8 +48,8 @@ fn main() {
             // Last: should its barrier trap, the context is lost for whatever came after.
             (GpuOptions { persistent: true, ..all }, ", persistent kernel"),
             (
-                GpuOptions { persistent: true, barrier: BarrierOrder::ReleaseAcquire, ..all },
-                ", persistent kernel, release/acquire barrier",
+                GpuOptions { persistent: true, barrier: BarrierOrder::Fences, ..all },
+                ", persistent kernel, fenced barrier",
             ),
             (GpuOptions { persistent: true, tune: true, ..all }, ", persistent kernel or not, tuned"),
         ] {

@@ -24,8 +24,8 @@ dynofa-cuda-parts max stage_us=20.1 run_us=480.2
 dynofa-cuda-parts mid stage_us=15.0 run_us=285.0
 dynofa-cuda-parts min stage_us=10.0 run_us=170.0
 launch floor: 0.81 us per graph node that does nothing
-grid barrier: 0.95 us per barrier across 132 blocks
-grid barrier (release/acquire): 0.70 us per barrier across 132 blocks
+grid barrier: 0.70 us per barrier across 132 blocks
+grid barrier (fences): 0.95 us per barrier across 132 blocks
 switch median_us=0.117 p99_us=0.138 max_us=16.2
 dynofa-cuda-cachedinput max median_ms=0.4800
 dynofa-cuda-cachedinput mid median_ms=0.3000
@@ -44,8 +44,8 @@ dynofa-cuda-persistent max median_ms=0.6000
 dynofa-cuda-persistent mid median_ms=0.2500
 dynofa-cuda-persistent min median_ms=0.1000
 dynofa-cuda-parts-persistent min stage_us=10.0 run_us=90.0
-dynofa-cuda-persistent-ra min median_ms=0.0980
-persistent-trace-ra min: 46 launches, 70.0 us from the first start to the last arrival: launches 40.0 us, barriers 30.0 us (median 0.65 us); dynofa_matvec 12x 10.0 us
+dynofa-cuda-persistent-fences min median_ms=0.0980
+persistent-trace-fences min: 46 launches, 70.0 us from the first start to the last arrival: launches 40.0 us, barriers 30.0 us (median 0.65 us); dynofa_matvec 12x 10.0 us
 tuning-persistent-tuned min: graph 170.0 us with a node per launch, 95.0 us with the persistent kernel: the persistent kernel
 dynofa-cuda-persistent-tuned min median_ms=0.0950
 dynofa-cuda-parts-persistent-tuned min stage_us=10.0 run_us=85.0
@@ -134,10 +134,10 @@ fn check_py_summarises_the_bench() {
         "| max | 0.500 | 0.420 |",
         "| max (tuned) | 0.480 | 0.400 |",
         "| min (persistent) | 0.100 | n/a |",
-        "| min (persistent-ra) | 0.098 | n/a |",
-        "the same with the barrier ordered by release/acquire atomics rather than fences (GpuOptions::barrier) \
+        "| min (persistent-fences) | 0.098 | n/a |",
+        "the same with the barrier ordered by fences rather than release/acquire atomics (GpuOptions::barrier) \
          (ms): min 0.098",
-        "persistent-trace-ra min: 46 launches, 70.0 us from the first start to the last arrival: launches 40.0 us, \
+        "persistent-trace-fences min: 46 launches, 70.0 us from the first start to the last arrival: launches 40.0 us, \
          barriers 30.0 us (median 0.65 us); dynofa_matvec 12x 10.0 us",
         "| min (persistent-tuned) | 0.095 | n/a |",
         "each sub-network's graph the faster of a node per launch and the persistent kernel, measured at capture \
@@ -170,8 +170,8 @@ fn check_py_summarises_the_bench() {
          barriers 40.0 us (median 0.90 us); dynofa_matvec 12x 10.0 us",
         "a graph node that does nothing: 0.81 us",
         "a barrier across the GPU (one block per multiprocessor: what the persistent kernel pays between launches): \
-         0.95 us per barrier across 132 blocks",
-        "the same ordered by release/acquire atomics rather than fences: 0.70 us per barrier across 132 blocks",
+         0.70 us per barrier across 132 blocks",
+        "the same ordered by fences rather than release/acquire atomics: 0.95 us per barrier across 132 blocks",
         "dynofa eval on the fixture images, (top-1, top-5) counts per sub-network: cpu [(3, 8), (4, 8)], cuda \
          [(3, 8), (4, 8)]; the same: yes",
         "dynofa run --backend cuda (the demo, 10 s): exit 0",

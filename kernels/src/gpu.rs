@@ -31,14 +31,15 @@ pub const PERSISTENT: &str = "dynofa_persistent";
 pub const PERSISTENT_THREADS: u32 = 32 * PWW_WARPS as u32;
 /// How the barrier across the GPU between [`PERSISTENT`]'s launches (and [`GRID_BARRIER`]'s) is
 /// ordered: fences around a plain atomic add and poll, or the add and the poll themselves as
-/// release and acquire at GPU scope (sm_70 and newer; fences on older GPUs), which may cost less.
-/// `GpuEngine::grid_barrier` times both.
+/// release and acquire at GPU scope (sm_70 and newer; fences on older GPUs). `GpuEngine::grid_barrier`
+/// times both: on an H100 and an H200 (11th session) release/acquire took 1.30 µs per barrier
+/// across 132 blocks against 1.53 to 1.57 µs, and the persistent kernel's frames 4 to 7 % less.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BarrierOrder {
     /// `__threadfence` before the add and after the poll (the first that was built).
-    #[default]
     Fences,
-    /// `red.release.gpu` and `ld.acquire.gpu`.
+    /// `red.release.gpu` and `ld.acquire.gpu`: the faster where measured.
+    #[default]
     ReleaseAcquire,
 }
 

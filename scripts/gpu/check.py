@@ -60,8 +60,8 @@ VARIANTS = [
     ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", ()),
     ("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
                    "(GpuOptions::persistent)", ()),
-    ("persistent-ra", "the same with the barrier ordered by release/acquire atomics rather than fences "
-                      "(GpuOptions::barrier)", ()),
+    ("persistent-fences", "the same with the barrier ordered by fences rather than release/acquire atomics "
+                          "(GpuOptions::barrier)", ()),
     ("persistent-tuned", "each sub-network's graph the faster of a node per launch and the persistent kernel, "
                          "measured at capture with the layers' alternatives (GpuOptions::persistent and tune)", ()),
 ]
@@ -439,9 +439,9 @@ def cmd_check(args):
     tunings = re.findall(r"^tuning(?:-[\w-]+)? .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
     barrier = re.search(r"^grid barrier: (.*)$", bench, re.M)
-    barrier_ra = re.search(r"^grid barrier \(release/acquire\): (.*)$", bench, re.M)
+    barrier_fences = re.search(r"^grid barrier \(fences\): (.*)$", bench, re.M)
     persistent_not = re.findall(r"^dynofa-cuda-(persistent[\w-]*): not measured: (.*)$", bench, re.M)
-    persistent_traces = re.findall(r"^persistent-trace(?:-ra)? .*$", bench, re.M)
+    persistent_traces = re.findall(r"^persistent-trace(?:-fences)? .*$", bench, re.M)
     # infer's halves: {suffix ('' for the default engine): {name: (stage us, run us)}}.
     parts = {}
     for m in re.finditer(r"dynofa-cuda-parts(-[\w-]+)? (\w+) stage_us=([\d.]+) run_us=([\d.]+)", bench):
@@ -511,7 +511,7 @@ def cmd_check(args):
         # persistent kernel, where they ran.
         for label, d, us in [(which, dynofa.get(which), kernels.get(which))] + [
                 (f"{which} ({suffix})", variants[suffix][0].get(which), variants[suffix][1].get(which))
-                for suffix in ["tuned", "persistent", "persistent-ra", "persistent-tuned"]]:
+                for suffix in ["tuned", "persistent", "persistent-fences", "persistent-tuned"]]:
             if d is None and label != which:
                 continue
             ratio = f"{best / d:.2f}x" if best and d else "n/a"
@@ -537,8 +537,8 @@ def cmd_check(args):
     if barrier:
         say(f"a barrier across the GPU (one block per multiprocessor: what the persistent kernel pays between "
             f"launches): {barrier.group(1)}")
-    if barrier_ra:
-        say(f"the same ordered by release/acquire atomics rather than fences: {barrier_ra.group(1)}")
+    if barrier_fences:
+        say(f"the same ordered by fences rather than release/acquire atomics: {barrier_fences.group(1)}")
     for suffix, why in persistent_not:
         say(f"dynofa-cuda-{suffix}: not measured: {why}")
     for line in persistent_traces:
