@@ -450,28 +450,45 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 // Two stages: threads store the next step's tiles while others still read this one's, one barrier
 // per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which then land in 32
 // different banks. The gates of the block's k range, the pool's column sums, the split's verdict.
-template <int BM, int BN, int TM>
+//
+// With KS > 1 the block is KS groups of THREADS threads on the same output tile, group g taking
+// the g-th part of the block's k range (whole PW_BK steps) with its own stages: KS times the
+// warps on a tile, for layers whose tiles leave a multiprocessor with one block or none, where a
+// step's arithmetic waited on its own latency (docs/gpu.md, "Tuning"). The groups' sums meet in
+// `red` and group 0 adds them in group order (deterministic), then alone finishes the tile.
+template <int BM, int BN, int TM, int KS>
 struct PwShared {
-    float as[2][PW_BK][BM + 2];
-    float bs[2][PW_BK][BN];
+    float as[KS][2][PW_BK][BM + 2];
+    float bs[KS][2][PW_BK][BN];
+    float red[KS > 1 ? KS - 1 : 1][KS > 1 ? BM * BN : 1];
     float gs[PW_MAX_GATE];
     float psum[BM / TM][BN];
     int last;
 };
-template <int BM, int BN, int TM, int TN, class B>
-__device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>* shm, DYNOFA_POINTWISE_PARAMS) {
+template <int BM, int BN, int TM, int TN, int KS, class B>
+__device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, KS>* shm, DYNOFA_POINTWISE_PARAMS) {
     constexpr int COLS = BN / TN, THREADS = (BM / TM) * COLS;
     constexpr int A_LOADS = BM * PW_BK / THREADS, B_LOADS = PW_BK * BN / THREADS;
     static_assert(A_LOADS * THREADS == BM * PW_BK && B_LOADS * THREADS == PW_BK * BN, "tile loads");
     static_assert(BM % 16 == 0 && PW_BK == 16, "the padding below assumes these");
-    auto& as = shm->as;
-    auto& bs = shm->bs;
     float* gs = shm->gs;
     int& last = shm->last;
-    int tid = b.tx();
+    // With KS = 1 these are constants, and the kernel is the plain tiling.
+    int group = KS > 1 ? b.tx() / THREADS : 0, tid = KS > 1 ? b.tx() % THREADS : b.tx();
+    auto& as = shm->as[group];
+    auto& bs = shm->bs[group];
+    bool lead = KS == 1 || group == 0;
     int tx = tid % COLS, ty = tid / COLS;
     int m0 = b.by() * BM, n0 = b.bx() * BN;
-    int kbeg = b.bz() * kc, kend = kbeg + kc < k ? kbeg + kc : k;
+    int sbeg = b.bz() * kc, send = sbeg + kc < k ? sbeg + kc : k;
+    // This group's part of the slice, in whole steps; the same number of steps for every group
+    // (one barrier per step for the block), a group past the slice's end loading zeros.
+    int part = KS > 1 ? ((send - sbeg + KS - 1) / KS + PW_BK - 1) / PW_BK * PW_BK : send - sbeg;
+    int kbeg = sbeg, kend = send;
+    if (KS > 1) {
+        kbeg = sbeg + group * part < send ? sbeg + group * part : send;
+        kend = kbeg + part < send ? kbeg + part : send;
+    }
     float acc[TM][TN];
     #pragma unroll
     for (int i = 0; i < TM; ++i)
@@ -519,10 +536,10 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
     // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
     // dynofa_matvec launch, wrote them).
     if (gate) {
-        for (int i = kbeg + tid; i < kend; i += THREADS) gs[i - kbeg] = gate[i];
+        for (int i = sbeg + b.tx(); i < send; i += KS * THREADS) gs[i - sbeg] = gate[i];
         dyn_sync(b);
     }
-    int steps = (kend - kbeg + PW_BK - 1) / PW_BK;
+    int steps = (part + PW_BK - 1) / PW_BK;
     for (int s = 0; s <= steps; ++s) {
         if (s > 0 && s < steps) {
             fetch_w(kbeg + s * PW_BK);
@@ -549,7 +566,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
             #pragma unroll
             for (int l = 0; l < A_LOADS; ++l) {
                 int e = tid + l * THREADS, i = kbeg + s * PW_BK + e % PW_BK;
-                as[nxt][e % PW_BK][e / PW_BK] = gate && i < kend ? ra[l] * gs[i - kbeg] : ra[l];
+                as[nxt][e % PW_BK][e / PW_BK] = gate && i < kend ? ra[l] * gs[i - sbeg] : ra[l];
             }
             #pragma unroll
             for (int l = 0; l < B_LOADS; ++l) {
@@ -561,6 +578,24 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
     }
     DYNOFA_LAUNCH_DEPENDENTS();
 
+    if (KS > 1) {
+        auto& red = shm->red;
+        if (!lead) {
+            #pragma unroll
+            for (int i = 0; i < TM; ++i)
+                #pragma unroll
+                for (int j = 0; j < TN; ++j) red[group - 1][(i * TN + j) * THREADS + tid] = acc[i][j];
+        }
+        dyn_sync(b);
+        if (lead)
+            for (int g = 0; g < KS - 1; ++g)
+                #pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < TN; ++j) acc[i][j] += red[g][(i * TN + j) * THREADS + tid];
+    }
+
+    // From here on group 0 alone finishes the tile; the others only pass the barriers.
     if (b.gz() > 1) {
         long slice = (long)m * n;
         #pragma unroll
@@ -568,11 +603,11 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
             #pragma unroll
             for (int i = 0; i < TM; ++i) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
-                if (o < n && p < m) split[b.bz() * slice + (long)p * n + o] = acc[i][j];
+                if (lead && o < n && p < m) split[b.bz() * slice + (long)p * n + o] = acc[i][j];
             }
         __threadfence();
         dyn_sync(b);
-        if (tid == 0) {
+        if (b.tx() == 0) {
             unsigned* ticket = &tickets[b.by() * b.gx() + b.bx()];
             last = atomicAdd(ticket, 1u) == b.gz() - 1;
             if (last) *ticket = 0;
@@ -584,7 +619,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
             #pragma unroll
             for (int i = 0; i < TM; ++i) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
-                bool in = o < n && p < m;
+                bool in = lead && o < n && p < m;
                 acc[i][j] = in ? dynofa_sum_strided<true>(&split[(long)p * n + o], slice, b.gz()) : 0.0f;
             }
     }
@@ -594,7 +629,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
     for (int j = 0; j < TN; ++j) {
         int o = n0 + tx + j * COLS;
         colsum[j] = 0.0f;
-        if (o >= n) continue;
+        if (!lead || o >= n) continue;
         #pragma unroll
         for (int i = 0; i < TM; ++i) {
             int p = m0 + ty * TM + i;
@@ -607,10 +642,11 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
     }
     if (!pool) return;
     auto& psum = shm->psum;
-    #pragma unroll
-    for (int j = 0; j < TN; ++j) psum[ty][tx + j * COLS] = colsum[j];
+    if (lead)
+        #pragma unroll
+        for (int j = 0; j < TN; ++j) psum[ty][tx + j * COLS] = colsum[j];
     dyn_sync(b);
-    for (int col = tid; col < BN; col += THREADS) {
+    for (int col = b.tx(); col < BN; col += KS * THREADS) {
         float total = 0.0f;
         for (int q = 0; q < BM / TM; ++q) total += psum[q][col];
         if (n0 + col < n) pool[(long)b.by() * n + n0 + col] = total;
@@ -618,15 +654,17 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM>*
 }
 
 // MINB blocks per multiprocessor at least: uncapped, the large tiling's registers (140) would leave
-// room for one, and the small one's (120) for four.
-#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, MINB)                                                   \
-    extern "C" __global__ void __launch_bounds__((BM / TM) * (BN / TN), MINB) name(DYNOFA_POINTWISE_PARAMS) { \
-        __shared__ PwShared<BM, BN, TM> shm;                                                           \
-        pointwise_tile<BM, BN, TM, TN>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);                        \
+// room for one, and the small one's (120) for four; the k-split one's 512 threads take 128 each.
+#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, KS, MINB)                                               \
+    extern "C" __global__ void __launch_bounds__(KS * (BM / TM) * (BN / TN), MINB) name(DYNOFA_POINTWISE_PARAMS) { \
+        __shared__ PwShared<BM, BN, TM, KS> shm;                                                       \
+        pointwise_tile<BM, BN, TM, TN, KS>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);                    \
     }
-// Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the rest.
-DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 2)
-DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 5)
+// Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the
+// rest; small ones with k split inside the block as well, for layers of few tiles.
+DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 1, 2)
+DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 1, 5)
+DYNOFA_POINTWISE(dynofa_pointwise_ksplit, PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWK_KS, 1)
 
 // The same product and epilogue shaped for latency, for layers with few pixels (the late layers at
 // batch 1, where pointwise_tile's k loop of dependent steps and its split across blocks cost more
@@ -1255,9 +1293,11 @@ __device__ __forceinline__ void dyn_kernel(unsigned kernel, Op& op) {
     case DYNOFA_KID_dynofa_stem_block:
         return op(stem_block<PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise:
-        return op(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, PersistentBlock>);
+        return op(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, 1, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_small:
-        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PersistentBlock>);
+        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, 1, PersistentBlock>);
+    case DYNOFA_KID_dynofa_pointwise_ksplit:
+        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWK_KS, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps:
         return op(pointwise_warps<PWW_TM, PWW_KC, PWW_KC * PWW_WARPS, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps16:

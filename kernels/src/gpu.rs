@@ -102,6 +102,8 @@ const PW_LARGE: PwTile =
 /// Small tiles: many blocks for layers with few pixels, usually with k split over blocks.
 const PW_SMALL: PwTile =
     PwTile { kernel: Kernel::PointwiseSmall, bm: 16, bn: 32, tm: 2, tn: 2, block_rate: 25e3, sm_rate: 40e3 };
+/// Groups of threads of a [`Kernel::PointwiseKSplit`] block (each [`PW_SMALL`]'s threads).
+pub const PWK_KS: u32 = 4;
 /// Most slices a split k is cut into.
 const MAX_SPLITS: usize = 32;
 /// Floats of [`Buffer::Split`] (every slice of a split launch) and counters of [`Buffer::Tickets`]
@@ -273,6 +275,11 @@ pub enum Kernel {
     Pointwise,
     /// [`Kernel::Pointwise`] with small tiles.
     PointwiseSmall,
+    /// [`Kernel::PointwiseSmall`]'s tiles with [`PWK_KS`] groups of threads per block, each taking
+    /// a part of the block's k range: more warps on each tile, for layers of few tiles. Offered
+    /// to measurement ([`Step::alternatives`], `GpuOptions::tune`) only, until a GPU run fits
+    /// it a model.
+    PointwiseKSplit,
     /// [`Kernel::Pointwise`] for layers with few pixels: k split over a block's warps, each lane's
     /// weights in registers, no dependent k steps; 4 pixels per block.
     PointwiseWarps,
@@ -291,11 +298,12 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 10] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Stem,
         Kernel::StemBlock,
         Kernel::Pointwise,
         Kernel::PointwiseSmall,
+        Kernel::PointwiseKSplit,
         Kernel::PointwiseWarps,
         Kernel::PointwiseWarps16,
         Kernel::Depthwise,
@@ -306,7 +314,14 @@ impl Kernel {
 
     /// Whether this is one of the 1x1 convolution kernels (which share their arguments).
     pub fn is_pointwise(self) -> bool {
-        matches!(self, Kernel::Pointwise | Kernel::PointwiseSmall | Kernel::PointwiseWarps | Kernel::PointwiseWarps16)
+        matches!(
+            self,
+            Kernel::Pointwise
+                | Kernel::PointwiseSmall
+                | Kernel::PointwiseKSplit
+                | Kernel::PointwiseWarps
+                | Kernel::PointwiseWarps16
+        )
     }
 
     /// The kernel's number: its place in [`Kernel::ALL`] (the declaration order, tested), what the
@@ -322,6 +337,7 @@ impl Kernel {
             Kernel::StemBlock => "dynofa_stem_block",
             Kernel::Pointwise => "dynofa_pointwise",
             Kernel::PointwiseSmall => "dynofa_pointwise_small",
+            Kernel::PointwiseKSplit => "dynofa_pointwise_ksplit",
             Kernel::PointwiseWarps => "dynofa_pointwise_warps",
             Kernel::PointwiseWarps16 => "dynofa_pointwise_warps16",
             Kernel::Depthwise => "dynofa_depthwise",
@@ -345,6 +361,7 @@ pub fn source() -> String {
         ("PWS_BN", PW_SMALL.bn),
         ("PWS_TM", PW_SMALL.tm),
         ("PWS_TN", PW_SMALL.tn),
+        ("PWK_KS", PWK_KS),
         ("DW_CH", DW_CH),
         ("DW_ROWS", DW_ROWS),
         ("DW_RUN", DW_RUN),
@@ -1020,7 +1037,8 @@ fn optional(b: Option<Buffer>) -> Arg {
 
 /// The pointwise launches that could compute `a [m][k]` x weights `[k][ldw]` -> `out [m][n]`, its
 /// input gated by `gate`, on `target`: the best k split of each tiling and, where they serve, the
-/// warps kernels, fastest first by the models ([`PwTile::micros`], [`WarpsTile::micros`]).
+/// warps kernels, fastest first by the models ([`PwTile::micros`], [`WarpsTile::micros`]), then the
+/// k-split tiles ([`Kernel::PointwiseKSplit`], which only measurement picks).
 fn pointwise(
     a: Buffer,
     m: usize,
@@ -1036,7 +1054,7 @@ fn pointwise(
     target: Target,
 ) -> Vec<Launch> {
     let (bk, sms) = (PW_BK as usize, target.sms);
-    let launch = |kernel, grid: [usize; 3], block: [usize; 3], kc: usize, us: f64| Launch {
+    let launch = |kernel, grid: [usize; 3], block: [usize; 3], kc: usize, model_us: Option<f64>| Launch {
         kernel,
         grid: grid.map(|g| g as u32),
         block: block.map(|b| b as u32),
@@ -1059,9 +1077,10 @@ fn pointwise(
             Arg::Ptr(Buffer::Split, 0),
             Arg::Ptr(Buffer::Tickets, 0),
         ],
-        model_us: Some(us),
+        model_us,
     };
     let mut found = Vec::new();
+    let mut small_kc = None;
     for tile in [&PW_LARGE, &PW_SMALL] {
         let mut best: Option<(f64, usize)> = None;
         for splits in (0..).map(|i| 1 << i).take_while(|&s| s <= MAX_SPLITS) {
@@ -1079,8 +1098,22 @@ fn pointwise(
             }
         }
         if let Some((us, kc)) = best {
+            if tile.kernel == Kernel::PointwiseSmall {
+                small_kc = Some(kc);
+            }
             let grid = [n.div_ceil(tile.bn as usize), m.div_ceil(tile.bm as usize), k.div_ceil(kc)];
-            found.push((us, launch(tile.kernel, grid, [tile.threads() as usize, 1, 1], kc, us)));
+            found.push((us, launch(tile.kernel, grid, [tile.threads() as usize, 1, 1], kc, Some(us))));
+        }
+    }
+    // The k-split tiles, after the models' picks (they have no model yet): the whole k in each
+    // block, and the small tiles' slices where those split k across blocks; each group at least
+    // one step.
+    let mut ksplit = Vec::new();
+    for kc in [Some(k), small_kc.filter(|&kc| kc != k)].into_iter().flatten() {
+        if kc >= (PWK_KS * PW_BK) as usize && !(gate.is_some() && kc > PW_MAX_GATE) {
+            let grid = [n.div_ceil(PW_SMALL.bn as usize), m.div_ceil(PW_SMALL.bm as usize), k.div_ceil(kc)];
+            let block = [(PWK_KS * PW_SMALL.threads()) as usize, 1, 1];
+            ksplit.push(launch(Kernel::PointwiseKSplit, grid, block, kc, None));
         }
     }
     if target.pointwise_warps {
@@ -1089,12 +1122,12 @@ fn pointwise(
             if let Some((kc, warps)) = tile.shape(k).filter(|_| serves) {
                 let us = tile.micros(m, k, n, warps, sms);
                 let grid = [n.div_ceil(32), m.div_ceil(tile.tm), 1];
-                found.push((us, launch(tile.kernel, grid, [32, warps, 1], kc, us)));
+                found.push((us, launch(tile.kernel, grid, [32, warps, 1], kc, Some(us))));
             }
         }
     }
     found.sort_by(|x, y| x.0.total_cmp(&y.0));
-    found.into_iter().map(|(_, l)| l).collect()
+    found.into_iter().map(|(_, l)| l).chain(ksplit).collect()
 }
 
 /// Pointwise launch `l` writing its output's column sums per tile of pixels to `pool`

@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use dynofa_kernels::gpu::{
     Arg, BarrierOrder, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED,
-    PERSISTENT_SHARED, PERSISTENT_THREADS, Target, bn_image, persistent_shared, persistent_spans, persistent_steps,
-    source,
+    PERSISTENT_SHARED, PERSISTENT_THREADS, PWK_KS, Target, bn_image, persistent_shared, persistent_spans,
+    persistent_steps, source,
 };
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
@@ -78,6 +78,9 @@ enum Pick {
     /// What GpuEngine's measurement may pick instead: the one the plan rates slowest of those
     /// with one of the kernels that only measurement picks on an H100 ([`OTHERS`]), else of all.
     Others,
+    /// The last [`Kernel::PointwiseKSplit`] alternative of each step that has one (split across
+    /// blocks where the small tiles split, else the whole k in a block), else the plan's.
+    KSplit,
 }
 
 /// Kernels that only measurement picks on an H100: the fused expansion and depthwise layer, and
@@ -93,11 +96,6 @@ enum Driver {
     Persistent { blocks: u32, shared: u32, order: BarrierOrder },
 }
 
-/// Run `cfg`'s plan for `target` on `input`; the logits and the plan's launches.
-fn run(emu: &Emulator, g: &goldens::Golden, target: Target) -> (Vec<f32>, Vec<Launch>) {
-    run_picked(emu, g, target, Pick::First, Driver::Launches)
-}
-
 /// Launch `kernel` in the emulator with `shared` bytes of dynamic shared memory and these argument
 /// slots.
 fn launch(emu: &Emulator, kernel: &str, grid: [u32; 3], block: [u32; 3], shared: u32, mut slots: Vec<u64>) -> c_int {
@@ -108,7 +106,8 @@ fn launch(emu: &Emulator, kernel: &str, grid: [u32; 3], block: [u32; 3], shared:
     unsafe { (emu.launch)(name.as_ptr(), grid.as_ptr(), block.as_ptr(), shared, params.as_ptr()) }
 }
 
-/// [`run`] with each step's alternative picked by `pick`, driven by `driver`.
+/// Run `g`'s plan for `target` on its input, each step's alternative picked by `pick`, driven by
+/// `driver`; the logits and the plan's launches.
 fn run_picked(
     emu: &Emulator,
     g: &goldens::Golden,
@@ -135,6 +134,10 @@ fn run_picked(
             Pick::Others => {
                 let at = s.alternatives.iter().rposition(|a| a.iter().any(|l| OTHERS.contains(&l.kernel)));
                 s.alternatives.swap_remove(at.unwrap_or(s.alternatives.len() - 1))
+            }
+            Pick::KSplit => {
+                let at = s.alternatives.iter().rposition(|a| a.iter().any(|l| l.kernel == Kernel::PointwiseKSplit));
+                s.alternatives.swap_remove(at.unwrap_or(0))
             }
         })
         .collect();
@@ -191,6 +194,9 @@ fn emulated_kernels_match_the_goldens() {
         (case("w12_min"), Target::new(132), Pick::Others),
         (case("w10_mid_bn"), Target::new(132), Pick::Others),
         (case("w12_max_r160"), Target::new(132), Pick::Others),
+        (case("w12_min"), Target::new(132), Pick::KSplit),
+        (case("w10_mid_bn"), Target::new(132), Pick::KSplit),
+        (case("w12_max_r160"), Target::new(132), Pick::KSplit),
     ]);
     let mut failures = Vec::new();
     let mut launches = Vec::new();
@@ -201,7 +207,7 @@ fn emulated_kernels_match_the_goldens() {
         if err.is_nan() || err > goldens::TOLERANCE {
             failures.push(format!("{} ({target:?}, {pick:?}): relative error {err:.3e}", g.name));
         }
-        if pick == Pick::Others {
+        if pick != Pick::First {
             // Launches that the plan does not make ran.
             let own = GpuImage::new(&SupernetWeights::seeded(g.net, DEFAULT_SEED)).plan(&g.config, target);
             let other = plan.iter().filter(|l| !own.contains(l)).count();
@@ -236,7 +242,16 @@ fn emulated_kernels_match_the_goldens() {
             "no {kernel:?} launch with split = {split} ran"
         );
     }
-    for kernel in [Kernel::PointwiseWarps, Kernel::PointwiseWarps16] {
+    assert!(
+        launches.iter().any(|l| l.kernel == Kernel::PointwiseKSplit && l.grid[2] > 1),
+        "no PointwiseKSplit launch split k across blocks"
+    );
+    assert!(
+        launches.iter().any(|l| l.kernel == Kernel::PointwiseKSplit
+            && matches!(l.args[13], Arg::Int(kc) if kc % (PWK_KS as i32 * 16) != 0)),
+        "no PointwiseKSplit launch left its last group a part step or none (16: a k step)"
+    );
+    for kernel in [Kernel::PointwiseWarps, Kernel::PointwiseWarps16, Kernel::PointwiseKSplit] {
         for (what, at) in [("a gate", 9), ("a residual", 10), ("the pool", 12)] {
             assert!(
                 launches.iter().any(|l| l.kernel == kernel && l.args[at] != Arg::Null),
@@ -278,7 +293,8 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks_or_threads() {
     // warps' sums, the region tiles' SE sums; and every barrier, which a thread order that runs
     // a reader before its writer would expose.
     let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
-    for target in [Target::new(132), old] {
+    for (target, pick) in [(Target::new(132), Pick::First), (old, Pick::First), (Target::new(132), Pick::KSplit)] {
+        let run = |emu: &Emulator, g: &goldens::Golden, target| run_picked(emu, g, target, pick, Driver::Launches);
         let (forward, plan) = run(&emu, &g, target);
         let kernels: Vec<Kernel> = plan.iter().map(|l| l.kernel).collect();
         assert!(
@@ -342,6 +358,7 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
         (case("w12_min"), Target::new(132), Pick::Others, 2, PERSISTENT_BODY_SHARED, release_acquire),
         (case("w10_mid_bn"), old, Pick::First, 3, xavier, fences),
         (case("w10_min"), Target::new(132), Pick::First, 1, PERSISTENT_SHARED, release_acquire),
+        (case("w12_min"), Target::new(132), Pick::KSplit, 2, PERSISTENT_SHARED, release_acquire),
     ];
     let mut kernels = Vec::new();
     for (g, target, pick, blocks, shared, order) in runs {
