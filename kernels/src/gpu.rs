@@ -102,8 +102,23 @@ const PW_LARGE: PwTile =
 /// Small tiles: many blocks for layers with few pixels, usually with k split over blocks.
 const PW_SMALL: PwTile =
     PwTile { kernel: Kernel::PointwiseSmall, bm: 16, bn: 32, tm: 2, tn: 2, block_rate: 25e3, sm_rate: 40e3 };
-/// Groups of threads of a [`Kernel::PointwiseKSplit`] block (each [`PW_SMALL`]'s threads).
+/// Groups of threads of a [`Kernel::PointwiseKSplit`] block (each the small tiling's 128 threads).
 pub const PWK_KS: u32 = 4;
+/// µs per k step of a [`Kernel::PointwiseKSplit`] group: fitted to the 16 distinct launches that
+/// measurement picked on the 11th session's H200 (2 steps: 2.99 to 3.38 µs, mean 3.17; 3 steps:
+/// 3.87 to 4.33, mean 4.07; `LAUNCH_US` beside), all of at most 108 blocks on 132
+/// multiprocessors (`docs/data/gpu-launches-h200.csv`). Where a launch had more blocks than
+/// multiprocessors (a block's 512 threads of 93 registers leave no room for a second), measurement
+/// kept the small tiles; docs/gpu.md, "Tuning".
+const PWK_STEP_US: f64 = 0.9;
+
+/// The plan's estimate (µs) of an `m x k x n` product in [`Kernel::PointwiseKSplit`] blocks of
+/// the whole k on `sms` multiprocessors: [`LAUNCH_US`] and a group's steps, or `None` beyond the
+/// measured launches (more blocks than multiprocessors), where only measurement rates it.
+fn ksplit_micros(m: usize, k: usize, n: usize, sms: usize) -> Option<f64> {
+    let steps = k.div_ceil(PWK_KS as usize).div_ceil(PW_BK as usize);
+    (PW_SMALL.tiles(m, n) <= sms).then_some(LAUNCH_US + PWK_STEP_US * steps as f64)
+}
 /// Most slices a split k is cut into.
 const MAX_SPLITS: usize = 32;
 /// Floats of [`Buffer::Split`] (every slice of a split launch) and counters of [`Buffer::Tickets`]
@@ -276,9 +291,9 @@ pub enum Kernel {
     /// [`Kernel::Pointwise`] with small tiles.
     PointwiseSmall,
     /// [`Kernel::PointwiseSmall`]'s tiles with [`PWK_KS`] groups of threads per block, each taking
-    /// a part of the block's k range: more warps on each tile, for layers of few tiles. Offered
-    /// to measurement ([`Step::alternatives`], `GpuOptions::tune`) only, until a GPU run fits
-    /// it a model.
+    /// a part of the block's k range: more warps on each tile, for layers of few tiles. Its model
+    /// covers the whole k in a block and at most a block per multiprocessor (what was measured);
+    /// other shapes are offered to measurement (`GpuOptions::tune`) only.
     PointwiseKSplit,
     /// [`Kernel::Pointwise`] for layers with few pixels: k split over a block's warps, each lane's
     /// weights in registers, no dependent k steps; 4 pixels per block.
@@ -1037,8 +1052,8 @@ fn optional(b: Option<Buffer>) -> Arg {
 
 /// The pointwise launches that could compute `a [m][k]` x weights `[k][ldw]` -> `out [m][n]`, its
 /// input gated by `gate`, on `target`: the best k split of each tiling and, where they serve, the
-/// warps kernels, fastest first by the models ([`PwTile::micros`], [`WarpsTile::micros`]), then the
-/// k-split tiles ([`Kernel::PointwiseKSplit`], which only measurement picks).
+/// warps kernels and the k-split tiles, fastest first by the models ([`PwTile::micros`],
+/// [`WarpsTile::micros`], [`ksplit_micros`]), then the k-split shapes that only measurement rates.
 fn pointwise(
     a: Buffer,
     m: usize,
@@ -1105,15 +1120,18 @@ fn pointwise(
             found.push((us, launch(tile.kernel, grid, [tile.threads() as usize, 1, 1], kc, Some(us))));
         }
     }
-    // The k-split tiles, after the models' picks (they have no model yet): the whole k in each
-    // block, and the small tiles' slices where those split k across blocks; each group at least
-    // one step.
+    // The k-split tiles: the whole k in each block, rated by its model where that was fitted
+    // ([`ksplit_micros`]), else after the models' picks (measurement's only), as is the split
+    // across blocks with the small tiles' slices (where those split); each group at least one step.
     let mut ksplit = Vec::new();
     for kc in [Some(k), small_kc.filter(|&kc| kc != k)].into_iter().flatten() {
         if kc >= (PWK_KS * PW_BK) as usize && !(gate.is_some() && kc > PW_MAX_GATE) {
             let grid = [n.div_ceil(PW_SMALL.bn as usize), m.div_ceil(PW_SMALL.bm as usize), k.div_ceil(kc)];
             let block = [(PWK_KS * PW_SMALL.threads()) as usize, 1, 1];
-            ksplit.push(launch(Kernel::PointwiseKSplit, grid, block, kc, None));
+            match ksplit_micros(m, k, n, sms).filter(|_| kc == k) {
+                Some(us) => found.push((us, launch(Kernel::PointwiseKSplit, grid, block, kc, Some(us)))),
+                None => ksplit.push(launch(Kernel::PointwiseKSplit, grid, block, kc, None)),
+            }
         }
     }
     if target.pointwise_warps {
@@ -1451,6 +1469,26 @@ mod tests {
     }
 
     #[test]
+    fn layers_of_few_tiles_and_long_k_take_the_ksplit_kernel() {
+        let bn = [Arg::Null; 2];
+        let all =
+            |m, k, n| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, Target::new(132));
+        // mid's 6x6 expansions (36 x 192 x 1152, 108 tiles): the whole k in each block, four
+        // groups of 3 steps (on the H200: 3.93 µs, the small tiles 6.24).
+        let mid = all(36, 192, 1152).remove(0);
+        assert_eq!((mid.kernel, mid.grid, mid.block), (Kernel::PointwiseKSplit, [36, 3, 1], [512, 1, 1]));
+        assert_eq!(mid.model_us, Some(LAUNCH_US + 3.0 * PWK_STEP_US));
+        // max's 56x56 projections (3136 x 192 x 32, 196 tiles): more blocks than multiprocessors,
+        // which measurement found slower than the small tiles (7.1 µs); offered last, unrated.
+        let early = all(56 * 56, 192, 32);
+        assert_ne!(early[0].kernel, Kernel::PointwiseKSplit, "{early:?}");
+        let last = early.last().expect("alternatives");
+        assert_eq!((last.kernel, last.model_us), (Kernel::PointwiseKSplit, None));
+        // Too short a k for four groups of a step each: not offered.
+        assert!(all(56 * 56, 32, 192).iter().all(|l| l.kernel != Kernel::PointwiseKSplit));
+    }
+
+    #[test]
     fn depthwise_layers_take_the_region_kernel() {
         let image = GpuImage::new(&SupernetWeights::seeded(Supernet::W1_2, 1));
         // The depthwise kernel of each of a plan's depthwise launches, every layer on its own
@@ -1530,5 +1568,29 @@ mod tests {
         // Measured / estimated: the median near 1, and 4 in 5 launches within 25 %.
         assert!((0.95..=1.05).contains(&at(0.5)), "median {:.2}", at(0.5));
         assert!(at(0.1) >= 0.75 && at(0.9) <= 1.25, "10th {:.2}, 90th {:.2} percentile", at(0.1), at(0.9));
+    }
+
+    #[test]
+    fn the_ksplit_model_estimates_the_h200s_launches() {
+        // The PointwiseKSplit launches that measurement picked on the H200 (the tuned plans),
+        // which PWK_STEP_US was fitted to, re-estimated where the model rates them.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/data/gpu-launches-h200.csv");
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut ratios = Vec::new();
+        for row in text.lines().skip(1) {
+            let cells: Vec<&str> = row.split(',').collect();
+            let [_, _, "dynofa_pointwise_ksplit", _, _, ints, _, measured] = cells[..] else { continue };
+            let [m, k, _, n, _, kc] = ints.split(' ').map(|v| v.parse().unwrap()).collect::<Vec<usize>>()[..] else {
+                panic!("{path}: {row}")
+            };
+            if let Some(model) = ksplit_micros(m, k, n, 132).filter(|_| k <= kc) {
+                ratios.push(measured.parse::<f64>().unwrap() / model);
+            }
+        }
+        assert!(ratios.len() >= 20, "{} PointwiseKSplit launches in {path}", ratios.len());
+        ratios.sort_by(f64::total_cmp);
+        let median = ratios[ratios.len() / 2];
+        assert!((0.95..=1.05).contains(&median), "median {median:.2}");
+        assert!(ratios[0] >= 0.9 && ratios[ratios.len() - 1] <= 1.1, "{ratios:?}");
     }
 }
