@@ -14,9 +14,9 @@
 //! the graph rather than written into mapped host memory (`-copylogits`) and the input read from
 //! mapped host memory rather than copied to the GPU (`-mappedinput`); then the same latency
 //! and kernel lines for plans without the warps kernels (`dynofa-cuda-nowarps ...`,
-//! `dynofa-cuda-nowarps-kernels ...`, `kernels <name>-nowarps: ...`), without `DepthwiseRegion`
-//! (`-noregion`), without the fused kernels (`-nofused`) and with every layer's alternatives
-//! measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
+//! `dynofa-cuda-nowarps-kernels ...`, `kernels <name>-nowarps: ...`), without `PointwiseKSplit`
+//! (`-noksplit`), without `DepthwiseRegion` (`-noregion`), without the fused kernels
+//! (`-nofused`) and with every layer's alternatives measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
 //! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it;
 //! then `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where the
 //! persistent kernel pays it; or why it was not measured) and `persistent-trace <name>: ...` (the
@@ -29,7 +29,7 @@
 //! graph is faster for each sub-network (`tuning-persistent-tuned <name>: ...`,
 //! `dynofa-cuda-persistent-tuned ...`).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
-//! `max-nowarps`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
+//! `max-nowarps`, `max-noksplit`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
 //! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
 //! launch of a graph of 20 of it: what calibrates the pointwise models in `dynofa_kernels::gpu`).
 //! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
@@ -202,6 +202,7 @@ fn main() {
     // alternatives measured, for comparison.
     for (suffix, options) in [
         ("-nowarps", GpuOptions { pointwise_warps: false, ..all }),
+        ("-noksplit", GpuOptions { pointwise_ksplit: false, ..all }),
         ("-noregion", GpuOptions { depthwise_region: false, ..all }),
         ("-nofused", GpuOptions { fused: false, ..all }),
         ("-tuned", GpuOptions { tune: true, ..all }),

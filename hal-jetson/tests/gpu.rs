@@ -39,6 +39,7 @@ fn main() {
         for (options, what) in [
             (all, ""),
             (GpuOptions { pointwise_warps: false, ..all }, ", no PointwiseWarps"),
+            (GpuOptions { pointwise_ksplit: false, ..all }, ", no PointwiseKSplit"),
             (GpuOptions { depthwise_region: false, ..all }, ", no DepthwiseRegion"),
             (GpuOptions { fused: false, ..all }, ", no fused kernels"),
             (GpuOptions { write_combined_input: false, mapped_logits: false, ..all }, ", cached input, logits copied"),

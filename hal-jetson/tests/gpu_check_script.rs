@@ -62,18 +62,25 @@ trace: run-cuda.csv (30000 frames)
 ";
 
 /// Rows of `launches.csv`: max's stem block and one fused expansion against the launches they
-/// replace in the plan without fused kernels (3.0 us against 10.0, 4.0 against 6.0).
+/// replace in the plan without fused kernels (3.0 us against 10.0, 4.0 against 6.0), and a
+/// `PointwiseKSplit` layer against the same layer in the plan without it (4.0 us against 6.0).
 const LAUNCHES: &str = "\
 subnet,index,kernel,grid,block,ints,model_us,gpu_us
 max,0,dynofa_stem_block,196x1x1,256x1x1,224 112,,3.00
 max,1,dynofa_expand_depthwise,5x98x1,32x8x1,112 24,,4.00
 max,2,dynofa_pointwise_warps,5x49x1,32x16x1,196 816,1.00,2.00
+max,3,dynofa_pointwise_ksplit,36x3x1,512x1x1,36 192,4.10,4.00
+max-noksplit,0,dynofa_stem_block,196x1x1,256x1x1,224 112,,3.00
+max-noksplit,1,dynofa_expand_depthwise,5x98x1,32x8x1,112 24,,4.00
+max-noksplit,2,dynofa_pointwise_warps,5x49x1,32x16x1,196 816,1.00,2.00
+max-noksplit,3,dynofa_pointwise_small,36x3x1,128x1x1,36 192,5.00,6.00
 max-nofused,0,dynofa_stem,294x1x1,256x1x1,224 112,,2.00
 max-nofused,1,dynofa_depthwise,1x392x1,32x8x1,112 24,,4.00
 max-nofused,2,dynofa_pointwise_small,1x784x1,128x1x1,12544 24,2.46,4.00
 max-nofused,3,dynofa_pointwise,3x196x1,256x1x1,12544 24,10.92,3.00
 max-nofused,4,dynofa_depthwise_region,5x98x1,32x8x1,112 144,,3.00
 max-nofused,5,dynofa_pointwise_warps,5x49x1,32x16x1,196 816,1.00,2.00
+max-nofused,6,dynofa_pointwise_ksplit,36x3x1,512x1x1,36 192,4.10,4.00
 ";
 
 fn stub(dir: &Path, name: &str, body: &str) {
@@ -157,6 +164,8 @@ fn check_py_summarises_the_bench() {
         "cached (not write-combined) page-locked input (ms): max 0.480, mid 0.300, min 0.180",
         // Slower on all three: a verdict; cached input only faster on max: none.
         "slower than the defaults on max, mid and min (1.10x, 1.20x, 1.39x the time): without the fused kernels",
+        "dynofa_pointwise_ksplit against the plans without it, each launch timed alone: max 1 layers 4.0 us vs \
+         6.0 us (faster on 1)",
         "dynofa_stem_block against the 3 launches it replaces, each launch timed alone: max 1 x: 3.0 us vs 10.0 us \
          (faster on 1)",
         "dynofa_expand_depthwise against the 2 launches it replaces, each launch timed alone: max 1 x: 4.0 us vs 6.0 \

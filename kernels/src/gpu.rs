@@ -526,6 +526,8 @@ pub struct Target {
     /// [`Kernel::PointwiseWarps16`]) where their model rates them fastest (the GPU bench turns it
     /// off to time the plans without them).
     pub pointwise_warps: bool,
+    /// Whether pointwise layers may use [`Kernel::PointwiseKSplit`] (likewise).
+    pub pointwise_ksplit: bool,
     /// Whether depthwise layers use [`Kernel::DepthwiseRegion`] (likewise).
     pub depthwise_region: bool,
     /// Whether the plan may run several layers in one kernel: [`Kernel::StemBlock`] first, and
@@ -537,7 +539,7 @@ pub struct Target {
 impl Target {
     /// A GPU with `sms` multiprocessors, every kernel allowed.
     pub fn new(sms: usize) -> Self {
-        Target { sms, pointwise_warps: true, depthwise_region: true, fused: true }
+        Target { sms, pointwise_warps: true, pointwise_ksplit: true, depthwise_region: true, fused: true }
     }
 }
 
@@ -1124,7 +1126,8 @@ fn pointwise(
     // ([`ksplit_micros`]), else after the models' picks (measurement's only), as is the split
     // across blocks with the small tiles' slices (where those split); each group at least one step.
     let mut ksplit = Vec::new();
-    for kc in [Some(k), small_kc.filter(|&kc| kc != k)].into_iter().flatten() {
+    let kcs = if target.pointwise_ksplit { [Some(k), small_kc.filter(|&kc| kc != k)] } else { [None, None] };
+    for kc in kcs.into_iter().flatten() {
         if kc >= (PWK_KS * PW_BK) as usize && !(gate.is_some() && kc > PW_MAX_GATE) {
             let grid = [n.div_ceil(PW_SMALL.bn as usize), m.div_ceil(PW_SMALL.bm as usize), k.div_ceil(kc)];
             let block = [(PWK_KS * PW_SMALL.threads()) as usize, 1, 1];
@@ -1278,7 +1281,13 @@ mod tests {
         for net in [Supernet::W1_0, Supernet::W1_2] {
             let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
-                let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
+                let old = Target {
+                    pointwise_warps: false,
+                    pointwise_ksplit: false,
+                    depthwise_region: false,
+                    fused: false,
+                    ..Target::new(132)
+                };
                 for target in [6, 16, 132].map(Target::new).into_iter().chain([old]) {
                     let plan = image.plan(&cfg, target);
                     let table = persistent_steps(&plan, base);
@@ -1318,7 +1327,13 @@ mod tests {
         let mut longest = 0;
         for net in [Supernet::W1_0, Supernet::W1_2] {
             let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
-            let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
+            let old = Target {
+                pointwise_warps: false,
+                pointwise_ksplit: false,
+                depthwise_region: false,
+                fused: false,
+                ..Target::new(132)
+            };
             for (k, e, r) in [(7, 6, 224), (5, 4, 224), (3, 3, 224), (7, 6, 128), (3, 3, 128)] {
                 for target in [6, 16, 132].map(Target::new).into_iter().chain([old]) {
                     let steps = image.steps(&SubnetConfig::uniform(k, e, 4, r), target);
@@ -1363,7 +1378,13 @@ mod tests {
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
                 // Xavier NX, Orin AGX, H100.
                 let targets = [6, 16, 132].map(Target::new).into_iter();
-                let old = Target { pointwise_warps: false, depthwise_region: false, fused: false, ..Target::new(132) };
+                let old = Target {
+                    pointwise_warps: false,
+                    pointwise_ksplit: false,
+                    depthwise_region: false,
+                    fused: false,
+                    ..Target::new(132)
+                };
                 for target in targets.chain([old]) {
                     let steps = image.steps(&cfg, target);
                     // Every alternative: GpuEngine may measure and pick any.

@@ -54,6 +54,7 @@ VARIANTS = [
     ("copylogits", "logits copied back by the graph (not written to mapped host memory)", ()),
     ("mappedinput", "input read by the first kernel from mapped host memory (not copied to the GPU)", ()),
     ("nowarps", "without the warps kernels", ("dynofa_pointwise_warps", "dynofa_pointwise_warps16")),
+    ("noksplit", "without PointwiseKSplit", ("dynofa_pointwise_ksplit",)),
     ("noregion", "without DepthwiseRegion", ("dynofa_depthwise_region",)),
     # A fused kernel replaces several launches: its plans do not line up launch by launch.
     ("nofused", "without the fused kernels (StemBlock; ExpandDepthwise is only tune's)", ()),

@@ -54,6 +54,9 @@ pub struct GpuOptions {
     /// The warps kernels ([`Kernel::PointwiseWarps`], [`Kernel::PointwiseWarps16`]) for the
     /// pointwise layers where the plan rates them fastest.
     pub pointwise_warps: bool,
+    /// [`Kernel::PointwiseKSplit`] for the pointwise layers where the plan rates it fastest (and
+    /// among `tune`'s alternatives).
+    pub pointwise_ksplit: bool,
     /// [`Kernel::DepthwiseRegion`] for the depthwise layers.
     pub depthwise_region: bool,
     /// Kernels that run several layers at once instead of a launch per layer:
@@ -95,6 +98,7 @@ impl Default for GpuOptions {
         GpuOptions {
             programmatic_launch: true,
             pointwise_warps: true,
+            pointwise_ksplit: true,
             depthwise_region: true,
             fused: true,
             write_combined_input: true,
@@ -428,6 +432,7 @@ impl GpuEngine {
             target: Target {
                 sms: sms.max(1) as usize,
                 pointwise_warps: options.pointwise_warps,
+                pointwise_ksplit: options.pointwise_ksplit,
                 depthwise_region: options.depthwise_region,
                 fused: options.fused,
             },
