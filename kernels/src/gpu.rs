@@ -541,6 +541,18 @@ impl Target {
     pub fn new(sms: usize) -> Self {
         Target { sms, pointwise_warps: true, pointwise_ksplit: true, depthwise_region: true, fused: true }
     }
+
+    /// The same with the first kernels only (the tilings and the plain depthwise kernel, a launch
+    /// per layer): the plans that the newer kernels are tested against.
+    pub fn basic(sms: usize) -> Self {
+        Target {
+            pointwise_warps: false,
+            pointwise_ksplit: false,
+            depthwise_region: false,
+            fused: false,
+            ..Self::new(sms)
+        }
+    }
 }
 
 /// One layer of a plan (or two, where the second sums the first's tiles), with the alternatives
@@ -1281,13 +1293,7 @@ mod tests {
         for net in [Supernet::W1_0, Supernet::W1_2] {
             let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
-                let old = Target {
-                    pointwise_warps: false,
-                    pointwise_ksplit: false,
-                    depthwise_region: false,
-                    fused: false,
-                    ..Target::new(132)
-                };
+                let old = Target::basic(132);
                 for target in [6, 16, 132].map(Target::new).into_iter().chain([old]) {
                     let plan = image.plan(&cfg, target);
                     let table = persistent_steps(&plan, base);
@@ -1327,13 +1333,7 @@ mod tests {
         let mut longest = 0;
         for net in [Supernet::W1_0, Supernet::W1_2] {
             let image = GpuImage::new(&SupernetWeights::seeded(net, 1));
-            let old = Target {
-                pointwise_warps: false,
-                pointwise_ksplit: false,
-                depthwise_region: false,
-                fused: false,
-                ..Target::new(132)
-            };
+            let old = Target::basic(132);
             for (k, e, r) in [(7, 6, 224), (5, 4, 224), (3, 3, 224), (7, 6, 128), (3, 3, 128)] {
                 for target in [6, 16, 132].map(Target::new).into_iter().chain([old]) {
                     let steps = image.steps(&SubnetConfig::uniform(k, e, 4, r), target);
@@ -1378,13 +1378,7 @@ mod tests {
             for cfg in [SubnetConfig::uniform(7, 6, 4, 224), SubnetConfig::uniform(3, 3, 2, 128)] {
                 // Xavier NX, Orin AGX, H100.
                 let targets = [6, 16, 132].map(Target::new).into_iter();
-                let old = Target {
-                    pointwise_warps: false,
-                    pointwise_ksplit: false,
-                    depthwise_region: false,
-                    fused: false,
-                    ..Target::new(132)
-                };
+                let old = Target::basic(132);
                 for target in targets.chain([old]) {
                     let steps = image.steps(&cfg, target);
                     // Every alternative: GpuEngine may measure and pick any.
@@ -1559,13 +1553,12 @@ mod tests {
             }
         }
     }
-    #[test]
-    fn the_pointwise_models_estimate_the_h100s_launches() {
-        // Every pointwise launch of the H100 run the constants were fitted to (each plan variant
-        // of max, mid and min), re-estimated by today's models for 132 multiprocessors. Changing a
-        // constant without refitting (docs/gpu.md, "Tuning") fails here.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/data/gpu-launches-h100.csv");
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    /// Measured / estimated for the pointwise launches of `docs/data/<file>` (a bench's
+    /// `--launches` CSV) that `model` rates (from the kernel's name, the warps per block and
+    /// `[m, k, n, kc]`), in order.
+    fn model_ratios(file: &str, model: impl Fn(&str, usize, [usize; 4]) -> Option<f64>) -> Vec<f64> {
+        let path = format!("{}/../docs/data/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let mut ratios = Vec::new();
         for row in text.lines().skip(1) {
             let cells: Vec<&str> = row.split(',').collect();
@@ -1573,18 +1566,28 @@ mod tests {
             let [m, k, _, n, _, kc] = ints.split(' ').map(|v| v.parse().unwrap()).collect::<Vec<usize>>()[..] else {
                 continue; // not a pointwise launch
             };
-            let warps = || block.split('x').nth(1).unwrap().parse::<usize>().unwrap();
-            let model = match kernel {
-                "dynofa_pointwise" => PW_LARGE.micros(m, k, n, kc, 132),
-                "dynofa_pointwise_small" => PW_SMALL.micros(m, k, n, kc, 132),
-                "dynofa_pointwise_warps" => PWW.micros(m, k, n, warps(), 132),
-                "dynofa_pointwise_warps16" => PWW16.micros(m, k, n, warps(), 132),
-                _ => continue,
-            };
-            ratios.push(measured.parse::<f64>().unwrap() / model);
+            let warps = block.split('x').nth(1).unwrap().parse().unwrap();
+            if let Some(us) = model(kernel, warps, [m, k, n, kc]) {
+                ratios.push(measured.parse::<f64>().unwrap() / us);
+            }
         }
-        assert!(ratios.len() > 400, "{} pointwise launches in {path}", ratios.len());
         ratios.sort_by(f64::total_cmp);
+        ratios
+    }
+
+    #[test]
+    fn the_pointwise_models_estimate_the_h100s_launches() {
+        // Every pointwise launch of the H100 run the constants were fitted to (each plan variant
+        // of max, mid and min), re-estimated by today's models for 132 multiprocessors. Changing a
+        // constant without refitting (docs/gpu.md, "Tuning") fails here.
+        let ratios = model_ratios("gpu-launches-h100.csv", |kernel, warps, [m, k, n, kc]| match kernel {
+            "dynofa_pointwise" => Some(PW_LARGE.micros(m, k, n, kc, 132)),
+            "dynofa_pointwise_small" => Some(PW_SMALL.micros(m, k, n, kc, 132)),
+            "dynofa_pointwise_warps" => Some(PWW.micros(m, k, n, warps, 132)),
+            "dynofa_pointwise_warps16" => Some(PWW16.micros(m, k, n, warps, 132)),
+            _ => None,
+        });
+        assert!(ratios.len() > 400, "{} pointwise launches", ratios.len());
         let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q) as usize];
         // Measured / estimated: the median near 1, and 4 in 5 launches within 25 %.
         assert!((0.95..=1.05).contains(&at(0.5)), "median {:.2}", at(0.5));
@@ -1595,21 +1598,10 @@ mod tests {
     fn the_ksplit_model_estimates_the_h200s_launches() {
         // The PointwiseKSplit launches that measurement picked on the H200 (the tuned plans),
         // which PWK_STEP_US was fitted to, re-estimated where the model rates them.
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/data/gpu-launches-h200.csv");
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let mut ratios = Vec::new();
-        for row in text.lines().skip(1) {
-            let cells: Vec<&str> = row.split(',').collect();
-            let [_, _, "dynofa_pointwise_ksplit", _, _, ints, _, measured] = cells[..] else { continue };
-            let [m, k, _, n, _, kc] = ints.split(' ').map(|v| v.parse().unwrap()).collect::<Vec<usize>>()[..] else {
-                panic!("{path}: {row}")
-            };
-            if let Some(model) = ksplit_micros(m, k, n, 132).filter(|_| k <= kc) {
-                ratios.push(measured.parse::<f64>().unwrap() / model);
-            }
-        }
-        assert!(ratios.len() >= 20, "{} PointwiseKSplit launches in {path}", ratios.len());
-        ratios.sort_by(f64::total_cmp);
+        let ratios = model_ratios("gpu-launches-h200.csv", |kernel, _, [m, k, n, kc]| {
+            ksplit_micros(m, k, n, 132).filter(|_| kernel == "dynofa_pointwise_ksplit" && k <= kc)
+        });
+        assert!(ratios.len() >= 20, "{} PointwiseKSplit launches", ratios.len());
         let median = ratios[ratios.len() / 2];
         assert!((0.95..=1.05).contains(&median), "median {median:.2}");
         assert!(ratios[0] >= 0.9 && ratios[ratios.len() - 1] <= 1.1, "{ratios:?}");

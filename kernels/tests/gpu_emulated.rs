@@ -185,13 +185,7 @@ fn emulated_kernels_match_the_goldens() {
     let cases: Vec<_> = goldens::load().unwrap().into_iter().filter(|g| wanted.contains(&g.name.as_str())).collect();
     assert_eq!(cases.len(), wanted.len(), "golden cases missing");
     let case = |name: &str| cases.iter().find(|g| g.name == name).unwrap();
-    let old = Target {
-        pointwise_warps: false,
-        pointwise_ksplit: false,
-        depthwise_region: false,
-        fused: false,
-        ..Target::new(132)
-    };
+    let old = Target::basic(132);
     let first = |g, target| (g, target, Pick::First);
     let runs = cases.iter().map(|g| first(g, Target::new(132))).chain([
         first(case("w10_mid_bn"), Target::new(6)),
@@ -302,13 +296,7 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks_or_threads() {
     // With and without the latency-shaped and fused kernels: the split launches' last blocks, the
     // warps' sums, the region tiles' SE sums; and every barrier, which a thread order that runs
     // a reader before its writer would expose.
-    let old = Target {
-        pointwise_warps: false,
-        pointwise_ksplit: false,
-        depthwise_region: false,
-        fused: false,
-        ..Target::new(132)
-    };
+    let old = Target::basic(132);
     for (target, pick) in
         [(Target::new(132), Pick::First), (old, Pick::First), (Target::new(132), Pick::Prefer(Kernel::PointwiseKSplit))]
     {
@@ -361,13 +349,7 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
     let Some(emu) = emulator() else { return };
     let cases = goldens::load().unwrap();
     let case = |name: &str| cases.iter().find(|g| g.name == name).unwrap();
-    let old = Target {
-        pointwise_warps: false,
-        pointwise_ksplit: false,
-        depthwise_region: false,
-        fused: false,
-        ..Target::new(6)
-    };
+    let old = Target::basic(6);
     // The H100's plan (the fused stem, both warps kernels with 512-thread blocks beside 256- and
     // 128-thread ones, region tiles), the fused expansion; a Xavier NX's plan without them (k
     // split over blocks: tickets across the persistent blocks). Blocks: more launch blocks than
