@@ -16,22 +16,24 @@
 //! and kernel lines for plans without the warps kernels (`dynofa-cuda-nowarps ...`,
 //! `dynofa-cuda-nowarps-kernels ...`, `kernels <name>-nowarps: ...`), without `PointwiseKSplit`
 //! (`-noksplit`), without `DepthwiseRegion` (`-noregion`), without the fused kernels
-//! (`-nofused`) and with every layer's alternatives measured at capture (`-tuned`, after `tuning <name>: ...` lines) and, where graphs use
-//! programmatic dependent launch, `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it;
-//! then `grid barrier: ...` (what a barrier across one block per multiprocessor costs, where the
-//! persistent kernel pays it; or why it was not measured) and `persistent-trace <name>: ...` (the
+//! (`-nofused`) and with every layer's alternatives measured at capture (`-tuned`, after
+//! `tuning <name>: ...` lines) and, where graphs use programmatic dependent launch,
+//! `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it; then `grid barrier: ...`
+//! (what a barrier across one block per multiprocessor costs, where the persistent kernel pays
+//! it; or why it was not measured) and `persistent-trace <name>: ...` (the
 //! persistent kernel launched alone: each launch's span and the barriers between them, in all and
 //! per kernel kind, from its own trace), both with the default barrier order (release/acquire
 //! atomics), then the same with the barrier ordered by fences (`grid barrier (fences): ...`,
 //! `persistent-trace-fences <name>: ...`), and last the latency and `parts` lines of the engine
 //! with the persistent kernel in its graphs (`dynofa-cuda-persistent ...`, or why it was not
-//! measured), the same with fences (`-persistent-fences`), then of the engine that measured at capture which of the two kinds of
-//! graph is faster for each sub-network (`tuning-persistent-tuned <name>: ...`,
-//! `dynofa-cuda-persistent-tuned ...`).
+//! measured), the same with fences (`-persistent-fences`), then of the engine that measured at
+//! capture which of the two kinds of graph is faster for each sub-network
+//! (`tuning-persistent-tuned <name>: ...`, `dynofa-cuda-persistent-tuned ...`).
 //! With `--launches FILE`, every launch of the three plans in each of those plan variants (`max`,
-//! `max-nowarps`, `max-noksplit`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE as CSV: its
-//! kernel, grid, block, integer arguments, the plan's estimate and the measured GPU time (per
-//! launch of a graph of 20 of it: what calibrates the pointwise models in `dynofa_kernels::gpu`).
+//! `max-nowarps`, `max-noksplit`, `max-noregion`, `max-nofused`, `max-tuned`, ...) goes to FILE
+//! as CSV: its kernel, grid, block, integer arguments, the plan's estimate and the measured GPU
+//! time (per launch of a graph of 20 of it: what calibrates the pointwise models in
+//! `dynofa_kernels::gpu`).
 //! `cargo bench -p dynofa-hal-jetson --bench gpu [-- --runs N] [--launches FILE]`.
 
 #[cfg(not(feature = "cuda"))]

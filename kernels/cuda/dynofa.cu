@@ -1336,10 +1336,11 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
     const unsigned long long* src = reinterpret_cast<const unsigned long long*>(steps);
     unsigned long long* dst = reinterpret_cast<unsigned long long*>(table);
     for (unsigned e = tid; e < nsteps * (sizeof(DynStep) / 8); e += DYN_THREADS) dst[e] = src[e];
+    const bool ra = release_acquire != 0;
     if (tid == 0) {
         barrier->arrived = arrived;
         barrier->trace = trace;
-        barrier->release_acquire = release_acquire != 0;
+        barrier->release_acquire = ra;
         if (trace) trace[blockIdx.x * 2] = dyn_now();
     }
     if (tid < DYN_MAX_GROUPS) barrier->seen[tid] = 0;
@@ -1375,9 +1376,9 @@ extern "C" __global__ void __launch_bounds__(DYN_THREADS, 1)
             // Not before every block arrived for the launch before (a block without work in this
             // one has not waited yet): an early arrival would count towards the wrong launch.
             unsigned long long* noted = trace ? trace + (target + blockIdx.x) * 2ull : nullptr;
-            dyn_await(arrived, target, &barrier->seen[0], noted, release_acquire != 0);
+            dyn_await(arrived, target, &barrier->seen[0], noted, ra);
             if (noted) noted[1] = dyn_now();
-            if (i + 1 < nsteps) dyn_arrive(arrived, release_acquire != 0);
+            if (i + 1 < nsteps) dyn_arrive(arrived, ra);
         }
     }
     if (tid == 0 && atomicAdd(arrived + 1, 1u) == blocks - 1) {

@@ -149,6 +149,12 @@ impl PwTile {
         m.div_ceil(self.bm as usize) * n.div_ceil(self.bn as usize)
     }
 
+    /// The grid of an `m x k x n` product in slices of `kc` input channels: output tiles across
+    /// x (channels) and y (pixels), slices across z.
+    fn grid(&self, m: usize, k: usize, n: usize, kc: usize) -> [usize; 3] {
+        [n.div_ceil(self.bn as usize), m.div_ceil(self.bm as usize), k.div_ceil(kc)]
+    }
+
     /// The plan's estimate (µs) of an `m x k x n` product on `sms` multiprocessors in slices of
     /// `kc` input channels: the busiest multiprocessor's blocks at `sm_rate`, yet no block faster
     /// than `block_rate`, plus the split's own cost. The rates are estimates for an H100-class
@@ -1130,7 +1136,7 @@ fn pointwise(
             if tile.kernel == Kernel::PointwiseSmall {
                 small_kc = Some(kc);
             }
-            let grid = [n.div_ceil(tile.bn as usize), m.div_ceil(tile.bm as usize), k.div_ceil(kc)];
+            let grid = tile.grid(m, k, n, kc);
             found.push((us, launch(tile.kernel, grid, [tile.threads() as usize, 1, 1], kc, Some(us))));
         }
     }
@@ -1138,10 +1144,10 @@ fn pointwise(
     // ([`ksplit_micros`]), else after the models' picks (measurement's only), as is the split
     // across blocks with the small tiles' slices (where those split); each group at least one step.
     let mut ksplit = Vec::new();
-    let kcs = if target.pointwise_ksplit { [Some(k), small_kc.filter(|&kc| kc != k)] } else { [None, None] };
-    for kc in kcs.into_iter().flatten() {
+    let kcs = [Some(k), small_kc.filter(|&kc| kc != k)];
+    for kc in kcs.into_iter().flatten().filter(|_| target.pointwise_ksplit) {
         if kc >= (PWK_KS * PW_BK) as usize && !(gate.is_some() && kc > PW_MAX_GATE) {
-            let grid = [n.div_ceil(PW_SMALL.bn as usize), m.div_ceil(PW_SMALL.bm as usize), k.div_ceil(kc)];
+            let grid = PW_SMALL.grid(m, k, n, kc);
             let block = [(PWK_KS * PW_SMALL.threads()) as usize, 1, 1];
             match ksplit_micros(m, k, n, sms).filter(|_| kc == k) {
                 Some(us) => found.push((us, launch(Kernel::PointwiseKSplit, grid, block, kc, Some(us)))),
