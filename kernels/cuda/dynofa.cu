@@ -163,43 +163,39 @@ static inline unsigned long long dyn_now() { return dynofa_emu::now(); }
 #endif
 
 // A barrier's two sides, ordered by fences around a plain add and poll, or with `release_acquire`
-// (sm_70 and newer; fences elsewhere) by the add and the poll themselves (red.release and
-// ld.acquire at GPU scope), which may cost less: GpuEngine::grid_barrier times both.
-__device__ __forceinline__ void dyn_add_release(unsigned* p, unsigned v) {
+// by the add and the poll themselves (red.release and ld.acquire at GPU scope), which may cost
+// less: GpuEngine::grid_barrier times both. Those instructions need sm_70; below it (and in the
+// host emulation) `release_acquire` takes the fences too.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+#define DYN_RELEASE_ACQUIRE 1
 #else
-    __threadfence();
-    atomicAdd(p, v);
+#define DYN_RELEASE_ACQUIRE 0
 #endif
-}
-__device__ __forceinline__ unsigned dyn_load_acquire(const unsigned* p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-#else
-    unsigned v = *(const volatile unsigned*)p;
-    __threadfence();
-    return v;
-#endif
-}
 // Arrive: every write of this block before it (behind a barrier of the block) is visible to a
 // block that sees the arrival.
 __device__ __forceinline__ void dyn_arrive(unsigned* arrived, bool release_acquire) {
+#if DYN_RELEASE_ACQUIRE
     if (release_acquire) {
-        dyn_add_release(arrived, 1u);
-    } else {
-        __threadfence();
-        atomicAdd(arrived, 1u);
+        asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(arrived), "r"(1u) : "memory");
+        return;
     }
+#endif
+    __threadfence();
+    atomicAdd(arrived, 1u);
 }
 // One read of the arrivals; after the read that saw enough, dyn_acquired.
 __device__ __forceinline__ unsigned dyn_poll(unsigned* arrived, bool release_acquire) {
-    return release_acquire ? dyn_load_acquire(arrived) : *(volatile unsigned*)arrived;
+#if DYN_RELEASE_ACQUIRE
+    if (release_acquire) {
+        unsigned v;
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(arrived) : "memory");
+        return v;
+    }
+#endif
+    return *(volatile unsigned*)arrived;
 }
 __device__ __forceinline__ void dyn_acquired(bool release_acquire) {
-    if (!release_acquire) __threadfence();
+    if (!DYN_RELEASE_ACQUIRE || !release_acquire) __threadfence();
 }
 
 // Thread 0 of a group (or of the physical block) waits until `arrived` reaches `target`, once per
@@ -451,11 +447,13 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 // per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which then land in 32
 // different banks. The gates of the block's k range, the pool's column sums, the split's verdict.
 //
-// With KS > 1 the block is KS groups of THREADS threads on the same output tile, group g taking
-// the g-th part of the block's k range (whole PW_BK steps) with its own stages: KS times the
-// warps on a tile, for layers whose tiles leave a multiprocessor with one block or none, where a
-// step's arithmetic waited on its own latency (docs/gpu.md, "Tuning"). The groups' sums meet in
-// `red` and group 0 adds them in group order (deterministic), then alone finishes the tile.
+// With KS > 1 the block is up to KS groups of THREADS threads on the same output tile (as many as
+// blockDim.x holds: the plan launches 2 or KS), group g taking the g-th part of the block's k range
+// (whole PW_BK steps) with its own stages: more warps on a tile, for layers whose tiles leave a
+// multiprocessor with one block or none, where a step's arithmetic waited on its own latency
+// (docs/gpu.md, "Tuning"); two groups leave room for two blocks per multiprocessor. The groups'
+// sums meet in `red` and group 0 adds them in group order (deterministic), then alone finishes
+// the tile.
 template <int BM, int BN, int TM, int KS>
 struct PwShared {
     float as[KS][2][PW_BK][BM + 2];
@@ -474,6 +472,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     float* gs = shm->gs;
     int& last = shm->last;
     // With KS = 1 these are constants, and the kernel is the plain tiling.
+    int groups = KS > 1 ? b.dx() / THREADS : 1;
     int group = KS > 1 ? b.tx() / THREADS : 0, tid = KS > 1 ? b.tx() % THREADS : b.tx();
     auto& as = shm->as[group];
     auto& bs = shm->bs[group];
@@ -483,7 +482,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     int sbeg = b.bz() * kc, send = sbeg + kc < k ? sbeg + kc : k;
     // This group's part of the slice, in whole steps; the same number of steps for every group
     // (one barrier per step for the block), a group past the slice's end loading zeros.
-    int part = KS > 1 ? ((send - sbeg + KS - 1) / KS + PW_BK - 1) / PW_BK * PW_BK : send - sbeg;
+    int part = KS > 1 ? ((send - sbeg + groups - 1) / groups + PW_BK - 1) / PW_BK * PW_BK : send - sbeg;
     int kbeg = sbeg, kend = send;
     if (KS > 1) {
         kbeg = sbeg + group * part < send ? sbeg + group * part : send;
@@ -536,7 +535,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
     // dynofa_matvec launch, wrote them).
     if (gate) {
-        for (int i = sbeg + b.tx(); i < send; i += KS * THREADS) gs[i - sbeg] = gate[i];
+        for (int i = sbeg + b.tx(); i < send; i += groups * THREADS) gs[i - sbeg] = gate[i];
         dyn_sync(b);
     }
     int steps = (part + PW_BK - 1) / PW_BK;
@@ -588,7 +587,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         }
         dyn_sync(b);
         if (lead)
-            for (int g = 0; g < KS - 1; ++g)
+            for (int g = 0; g < groups - 1; ++g)
                 #pragma unroll
                 for (int i = 0; i < TM; ++i)
                     #pragma unroll
@@ -646,7 +645,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         #pragma unroll
         for (int j = 0; j < TN; ++j) psum[ty][tx + j * COLS] = colsum[j];
     dyn_sync(b);
-    for (int col = b.tx(); col < BN; col += KS * THREADS) {
+    for (int col = b.tx(); col < BN; col += groups * THREADS) {
         float total = 0.0f;
         for (int q = 0; q < BM / TM; ++q) total += psum[q][col];
         if (n0 + col < n) pool[(long)b.by() * n + n0 + col] = total;

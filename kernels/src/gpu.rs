@@ -102,8 +102,12 @@ const PW_LARGE: PwTile =
 /// Small tiles: many blocks for layers with few pixels, usually with k split over blocks.
 const PW_SMALL: PwTile =
     PwTile { kernel: Kernel::PointwiseSmall, bm: 16, bn: 32, tm: 2, tn: 2, block_rate: 25e3, sm_rate: 40e3 };
-/// Groups of threads of a [`Kernel::PointwiseKSplit`] block (each the small tiling's 128 threads).
+/// Groups of threads of a [`Kernel::PointwiseKSplit`] block (each the small tiling's 128 threads):
+/// the most, what its model rates; [`PWK_FEW`], offered to measurement only, where the tiles
+/// outnumber the multiprocessors (two such blocks fit a multiprocessor's registers, where one of
+/// [`PWK_KS`] groups fills them).
 pub const PWK_KS: u32 = 4;
+pub const PWK_FEW: u32 = 2;
 /// µs per k step of a [`Kernel::PointwiseKSplit`] group: fitted to the 16 distinct launches that
 /// measurement picked on the 11th session's H200 (2 steps: 2.99 to 3.38 µs, mean 3.17; 3 steps:
 /// 3.87 to 4.33, mean 4.07; `LAUNCH_US` beside), all of at most 108 blocks on 132
@@ -296,10 +300,11 @@ pub enum Kernel {
     Pointwise,
     /// [`Kernel::Pointwise`] with small tiles.
     PointwiseSmall,
-    /// [`Kernel::PointwiseSmall`]'s tiles with [`PWK_KS`] groups of threads per block, each taking
-    /// a part of the block's k range: more warps on each tile, for layers of few tiles. Its model
-    /// covers the whole k in a block and at most a block per multiprocessor (what was measured);
-    /// other shapes are offered to measurement (`GpuOptions::tune`) only.
+    /// [`Kernel::PointwiseSmall`]'s tiles with [`PWK_KS`] (or [`PWK_FEW`]) groups of threads per
+    /// block, each taking a part of the block's k range: more warps on each tile, for layers of
+    /// few tiles. Its model covers the whole k in a block of [`PWK_KS`] groups and at most a block
+    /// per multiprocessor (what was measured); other shapes are offered to measurement
+    /// (`GpuOptions::tune`) only.
     PointwiseKSplit,
     /// [`Kernel::Pointwise`] for layers with few pixels: k split over a block's warps, each lane's
     /// weights in registers, no dependent k steps; 4 pixels per block.
@@ -1142,14 +1147,16 @@ fn pointwise(
     }
     // The k-split tiles: the whole k in each block, rated by its model where that was fitted
     // ([`ksplit_micros`]), else after the models' picks (measurement's only), as is the split
-    // across blocks with the small tiles' slices (where those split); each group at least one step.
+    // across blocks with the small tiles' slices (where those split), and the whole k in blocks of
+    // [`PWK_FEW`] groups where the tiles outnumber the multiprocessors; each group at least one step.
     let mut ksplit = Vec::new();
-    let kcs = [Some(k), small_kc.filter(|&kc| kc != k)];
-    for kc in kcs.into_iter().flatten().filter(|_| target.pointwise_ksplit) {
-        if kc >= (PWK_KS * PW_BK) as usize && !(gate.is_some() && kc > PW_MAX_GATE) {
+    let few = (PW_SMALL.tiles(m, n) > sms).then_some((k, PWK_FEW));
+    let shapes = [Some((k, PWK_KS)), small_kc.filter(|&kc| kc != k).map(|kc| (kc, PWK_KS)), few];
+    for (kc, groups) in shapes.into_iter().flatten().filter(|_| target.pointwise_ksplit) {
+        if kc >= (groups * PW_BK) as usize && !(gate.is_some() && kc > PW_MAX_GATE) {
             let grid = PW_SMALL.grid(m, k, n, kc);
-            let block = [(PWK_KS * PW_SMALL.threads()) as usize, 1, 1];
-            match ksplit_micros(m, k, n, sms).filter(|_| kc == k) {
+            let block = [(groups * PW_SMALL.threads()) as usize, 1, 1];
+            match ksplit_micros(m, k, n, sms).filter(|_| kc == k && groups == PWK_KS) {
                 Some(us) => found.push((us, launch(Kernel::PointwiseKSplit, grid, block, kc, Some(us)))),
                 None => ksplit.push(launch(Kernel::PointwiseKSplit, grid, block, kc, None)),
             }
@@ -1500,13 +1507,21 @@ mod tests {
         assert_eq!((mid.kernel, mid.grid, mid.block), (Kernel::PointwiseKSplit, [36, 3, 1], [512, 1, 1]));
         assert_eq!(mid.model_us, Some(LAUNCH_US + 3.0 * PWK_STEP_US));
         // max's 56x56 projections (3136 x 192 x 32, 196 tiles): more blocks than multiprocessors,
-        // which measurement found slower than the small tiles (7.1 µs); offered last, unrated.
+        // which measurement found slower than the small tiles (7.1 µs) with four groups; offered
+        // after the rated ones, unrated, four groups and then two (two blocks a multiprocessor).
         let early = all(56 * 56, 192, 32);
         assert_ne!(early[0].kernel, Kernel::PointwiseKSplit, "{early:?}");
-        let last = early.last().expect("alternatives");
-        assert_eq!((last.kernel, last.model_us), (Kernel::PointwiseKSplit, None));
-        // Too short a k for four groups of a step each: not offered.
-        assert!(all(56 * 56, 32, 192).iter().all(|l| l.kernel != Kernel::PointwiseKSplit));
+        let ksplit: Vec<_> = early.iter().filter(|l| l.kernel == Kernel::PointwiseKSplit).collect();
+        let shapes: Vec<_> = ksplit.iter().map(|l| (l.block[0], l.model_us)).collect();
+        assert_eq!(shapes, [(512, None), (256, None)], "{early:?}");
+        assert_eq!(early.last(), ksplit.last().copied());
+        // Two groups only where the tiles outnumber the multiprocessors (mid's 108 tiles: not).
+        assert!(all(36, 192, 1152).iter().all(|l| l.kernel != Kernel::PointwiseKSplit || l.block[0] == 512));
+        // Too short a k for four groups of a step each: two where they serve, none for k = 16.
+        let short = all(56 * 56, 32, 192);
+        assert!(short.iter().any(|l| l.kernel == Kernel::PointwiseKSplit), "{short:?}");
+        assert!(short.iter().all(|l| l.kernel != Kernel::PointwiseKSplit || l.block[0] == 256), "{short:?}");
+        assert!(all(56 * 56, 16, 192).iter().all(|l| l.kernel != Kernel::PointwiseKSplit));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use dynofa_kernels::gpu::{
     Arg, BarrierOrder, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED,
-    PERSISTENT_SHARED, PERSISTENT_THREADS, PWK_KS, Target, bn_image, persistent_shared, persistent_spans,
+    PERSISTENT_SHARED, PERSISTENT_THREADS, PWK_FEW, PWK_KS, Target, bn_image, persistent_shared, persistent_spans,
     persistent_steps, source,
 };
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
@@ -79,8 +79,9 @@ enum Pick {
     /// with one of the kernels that only measurement picks on an H100 ([`OTHERS`]), else of all.
     Others,
     /// The last alternative with this kernel of each step that has one (for
-    /// [`Kernel::PointwiseKSplit`]: split across blocks where the small tiles split, else the whole
-    /// k in a block), else the plan's.
+    /// [`Kernel::PointwiseKSplit`]: two groups where the tiles outnumber the multiprocessors, else
+    /// split across blocks where the small tiles split, else the whole k in a block), else the
+    /// plan's.
     Prefer(Kernel),
 }
 
@@ -250,6 +251,12 @@ fn emulated_kernels_match_the_goldens() {
         launches.iter().any(|l| l.kernel == Kernel::PointwiseKSplit && l.grid[2] > 1),
         "no PointwiseKSplit launch split k across blocks"
     );
+    for groups in [PWK_KS, PWK_FEW] {
+        assert!(
+            launches.iter().any(|l| l.kernel == Kernel::PointwiseKSplit && l.block[0] == groups * 128),
+            "no PointwiseKSplit launch of {groups} groups ran"
+        );
+    }
     assert!(
         launches.iter().any(|l| l.kernel == Kernel::PointwiseKSplit
             && matches!(l.args[13], Arg::Int(kc) if kc % (PWK_KS as i32 * 16) != 0)),

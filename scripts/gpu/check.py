@@ -27,6 +27,7 @@ repository root:
 """
 
 import argparse
+import collections
 import csv
 import glob
 import json
@@ -46,26 +47,30 @@ NAMED = {
     "min": {"ks": 3, "e": 3, "d": 2, "r": 160},
 }
 MODES = ["eager", "graph", "compile"]
-# The bench's variants of dynofa's plans: line suffix, what the summary calls it, and the kernels it
-# leaves out (whose layers kernel_wins compares).
+# The bench's variants of dynofa's plans: line suffix, what the summary calls it, the kernels it
+# leaves out (whose layers kernel_wins compares), and whether its latency is a row of the table.
+Variant = collections.namedtuple("Variant", "suffix label leaves_out row")
 VARIANTS = [
     # The host side's alternatives: the same plans, timed with infer's halves.
-    ("cachedinput", "cached (not write-combined) page-locked input", ()),
-    ("copylogits", "logits copied back by the graph (not written to mapped host memory)", ()),
-    ("mappedinput", "input read by the first kernel from mapped host memory (not copied to the GPU)", ()),
-    ("nowarps", "without the warps kernels", ("dynofa_pointwise_warps", "dynofa_pointwise_warps16")),
-    ("noksplit", "without PointwiseKSplit", ("dynofa_pointwise_ksplit",)),
-    ("noregion", "without DepthwiseRegion", ("dynofa_depthwise_region",)),
+    Variant("cachedinput", "cached (not write-combined) page-locked input", (), False),
+    Variant("copylogits", "logits copied back by the graph (not written to mapped host memory)", (), False),
+    Variant("mappedinput", "input read by the first kernel from mapped host memory (not copied to the GPU)", (),
+            False),
+    Variant("nowarps", "without the warps kernels", ("dynofa_pointwise_warps", "dynofa_pointwise_warps16"), False),
+    Variant("noksplit", "without PointwiseKSplit", ("dynofa_pointwise_ksplit",), False),
+    Variant("noregion", "without DepthwiseRegion", ("dynofa_depthwise_region",), False),
     # A fused kernel replaces several launches: its plans do not line up launch by launch.
-    ("nofused", "without the fused kernels (StemBlock; ExpandDepthwise is only tune's)", ()),
-    ("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", ()),
-    ("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
-                   "(GpuOptions::persistent)", ()),
-    ("persistent-fences", "the same with the barrier ordered by fences rather than release/acquire atomics "
-                          "(GpuOptions::barrier)", ()),
-    ("persistent-tuned", "each sub-network's graph the faster of a node per launch and the persistent kernel, "
-                         "measured at capture with the layers' alternatives (GpuOptions::persistent and tune)", ()),
+    Variant("nofused", "without the fused kernels (StemBlock; ExpandDepthwise is only tune's)", (), False),
+    Variant("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", (), True),
+    Variant("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
+                          "(GpuOptions::persistent)", (), True),
+    Variant("persistent-fences", "the same with the barrier ordered by fences rather than release/acquire "
+                                 "atomics (GpuOptions::barrier)", (), True),
+    Variant("persistent-tuned", "each sub-network's graph the faster of a node per launch and the persistent "
+                                "kernel, measured at capture with the layers' alternatives (GpuOptions::persistent "
+                                "and tune)", (), True),
 ]
+LABELS = {v.suffix: v.label for v in VARIANTS}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -244,7 +249,7 @@ def kernel_wins(plans):
     in the plans without it (rows `max` and `max-nowarps` ... line up by index: the plans differ
     only in the kernel of those layers), as summary lines."""
     lines = []
-    for suffix, kernel in [(v[0], k) for v in VARIANTS for k in v[2]]:
+    for suffix, kernel in [(v.suffix, k) for v in VARIANTS for k in v.leaves_out]:
         parts = []
         for which in NAMED:
             other = plans.get(f"{which}-{suffix}", [])
@@ -300,7 +305,6 @@ def verdicts(default, variants):
     """Per bench variant timed on all three sub-networks, whether it was faster or slower than the
     default engine on all of them (by more than 2%, the spread of repeated runs), as summary
     lines: where the defaults (GpuOptions::default) should change."""
-    labels = {suffix: label for suffix, label, _ in VARIANTS}
     lines = []
     for suffix, ms in variants.items():
         if not all(w in ms and w in default for w in NAMED):
@@ -313,7 +317,7 @@ def verdicts(default, variants):
         else:
             continue
         lines.append(f"{word} than the defaults on max, mid and min ({', '.join(f'{r:.2f}x' for r in ratios)} "
-                     f"the time): {labels[suffix]}")
+                     f"the time): {LABELS[suffix]}")
     return lines
 
 
@@ -435,7 +439,7 @@ def cmd_check(args):
             {m.group(1): float(m.group(2)) for m in re.finditer(rf"dynofa-cuda-{suffix}{kind} (\w+) {key}=([\d.]+)", bench)}
             for kind, key in [("", "median_ms"), ("-kernels", "gpu_us")]
         )
-        for suffix, _, _ in VARIANTS
+        for suffix in (v.suffix for v in VARIANTS)
     }
     tunings = re.findall(r"^tuning(?:-[\w-]+)? .*$", bench, re.M)
     floor = re.search(r"launch floor: ([\d.]+) us", bench)
@@ -512,7 +516,7 @@ def cmd_check(args):
         # persistent kernel, where they ran.
         for label, d, us in [(which, dynofa.get(which), kernels.get(which))] + [
                 (f"{which} ({suffix})", variants[suffix][0].get(which), variants[suffix][1].get(which))
-                for suffix in ["tuned", "persistent", "persistent-fences", "persistent-tuned"]]:
+                for suffix in (v.suffix for v in VARIANTS if v.row)]:
             if d is None and label != which:
                 continue
             ratio = f"{best / d:.2f}x" if best and d else "n/a"
@@ -524,7 +528,7 @@ def cmd_check(args):
         say(f"programmatic dependent launch in dynofa's graphs: {programmatic.group(1)}")
     if plain:
         say("without it (ms): " + ", ".join(f"{w} {plain[w]:.3f}" for w in NAMED if w in plain))
-    for suffix, label, _ in VARIANTS:
+    for suffix, label in LABELS.items():
         ms, us = variants[suffix]
         if ms:
             say(f"{label} (ms{'; kernels alone' if us else ''}): " + ", ".join(
@@ -547,9 +551,8 @@ def cmd_check(args):
     plans = read_plans(launches)
     for line in kernel_wins(plans) + fused_wins(plans):
         say(line)
-    labels = {suffix: label for suffix, label, _ in VARIANTS}
     for suffix, halves in parts.items():
-        which = f" ({labels.get(suffix, suffix)})" if suffix else ""
+        which = f" ({LABELS.get(suffix, suffix)})" if suffix else ""
         say(f"dynofa's infer in halves{which}, host copy into page-locked input + graph replay and wait (us): "
             + ", ".join(f"{w} {halves[w][0]} + {halves[w][1]}" for w in NAMED if w in halves))
     if len(counts) == 2:
