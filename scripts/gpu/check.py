@@ -223,8 +223,12 @@ def cmd_peer(args):
 # the check
 
 
+# One launch of launches.csv: its kernel, threads per block and GPU time (us).
+PlanLaunch = collections.namedtuple("PlanLaunch", "kernel threads us")
+
+
 def read_plans(path):
-    """launches.csv as {subnet row name (`max`, `max-nowarps`, ...): [(kernel, gpu us)] in launch
+    """launches.csv as {subnet row name (`max`, `max-nowarps`, ...): [PlanLaunch] in launch
     order}; empty if the bench wrote none."""
     try:
         with open(path) as f:
@@ -233,7 +237,10 @@ def read_plans(path):
         return {}
     plans = {}
     for r in sorted(rows, key=lambda r: int(r["index"])):
-        plans.setdefault(r["subnet"], []).append((r["kernel"], float(r["gpu_us"])))
+        threads = 1
+        for d in r["block"].split("x"):
+            threads *= int(d)
+        plans.setdefault(r["subnet"], []).append(PlanLaunch(r["kernel"], threads, float(r["gpu_us"])))
     return plans
 
 
@@ -253,8 +260,8 @@ def kernel_wins(plans):
         parts = []
         for which in NAMED:
             other = plans.get(f"{which}-{suffix}", [])
-            pairs = [(t, other[i][1]) for i, (k, t) in enumerate(plans.get(which, []))
-                     if k == kernel and i < len(other)]
+            pairs = [(l.us, other[i].us) for i, l in enumerate(plans.get(which, []))
+                     if l.kernel == kernel and i < len(other)]
             if pairs:
                 parts.append(wins(which, pairs, "layers"))
         if parts:
@@ -276,10 +283,10 @@ def fused_wins(plans):
         for which in NAMED:
             apart = plans.get(f"{which}-nofused", [])
             pairs, j = [], 0
-            for k, us in plans.get(which, []):
-                n = FUSED.get(k, 1)
-                if k == kernel:
-                    pairs.append((us, sum(t for _, t in apart[j:j + n])))
+            for l in plans.get(which, []):
+                n = FUSED.get(l.kernel, 1)
+                if l.kernel == kernel:
+                    pairs.append((l.us, sum(a.us for a in apart[j:j + n])))
                 j += n
             if pairs and j == len(apart):
                 parts.append(wins(which, pairs, "x:"))
@@ -287,6 +294,27 @@ def fused_wins(plans):
             lines.append(f"{kernel} against the {replaced} launches it replaces, each launch timed alone: "
                          + "; ".join(parts))
     return lines
+
+
+def tuned_picks(plans):
+    """Per sub-network, the launches where measurement (`-tuned` rows) picked another kernel or
+    block than the default plan, against the plan's, as summary lines: which kernels (threads per
+    block) it swapped and how often, and their time. Plans whose launches do not line up (a fused
+    alternative picked) get their totals only."""
+    parts = []
+    for which in NAMED:
+        mine, tuned = plans.get(which, []), plans.get(f"{which}-tuned", [])
+        if not mine or not tuned:
+            continue
+        if len(mine) != len(tuned):
+            parts.append(f"{which} {len(tuned)} launches {sum(l.us for l in tuned):.1f} us vs the plan's "
+                         f"{len(mine)} {sum(l.us for l in mine):.1f} us")
+            continue
+        changed = [(a, b) for a, b in zip(mine, tuned) if (a.kernel, a.threads) != (b.kernel, b.threads)]
+        swaps = collections.Counter(f"{a.kernel}[{a.threads}] -> {b.kernel}[{b.threads}]" for a, b in changed)
+        pairs = [(b.us, a.us) for a, b in changed]
+        parts.append(wins(which, pairs, "changed launches") + "".join(f", {n}x {k}" for k, n in swaps.items()))
+    return ["tune's picks against the default plans, each launch timed alone: " + "; ".join(parts)] if parts else []
 
 
 def conformance_verdict(rc, out):
@@ -549,7 +577,7 @@ def cmd_check(args):
     for line in persistent_traces:
         say(line)
     plans = read_plans(launches)
-    for line in kernel_wins(plans) + fused_wins(plans):
+    for line in kernel_wins(plans) + fused_wins(plans) + tuned_picks(plans):
         say(line)
     for suffix, halves in parts.items():
         which = f" ({LABELS.get(suffix, suffix)})" if suffix else ""
