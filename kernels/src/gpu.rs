@@ -104,8 +104,8 @@ const PW_SMALL: PwTile =
     PwTile { kernel: Kernel::PointwiseSmall, bm: 16, bn: 32, tm: 2, tn: 2, block_rate: 25e3, sm_rate: 40e3 };
 /// Groups of threads of a [`Kernel::PointwiseKSplit`] block (each the small tiling's 128 threads):
 /// the most, what its model rates; [`PWK_FEW`], offered to measurement only, where the tiles
-/// outnumber the multiprocessors (two such blocks fit a multiprocessor's registers, where one of
-/// [`PWK_KS`] groups fills them).
+/// outnumber the multiprocessors: its 512-thread bound caps a thread at 128 registers, so two
+/// blocks of two groups fit a multiprocessor's 64K, where one of [`PWK_KS`] groups fills them.
 pub const PWK_KS: u32 = 4;
 pub const PWK_FEW: u32 = 2;
 /// µs per k step of a [`Kernel::PointwiseKSplit`] group: fitted to the 16 distinct launches that
