@@ -65,7 +65,8 @@ trace: run-cuda.csv (30000 frames)
 /// replace in the plan without fused kernels (3.0 us against 10.0, 4.0 against 6.0), a
 /// `PointwiseKSplit` layer against the same layer in the plan without it (4.0 us against 6.0),
 /// and what tune changed: in max, that layer's blocks of 512 threads for 256 (3.5 us) and the warps
-/// kernel's launch for the small tiles (2.5 us against 2.0); in min, a fused launch for two.
+/// kernel's launch for the small tiles (2.5 us against 2.0); in min, a fused launch for two (3.9
+/// us against 4.2); in mid, launches that do not line up.
 const LAUNCHES: &str = "\
 subnet,index,kernel,grid,block,ints,model_us,gpu_us
 max-tuned,0,dynofa_stem_block,196x1x1,256x1x1,224 112,,3.00
@@ -77,6 +78,9 @@ min,1,dynofa_pointwise_small,3x100x1,128x1x1,1600 32,2.63,2.30
 min,2,dynofa_depthwise_region,3x25x1,32x8x1,40 96,,1.90
 min-tuned,0,dynofa_stem_block,100x1x1,256x1x1,160 80,,2.00
 min-tuned,1,dynofa_expand_depthwise,3x25x1,32x8x1,40 32,,3.90
+mid,0,dynofa_matvec,1x1x1,256x1x1,1 0,,2.00
+mid-tuned,0,dynofa_matvec,1x1x1,256x1x1,1 0,,2.00
+mid-tuned,1,dynofa_matvec,1x1x1,256x1x1,1 0,,2.00
 max,0,dynofa_stem_block,196x1x1,256x1x1,224 112,,3.00
 max,1,dynofa_expand_depthwise,5x98x1,32x8x1,112 24,,4.00
 max,2,dynofa_pointwise_warps,5x49x1,32x16x1,196 816,1.00,2.00
@@ -170,7 +174,8 @@ fn check_py_summarises_the_bench() {
         "dynofa's infer in halves (every launch in one persistent kernel, barriers across the GPU between them \
          (GpuOptions::persistent)), host copy into page-locked input + graph replay and wait (us): min 10.0 + 90.0",
         "| min | 0.180 | 0.140 |",
-        "without the fused kernels (StemBlock; ExpandDepthwise is only tune's) (ms; kernels alone): max 0.550 (0.470), \
+        "without the fused kernels (StemBlock; ExpandDepthwise and DepthwiseProject are only tune's) (ms; kernels \
+         alone): max 0.550 (0.470), \
          mid 0.360 (0.300), min 0.250 (0.200)",
         "cached (not write-combined) page-locked input (ms): max 0.480, mid 0.300, min 0.180",
         // Slower on all three: a verdict; cached input only faster on max: none.
@@ -186,9 +191,11 @@ fn check_py_summarises_the_bench() {
         "dynofa's infer in halves (cached (not write-combined) page-locked input), host copy into page-locked input \
          + graph replay and wait (us): max 10.1 + 480.2",
         "tuning max: 40 steps measured, 7 changed",
-        "tune's picks against the default plans, each launch timed alone: max 2 changed launches 6.0 us vs 6.0 us \
+        "tune's picks against the default plans, each launch timed alone: max 2 changed layers 6.0 us vs 6.0 us \
          (faster on 1), 1x dynofa_pointwise_warps[512] -> dynofa_pointwise_small[128], 1x \
-         dynofa_pointwise_ksplit[512] -> dynofa_pointwise_ksplit[256]; min 2 launches 5.9 us vs the plan's 3 6.2 us",
+         dynofa_pointwise_ksplit[512] -> dynofa_pointwise_ksplit[256]; mid 2 launches 4.0 us vs the plan's 1 2.0 \
+         us; min 1 changed layers 3.9 us vs 4.2 us (faster on 1), 1x \
+         dynofa_pointwise_small[128]+dynofa_depthwise_region[256] -> dynofa_expand_depthwise[256]",
         "persistent-trace min: 46 launches, 80.0 us from the first start to the last arrival: launches 40.0 us, \
          barriers 40.0 us (median 0.90 us); dynofa_matvec 12x 10.0 us",
         "a graph node that does nothing: 0.81 us",

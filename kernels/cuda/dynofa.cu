@@ -1130,6 +1130,162 @@ extern "C" __global__ void __launch_bounds__(DW_CH * DW_ROWS, 2)
                          scale, shift, act, out, partial);
 }
 
+// The depthwise layer and the projection after it in one kernel, for blocks without SE whose
+// projection has at most DP_MAX_OUT output channels (the first unit's, on the largest maps): the
+// depthwise output never goes through memory, and a launch is saved. A block computes a tile of
+// DP_ROWS output rows x DP_COLS1 (stride 1) or DP_COLS2 columns with every channel, DW_CH
+// channels at a time: it stages the chunk's input region, taps, BN and projection rows in shared
+// memory (the next chunk's loads in flight while it computes this one), thread (lane, y)
+// computes the depthwise run of tile row y / 2, columns (y % 2) * RUN on, for channel lane (as
+// dynofa_depthwise_region does), then output channel lane of the same pixels adds the chunk's
+// share of the projection (every lane reading the same depthwise value: a broadcast). The
+// projection's sums run over the channels in order. `in` ([size][size][c]) is the expansion's
+// output, `wp` `[c][ldwp]` the projection's weights, `res` ([osize][osize][n]) may be null.
+template <int K, int S>
+struct DpTile {
+    static constexpr int TW = S == 1 ? DP_COLS1 : DP_COLS2, RUN = TW / 2, RH = (DP_ROWS - 1) * S + K,
+                         RW = (TW - 1) * S + K, PIXELS = RH * RW, QUADS = DW_CH / 4,
+                         LOADS = (PIXELS * QUADS + DW_CH * DW_ROWS - 1) / (DW_CH * DW_ROWS),
+                         TAPS = (K * K + DW_ROWS - 1) / DW_ROWS, SEG = (RUN - 1) * S + K;
+    static_assert(PIXELS <= DP_PIXELS && DP_ROWS * TW <= DP_MAX_PIXELS && DW_ROWS == 2 * DP_ROWS, "the tile fits");
+};
+// The chunk's region ([pixel][DW_CH]) and projection rows ([k][DP_MAX_OUT]), both staged 4
+// channels at a time (c and n are multiples of 4: the plan checks), taps ([tap][DW_CH]), BN, and
+// its depthwise outputs ([pixel][DW_CH]).
+struct DpShared {
+    float4 region[DP_PIXELS * DW_CH / 4];
+    float4 wp[DW_CH * DP_MAX_OUT / 4];
+    float taps[49 * DW_CH];
+    float bn[2][DW_CH];
+    float dwt[DP_MAX_PIXELS][DW_CH];
+};
+template <int K, int S, class B>
+__device__ __forceinline__ void depthwise_project(const B& b, DpShared* shm, const float* __restrict__ in, int size,
+                                                  int c, const float* __restrict__ w, int ldw, int osize,
+                                                  const float* __restrict__ scale, const float* __restrict__ shift,
+                                                  int act, const float* __restrict__ wp, int ldwp, int n,
+                                                  const float* __restrict__ pscale,
+                                                  const float* __restrict__ pshift, int pact,
+                                                  const float* __restrict__ res, float* __restrict__ out) {
+    using G = DpTile<K, S>;
+    constexpr int THREADS = DW_CH * DW_ROWS, WLOADS = DW_CH * DP_MAX_OUT / 4 / THREADS;
+    static_assert(WLOADS * THREADS * 4 == DW_CH * DP_MAX_OUT, "projection rows per thread");
+    int lane = b.tx(), ty = b.ty(), tid = ty * DW_CH + lane;
+    int per_row = (osize + G::TW - 1) / G::TW;
+    int oy0 = b.by() / per_row * DP_ROWS, ox0 = b.by() % per_row * G::TW;
+    int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
+    int ry = ty / 2, rx = ty % 2 * G::RUN;
+    // Registers between a chunk's loads and its staging; the region and the projection rows in
+    // 4-channel loads (a quarter of the addresses and predicates that ptxas would keep live).
+    const float4 zero = float4{0.0f, 0.0f, 0.0f, 0.0f};
+    float4 vr[G::LOADS], vw[WLOADS];
+    float vt[G::TAPS], vb;
+    auto fetch_weights = [&](int c0) {
+        int ch = c0 + lane;
+#pragma unroll
+        for (int l = 0; l < G::TAPS; ++l) {
+            int tap = ty + l * DW_ROWS;
+            vt[l] = tap < K * K && ch < c ? w[tap * ldw + ch] : 0.0f;
+        }
+        vb = ty < 2 && ch < c ? (ty == 0 ? scale : shift)[ch] : 0.0f;
+#pragma unroll
+        for (int l = 0; l < WLOADS; ++l) {
+            int e = tid + l * THREADS, i = c0 + e / (DP_MAX_OUT / 4), o = e % (DP_MAX_OUT / 4) * 4;
+            vw[l] = i < c && o < n ? *reinterpret_cast<const float4*>(wp + (long)i * ldwp + o) : zero;
+        }
+    };
+    auto fetch_region = [&](int c0) {
+#pragma unroll
+        for (int l = 0; l < G::LOADS; ++l) {
+            int e = tid + l * THREADS, px = e / G::QUADS, ch = c0 + e % G::QUADS * 4;
+            int iy = iy0 + px / G::RW, ix = ix0 + px % G::RW;
+            bool inside = px < G::PIXELS && ch < c && iy >= 0 && iy < size && ix >= 0 && ix < size;
+            vr[l] = inside ? *reinterpret_cast<const float4*>(in + ((long)iy * size + ix) * c + ch) : zero;
+        }
+    };
+    float ps = lane < n ? pscale[lane] : 0.0f, pt = lane < n ? pshift[lane] : 0.0f;
+    fetch_weights(0);
+    dyn_wait(b);
+    fetch_region(0);
+    float acc[G::RUN];
+#pragma unroll
+    for (int r = 0; r < G::RUN; ++r) acc[r] = 0.0f;
+    for (int c0 = 0; c0 < c; c0 += DW_CH) {
+        // The previous chunk's readers passed the barrier that ends its iteration.
+#pragma unroll
+        for (int l = 0; l < G::LOADS; ++l)
+            if (tid + l * THREADS < G::PIXELS * G::QUADS) shm->region[tid + l * THREADS] = vr[l];
+#pragma unroll
+        for (int l = 0; l < G::TAPS; ++l)
+            if (ty + l * DW_ROWS < K * K) shm->taps[(ty + l * DW_ROWS) * DW_CH + lane] = vt[l];
+        if (ty < 2) shm->bn[ty][lane] = vb;
+#pragma unroll
+        for (int l = 0; l < WLOADS; ++l) shm->wp[tid + l * THREADS] = vw[l];
+        dyn_sync(b);
+        if (c0 + DW_CH < c) {
+            fetch_weights(c0 + DW_CH);
+            fetch_region(c0 + DW_CH);
+        }
+        float d[G::RUN];
+#pragma unroll
+        for (int r = 0; r < G::RUN; ++r) d[r] = 0.0f;
+        // Rows one at a time and the projection 4 channels at a time: ptxas then keeps every
+        // instantiation within 128 registers (unrolled, it spilled with the next chunk's loads in
+        // flight).
+#pragma unroll 1
+        for (int dy = 0; dy < K; ++dy) {
+            const float* row = reinterpret_cast<const float*>(shm->region) + ((ry * S + dy) * G::RW + rx * S) * DW_CH + lane;
+            float seg[G::SEG], taps[K];
+#pragma unroll
+            for (int x = 0; x < G::SEG; ++x) seg[x] = row[x * DW_CH];
+#pragma unroll
+            for (int dx = 0; dx < K; ++dx) taps[dx] = shm->taps[(dy * K + dx) * DW_CH + lane];
+            dw_accumulate<K, S, G::RUN>(seg, taps, d);
+        }
+        float s = shm->bn[0][lane], t = shm->bn[1][lane];
+#pragma unroll
+        for (int r = 0; r < G::RUN; ++r) shm->dwt[ry * G::TW + rx + r][lane] = dynofa_act(d[r] * s + t, act);
+        dyn_sync(b);
+#pragma unroll 4
+        for (int i = 0; i < DW_CH; ++i) {
+            float wv = reinterpret_cast<const float*>(shm->wp)[i * DP_MAX_OUT + lane];
+#pragma unroll
+            for (int r = 0; r < G::RUN; ++r) acc[r] += shm->dwt[ry * G::TW + rx + r][i] * wv;
+        }
+        dyn_sync(b);
+    }
+    DYNOFA_LAUNCH_DEPENDENTS();
+    int oy = oy0 + ry;
+#pragma unroll
+    for (int r = 0; r < G::RUN; ++r) {
+        int ox = ox0 + rx + r;
+        if (lane >= n || oy >= osize || ox >= osize) continue;
+        long at = ((long)oy * osize + ox) * n + lane;
+        float v = dynofa_act(acc[r] * ps + pt, pact);
+        out[at] = res ? v + res[at] : v;
+    }
+}
+
+// Arguments: dynofa_depthwise_region's less `per_tile` and `partial`, then the projection's
+// (weights, ldwp, n, BN, act, residual) and the output.
+#define DYNOFA_DEPTHWISE_PROJECT_PARAMS                                                                    \
+    const float *__restrict__ in, int size, int c, const float *__restrict__ w, int ldw, int k, int stride, \
+        int osize, const float *__restrict__ scale, const float *__restrict__ shift, int act,              \
+        const float *__restrict__ wp, int ldwp, int n, const float *__restrict__ pscale,                  \
+        const float *__restrict__ pshift, int pact, const float *__restrict__ res, float *__restrict__ out
+template <class B>
+__device__ __forceinline__ void depthwise_project_any(const B& b, DpShared* shm, DYNOFA_DEPTHWISE_PROJECT_PARAMS) {
+    DYNOFA_DW_DISPATCH(depthwise_project, b, shm, in, size, c, w, ldw, osize, scale, shift, act, wp, ldwp, n, pscale,
+                       pshift, pact, res, out)
+}
+
+extern "C" __global__ void __launch_bounds__(DW_CH * DW_ROWS, 2)
+    dynofa_depthwise_project(DYNOFA_DEPTHWISE_PROJECT_PARAMS) {
+    __shared__ DpShared shm;
+    depthwise_project_any(HwBlock(), &shm, in, size, c, w, ldw, k, stride, osize, scale, shift, act, wp, ldwp, n,
+                          pscale, pshift, pact, res, out);
+}
+
 // A fully connected layer: out[o] = act(sum_i x[i] * w[o * ldw + i] + bias[o]) for o < rows, i < cols,
 // where x[i] = xscale * sum_t parts[t * ldp + i] over t < nparts (nparts = 1, xscale = 1: a plain
 // vector; else a mean over pixels or over depthwise tiles, the pooling fused here). One warp-sized
@@ -1307,6 +1463,8 @@ __device__ __forceinline__ void dyn_kernel(unsigned kernel, Op& op) {
         return op(depthwise_region_any<PersistentBlock>);
     case DYNOFA_KID_dynofa_expand_depthwise:
         return op(expand_depthwise_any<PersistentBlock>);
+    case DYNOFA_KID_dynofa_depthwise_project:
+        return op(depthwise_project_any<PersistentBlock>);
     case DYNOFA_KID_dynofa_matvec:
         return op(matvec<PersistentBlock>);
     default:

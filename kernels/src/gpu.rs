@@ -241,22 +241,41 @@ const DW_RUN: u32 = 4;
 /// and 2 (about as many input pixels per tile either way).
 const DWR_COLS: [usize; 2] = [8, 4];
 
-/// Input pixels of a [`Kernel::DepthwiseRegion`] tile for kernel size `k` and stride `s`.
-const fn region_pixels(k: usize, s: usize) -> usize {
-    ((DW_ROWS as usize - 1) * s + k) * ((DWR_COLS[s - 1] - 1) * s + k)
+/// Input pixels that a tile of `rows` output rows x `cols[s - 1]` columns covers for kernel size
+/// `k` and stride `s`.
+const fn tile_region(rows: usize, cols: [usize; 2], k: usize, s: usize) -> usize {
+    ((rows - 1) * s + k) * ((cols[s - 1] - 1) * s + k)
 }
 
-/// The most input pixels of a region (every kernel size and stride), for its shared array.
-const DWR_PIXELS: usize = {
+/// The most input pixels of such a tile's region (every kernel size and stride), for its shared
+/// array.
+const fn most_region(rows: usize, cols: [usize; 2]) -> usize {
     let (mut most, mut k) = (0, 3);
     while k <= 7 {
-        let (a, b) = (region_pixels(k, 1), region_pixels(k, 2));
+        let (a, b) = (tile_region(rows, cols, k, 1), tile_region(rows, cols, k, 2));
         let m = if a > b { a } else { b };
         most = if m > most { m } else { most };
         k += 2;
     }
     most
-};
+}
+
+/// Input pixels of a [`Kernel::DepthwiseRegion`] tile for kernel size `k` and stride `s`.
+const fn region_pixels(k: usize, s: usize) -> usize {
+    tile_region(DW_ROWS as usize, DWR_COLS, k, s)
+}
+
+/// The most input pixels of a region, for its shared array.
+const DWR_PIXELS: usize = most_region(DW_ROWS as usize, DWR_COLS);
+
+/// [`Kernel::DepthwiseProject`]'s tile: output rows x columns for stride 1 and 2 (a [`DW_ROWS`]
+/// thread row computes half a tile row), its region's most input pixels, its most pixels, and the
+/// most output channels of its projection (each lane one).
+const DP_ROWS: usize = 4;
+const DP_COLS: [usize; 2] = [8, 4];
+const DP_PIXELS: usize = most_region(DP_ROWS, DP_COLS);
+const DP_MAX_PIXELS: usize = DP_ROWS * DP_COLS[0];
+const DP_MAX_OUT: usize = DW_CH as usize;
 
 /// Floats of [`Kernel::ExpandDepthwise`]'s shared array, which holds a block's expansion weights
 /// (`in` x [`DW_CH`]) and its region's inputs (`in` per pixel), then the expanded region: 46.4 KB,
@@ -320,11 +339,14 @@ pub enum Kernel {
     ExpandDepthwise,
     /// A fully connected layer, with a pooling over its input fused in.
     Matvec,
+    /// [`Kernel::DepthwiseRegion`] and the projection after it in one kernel (blocks without SE
+    /// and with at most 32 output channels), the depthwise output kept in shared memory.
+    DepthwiseProject,
 }
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::Stem,
         Kernel::StemBlock,
         Kernel::Pointwise,
@@ -336,6 +358,7 @@ impl Kernel {
         Kernel::DepthwiseRegion,
         Kernel::ExpandDepthwise,
         Kernel::Matvec,
+        Kernel::DepthwiseProject,
     ];
 
     /// Whether this is one of the 1x1 convolution kernels (which share their arguments).
@@ -370,6 +393,7 @@ impl Kernel {
             Kernel::DepthwiseRegion => "dynofa_depthwise_region",
             Kernel::ExpandDepthwise => "dynofa_expand_depthwise",
             Kernel::Matvec => "dynofa_matvec",
+            Kernel::DepthwiseProject => "dynofa_depthwise_project",
         }
     }
 }
@@ -394,6 +418,12 @@ pub fn source() -> String {
         ("DWR_COLS1", DWR_COLS[0] as u32),
         ("DWR_COLS2", DWR_COLS[1] as u32),
         ("DWR_PIXELS", DWR_PIXELS as u32),
+        ("DP_ROWS", DP_ROWS as u32),
+        ("DP_COLS1", DP_COLS[0] as u32),
+        ("DP_COLS2", DP_COLS[1] as u32),
+        ("DP_PIXELS", DP_PIXELS as u32),
+        ("DP_MAX_PIXELS", DP_MAX_PIXELS as u32),
+        ("DP_MAX_OUT", DP_MAX_OUT as u32),
         ("EDW_FLOATS", EDW_FLOATS as u32),
         ("EDW_MAX_IN", EDW_MAX_IN as u32),
         ("STEM_CH", STEM_CH),
@@ -542,8 +572,9 @@ pub struct Target {
     /// Whether depthwise layers use [`Kernel::DepthwiseRegion`] (likewise).
     pub depthwise_region: bool,
     /// Whether the plan may run several layers in one kernel: [`Kernel::StemBlock`] first, and
-    /// [`Kernel::ExpandDepthwise`] as the last alternative of the blocks whose inputs fit it
-    /// (likewise).
+    /// as alternatives after the separate launches [`Kernel::ExpandDepthwise`] for the blocks
+    /// whose inputs fit it and [`Kernel::DepthwiseProject`] for those without SE whose outputs
+    /// fit it (likewise).
     pub fused: bool,
 }
 
@@ -949,7 +980,8 @@ impl GpuImage {
                 .flat_map(|e| dws.iter().map(|(d, tiles)| (vec![e.clone(), d.clone()], *tiles)))
                 .chain(fused)
                 .collect();
-            let gate = match (b.se_mid, at.se) {
+            // The depthwise step's alternatives where the projection may join them (no SE).
+            let (gate, dws) = match (b.se_mid, at.se) {
                 (Some(se_mid), Some((reduce, reduce_bias, expand, expand_bias, se_max))) => {
                     // The SE reduce layer sums the depthwise launch's tiles: each alternative
                     // carries its own.
@@ -981,15 +1013,12 @@ impl GpuImage {
                         ACT_HSIGMOID,
                         Buffer::Gate,
                     )));
-                    Some(Buffer::Gate)
+                    (Some(Buffer::Gate), None)
                 }
-                _ => {
-                    plan.push(Step { alternatives: dws.into_iter().map(|d| d.0).collect() });
-                    None
-                }
+                _ => (None, Some(dws.into_iter().map(|d| d.0).collect::<Vec<_>>())),
             };
             let res = b.residual.then_some(x);
-            plan.push(each(pointwise(
+            let projects = pointwise(
                 Buffer::Dw,
                 b.out_size.pow(2),
                 b.mid,
@@ -1002,7 +1031,33 @@ impl GpuImage {
                 res,
                 y,
                 target,
-            )));
+            );
+            match dws {
+                // Without SE, where the projection's channels fit DepthwiseProject (and both
+                // layers' channels its 4-channel loads): the depthwise
+                // step and the projection as one step, every combination of their launches, then
+                // each expansion with the kernel that runs both (measurement's only: not timed
+                // on a GPU yet).
+                Some(dws)
+                    if target.fused
+                        && b.out_ch <= DP_MAX_OUT
+                        && b.out_ch.is_multiple_of(4)
+                        && b.mid.is_multiple_of(4) =>
+                {
+                    let mut alternatives: Vec<Vec<Launch>> = dws
+                        .iter()
+                        .flat_map(|d| projects.iter().map(|p| d.iter().chain([p]).cloned().collect()))
+                        .collect();
+                    let fused = dp_launch(&b, taps, at.mid_max, bn_d, w(at.project), bn_p, res, y);
+                    alternatives.extend(expands.iter().map(|e| vec![e.clone(), fused.clone()]));
+                    plan.push(Step { alternatives });
+                }
+                Some(dws) => {
+                    plan.push(Step { alternatives: dws });
+                    plan.push(each(projects));
+                }
+                None => plan.push(each(projects)),
+            }
             core::mem::swap(&mut x, &mut y);
         }
 
@@ -1248,6 +1303,34 @@ fn dw_launch(
         model_us: None,
     };
     (launch, tiles)
+}
+
+/// A [`Kernel::DepthwiseProject`] launch of block `b` from [`Buffer::Expanded`]: its depthwise
+/// layer (`taps` `[k*k][ldw]`, BN `dw_bn`, the block's activation) and projection (weights
+/// `project` `[mid][out_ch]`, BN `project_bn`, no activation, the residual `res` added) into `out`.
+#[allow(clippy::too_many_arguments)]
+fn dp_launch(
+    b: &BlockShape,
+    taps: Arg,
+    ldw: usize,
+    dw_bn: [Arg; 2],
+    project: Arg,
+    [pscale, pshift]: [Arg; 2],
+    res: Option<Buffer>,
+    out: Buffer,
+) -> Launch {
+    assert!(b.out_ch <= DP_MAX_OUT, "DepthwiseProject computes at most {DP_MAX_OUT} output channels");
+    let tiles = b.out_size.div_ceil(DP_ROWS) * b.out_size.div_ceil(DP_COLS[b.stride - 1]);
+    // The region launch's arguments less per_tile and its outputs, then the projection's.
+    let (region, _) = dw_launch(Kernel::DepthwiseRegion, b, taps, ldw, dw_bn, Buffer::Expanded, None, 0);
+    let n = int(b.out_ch);
+    let project = [project, n, n, pscale, pshift, int(ACT_IDENTITY), optional(res), Arg::Ptr(out, 0)];
+    Launch {
+        kernel: Kernel::DepthwiseProject,
+        grid: [1, tiles as u32, 1],
+        args: region.args[..8].iter().chain(&region.args[9..12]).copied().chain(project).collect(),
+        ..region
+    }
 }
 
 /// A [`Kernel::Matvec`] launch: `out = act(W [rows][cols] (ld ldw) x + bias)` where `x` is the
@@ -1558,22 +1641,61 @@ mod tests {
             assert_eq!((plan.len(), count(Kernel::ExpandDepthwise), count(Kernel::StemBlock)), (launches, 0, 1));
             let unfused = image.plan(&cfg, Target { fused: false, ..Target::new(132) });
             assert_eq!(unfused.len(), launches + 2, "{cfg:?}");
-            let last = |s: &Step| s.alternatives.last().map_or(Kernel::Matvec, |a| a[0].kernel);
-            let fusing: Vec<&Step> = steps.iter().filter(|s| last(s) == Kernel::ExpandDepthwise).collect();
+            let first_fused = |s: &Step| s.alternatives.iter().position(|a| a[0].kernel == Kernel::ExpandDepthwise);
+            let fusing: Vec<(&Step, usize)> = steps.iter().filter_map(|s| Some((s, first_fused(s)?))).collect();
             assert_eq!(fusing.len(), fused, "{cfg:?}");
-            for step in fusing {
-                let l = &step.alternatives[step.alternatives.len() - 1][0];
+            for (step, at) in fusing {
+                let l = &step.alternatives[at][0];
                 let [Arg::Int(input), Arg::Int(k), Arg::Int(stride)] = [l.args[2], l.args[11], l.args[12]] else {
                     panic!("ExpandDepthwise arguments")
                 };
                 let (input, k, stride) = (input as usize, k as usize, stride as usize);
                 assert!((region_pixels(k, stride) + DW_CH as usize) * input <= EDW_FLOATS, "{l:?}");
                 // Before it, every combination of the separate launches.
-                let apart = &step.alternatives[..step.alternatives.len() - 1];
+                let apart = &step.alternatives[..at];
                 assert!(apart.len() >= 2 && apart.iter().all(|a| a[0].kernel.is_pointwise() && a.len() >= 2));
             }
         }
     }
+    #[test]
+    fn blocks_without_se_offer_the_depthwise_layer_and_the_projection_fused() {
+        let image = GpuImage::new(&SupernetWeights::seeded(Supernet::W1_2, 1));
+        // The first unit (no SE, 32 output channels): its blocks, the first of stride 2; unit 3's
+        // (no SE, 96 channels) have too many output channels.
+        for (cfg, blocks) in [(SubnetConfig::uniform(7, 6, 4, 224), 4), (SubnetConfig::uniform(3, 3, 2, 160), 2)] {
+            let plan = image.plan(&cfg, Target::new(132));
+            assert!(plan.iter().all(|l| l.kernel != Kernel::DepthwiseProject), "measurement's only");
+            let steps = image.steps(&cfg, Target::new(132));
+            let fusing: Vec<&Step> = steps
+                .iter()
+                .filter(|s| s.alternatives.iter().flatten().any(|l| l.kernel == Kernel::DepthwiseProject))
+                .collect();
+            assert_eq!(fusing.len(), blocks, "{cfg:?}");
+            for (i, step) in fusing.into_iter().enumerate() {
+                // Last, each expansion with it; before, the depthwise and projection launches apart.
+                let last = step.alternatives.last().unwrap();
+                assert!(last.len() == 2 && last[0].kernel.is_pointwise() && last[1].kernel == Kernel::DepthwiseProject);
+                let l = &last[1];
+                let [Arg::Int(stride), Arg::Int(osize), Arg::Int(n)] = [l.args[6], l.args[7], l.args[13]] else {
+                    panic!("DepthwiseProject arguments")
+                };
+                assert_eq!((stride, n), (if i == 0 { 2 } else { 1 }, 32));
+                assert!(matches!(l.args[2], Arg::Int(c) if c % 4 == 0), "{l:?}");
+                let (osize, s) = (osize as usize, stride as usize);
+                assert_eq!(l.grid[1] as usize, osize.div_ceil(DP_ROWS) * osize.div_ceil(DP_COLS[s - 1]));
+                assert!(step.alternatives.iter().any(|a| a.iter().any(|l| l.kernel == Kernel::DepthwiseRegion)
+                    && a.last().unwrap().kernel.is_pointwise()));
+            }
+            let apart = image.steps(&cfg, Target { fused: false, ..Target::new(132) });
+            assert!(
+                apart
+                    .iter()
+                    .flat_map(|s| s.alternatives.iter().flatten())
+                    .all(|l| l.kernel != Kernel::DepthwiseProject)
+            );
+        }
+    }
+
     /// Measured / estimated for the pointwise launches of `docs/data/<file>` (a bench's
     /// `--launches` CSV) that `model` rates (from the kernel's name, the warps per block and
     /// `[m, k, n, kc]`), in order.

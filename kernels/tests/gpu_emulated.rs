@@ -202,6 +202,12 @@ fn emulated_kernels_match_the_goldens() {
         // The layers that PointwiseKSplit took from the warps kernel (the head's pool among them).
         (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::PointwiseWarps)),
         (case("w12_max_r160"), Target::new(132), Pick::Prefer(Kernel::PointwiseWarps)),
+        // The first unit's depthwise layers and projections fused: every kernel size and stride,
+        // 24 and 32 output channels, maps of whole tiles and of part ones (w10_random3's 34x34).
+        (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::DepthwiseProject)),
+        (case("w10_mid_bn"), Target::new(132), Pick::Prefer(Kernel::DepthwiseProject)),
+        (case("w12_max_r160"), Target::new(132), Pick::Prefer(Kernel::DepthwiseProject)),
+        (case("w10_random3"), Target::new(132), Pick::Prefer(Kernel::DepthwiseProject)),
     ]);
     let mut failures = Vec::new();
     let mut launches = Vec::new();
@@ -279,6 +285,21 @@ fn emulated_kernels_match_the_goldens() {
         );
     }
     assert!(fused.iter().any(|l| l.args.last() != Some(&Arg::Null)), "no ExpandDepthwise launch with SE sums ran");
+    // The fused depthwise layer and projection: every kernel size and stride, with and without
+    // the residual, fewer output channels than lanes, and part tiles.
+    let dp: Vec<&Launch> = launches.iter().filter(|l| l.kernel == Kernel::DepthwiseProject).collect();
+    for (k, stride) in [3, 5, 7].into_iter().flat_map(|k| [(k, 1), (k, 2)]) {
+        assert!(
+            dp.iter().any(|l| l.args[5..7] == [Arg::Int(k), Arg::Int(stride)]),
+            "no DepthwiseProject launch with kernel {k} and stride {stride} ran"
+        );
+    }
+    assert!(dp.iter().any(|l| l.args[17] == Arg::Null) && dp.iter().any(|l| l.args[17] != Arg::Null));
+    assert!(dp.iter().any(|l| l.args[13] == Arg::Int(24)), "no DepthwiseProject launch of 24 channels ran");
+    assert!(
+        dp.iter().any(|l| matches!(l.args[7], Arg::Int(osize) if osize % 8 != 0)),
+        "no DepthwiseProject launch with part tiles ran"
+    );
     // The fused stem and first block, for both widths' channels (24 and 16).
     for c in [24, 16] {
         assert!(
@@ -304,9 +325,12 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks_or_threads() {
     // warps' sums, the region tiles' SE sums; and every barrier, which a thread order that runs
     // a reader before its writer would expose.
     let old = Target::basic(132);
-    for (target, pick) in
-        [(Target::new(132), Pick::First), (old, Pick::First), (Target::new(132), Pick::Prefer(Kernel::PointwiseKSplit))]
-    {
+    for (target, pick) in [
+        (Target::new(132), Pick::First),
+        (old, Pick::First),
+        (Target::new(132), Pick::Prefer(Kernel::PointwiseKSplit)),
+        (Target::new(132), Pick::Prefer(Kernel::DepthwiseProject)),
+    ] {
         let run = |emu: &Emulator, g: &goldens::Golden, target| run_picked(emu, g, target, pick, Driver::Launches);
         let (forward, plan) = run(&emu, &g, target);
         let kernels: Vec<Kernel> = plan.iter().map(|l| l.kernel).collect();
@@ -379,6 +403,7 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
             PERSISTENT_SHARED,
             release_acquire,
         ),
+        (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::DepthwiseProject), 2, xavier, release_acquire),
     ];
     let mut kernels = Vec::new();
     for (g, target, pick, blocks, shared, order) in runs {

@@ -60,7 +60,8 @@ VARIANTS = [
     Variant("noksplit", "without PointwiseKSplit", ("dynofa_pointwise_ksplit",), False),
     Variant("noregion", "without DepthwiseRegion", ("dynofa_depthwise_region",), False),
     # A fused kernel replaces several launches: its plans do not line up launch by launch.
-    Variant("nofused", "without the fused kernels (StemBlock; ExpandDepthwise is only tune's)", (), False),
+    Variant("nofused", "without the fused kernels (StemBlock; ExpandDepthwise and DepthwiseProject are only "
+                       "tune's)", (), False),
     Variant("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", (), True),
     Variant("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
                           "(GpuOptions::persistent)", (), True),
@@ -270,7 +271,7 @@ def kernel_wins(plans):
 
 
 # The fused kernels and how many launches of the plans without them (`-nofused`) each replaces.
-FUSED = {"dynofa_stem_block": 3, "dynofa_expand_depthwise": 2}
+FUSED = {"dynofa_stem_block": 3, "dynofa_expand_depthwise": 2, "dynofa_depthwise_project": 2}
 
 
 def fused_wins(plans):
@@ -296,24 +297,44 @@ def fused_wins(plans):
     return lines
 
 
+def line_up(mine, tuned):
+    """The default plan's launches and the tuned plan's as pairs of groups that compute the same
+    layers (one launch each, or a fused kernel against the FUSED count of launches it replaces),
+    or None where they do not line up."""
+    groups, i, j = [], 0, 0
+    while i < len(mine) and j < len(tuned):
+        a, b = mine[i].kernel, tuned[j].kernel
+        if a != b and b in FUSED:
+            n, m = FUSED[b], 1  # tune took a fused kernel for what the plan runs apart
+        elif a != b and a in FUSED:
+            n, m = 1, FUSED[a]  # and the other way round
+        else:
+            n, m = 1, 1
+        groups.append((mine[i:i + n], tuned[j:j + m]))
+        i, j = i + n, j + m
+    return groups if (i, j) == (len(mine), len(tuned)) else None
+
+
 def tuned_picks(plans):
     """Per sub-network, the launches where measurement (`-tuned` rows) picked another kernel or
     block than the default plan, against the plan's, as summary lines: which kernels (threads per
-    block) it swapped and how often, and their time. Plans whose launches do not line up (a fused
-    alternative picked) get their totals only."""
+    block; `+` joins the launches a fused kernel replaced) it swapped and how often, and their
+    time. Plans whose launches do not line up get their totals only."""
+    label = lambda group: "+".join(f"{l.kernel}[{l.threads}]" for l in group)  # noqa: E731
     parts = []
     for which in NAMED:
         mine, tuned = plans.get(which, []), plans.get(f"{which}-tuned", [])
         if not mine or not tuned:
             continue
-        if len(mine) != len(tuned):
+        groups = line_up(mine, tuned)
+        if groups is None:
             parts.append(f"{which} {len(tuned)} launches {sum(l.us for l in tuned):.1f} us vs the plan's "
                          f"{len(mine)} {sum(l.us for l in mine):.1f} us")
             continue
-        changed = [(a, b) for a, b in zip(mine, tuned) if (a.kernel, a.threads) != (b.kernel, b.threads)]
-        swaps = collections.Counter(f"{a.kernel}[{a.threads}] -> {b.kernel}[{b.threads}]" for a, b in changed)
-        pairs = [(b.us, a.us) for a, b in changed]
-        parts.append(wins(which, pairs, "changed launches") + "".join(f", {n}x {k}" for k, n in swaps.items()))
+        changed = [(a, b) for a, b in groups if label(a) != label(b)]
+        swaps = collections.Counter(f"{label(a)} -> {label(b)}" for a, b in changed)
+        pairs = [(sum(l.us for l in b), sum(l.us for l in a)) for a, b in changed]
+        parts.append(wins(which, pairs, "changed layers") + "".join(f", {n}x {k}" for k, n in swaps.items()))
     return ["tune's picks against the default plans, each launch timed alone: " + "; ".join(parts)] if parts else []
 
 

@@ -60,8 +60,9 @@ pub struct GpuOptions {
     /// [`Kernel::DepthwiseRegion`] for the depthwise layers.
     pub depthwise_region: bool,
     /// Kernels that run several layers at once instead of a launch per layer:
-    /// [`Kernel::StemBlock`], and [`Kernel::ExpandDepthwise`] for `tune` to weigh (it lost to the
-    /// separate launches on the H100, so the plan does not pick it).
+    /// [`Kernel::StemBlock`], and for `tune` to weigh [`Kernel::ExpandDepthwise`] (it lost to the
+    /// separate launches on the H100, so the plan does not pick it) and
+    /// [`Kernel::DepthwiseProject`] (not yet timed on a GPU).
     pub fused: bool,
     /// Page-locked input memory that is write-combined (the host only writes it) rather than
     /// cached: which of the two the host copies a frame into faster depends on the machine
