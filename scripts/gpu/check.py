@@ -274,45 +274,40 @@ def kernel_wins(plans):
 FUSED = {"dynofa_stem_block": 3, "dynofa_expand_depthwise": 2, "dynofa_depthwise_project": 2}
 
 
+def line_up(plan, other):
+    """`plan`'s launches and `other`'s as pairs of groups that compute the same layers (one launch
+    each, or a fused kernel against the FUSED count of launches it replaces, on either side), or
+    None where they do not line up."""
+    groups, i, j = [], 0, 0
+    while i < len(plan) and j < len(other):
+        a, b = plan[i].kernel, other[j].kernel
+        if a != b and b in FUSED:
+            n, m = FUSED[b], 1  # `other` fused what `plan` runs apart
+        elif a != b and a in FUSED:
+            n, m = 1, FUSED[a]  # and the other way round
+        else:
+            n, m = 1, 1
+        groups.append((plan[i:i + n], other[j:j + m]))
+        i, j = i + n, j + m
+    return groups if (i, j) == (len(plan), len(other)) else None
+
+
 def fused_wins(plans):
     """Per fused kernel, its launches in the default plans against the launches they replace in
-    the plans without fused kernels (rows `max` and `max-nofused` ..., walked side by side: the
-    plans differ only there), as summary lines."""
+    the plans without fused kernels (rows `max` and `max-nofused` ..., lined up: the plans differ
+    only there), as summary lines."""
     lines = []
     for kernel, replaced in FUSED.items():
         parts = []
         for which in NAMED:
-            apart = plans.get(f"{which}-nofused", [])
-            pairs, j = [], 0
-            for l in plans.get(which, []):
-                n = FUSED.get(l.kernel, 1)
-                if l.kernel == kernel:
-                    pairs.append((l.us, sum(a.us for a in apart[j:j + n])))
-                j += n
-            if pairs and j == len(apart):
+            groups = line_up(plans.get(f"{which}-nofused", []), plans.get(which, [])) or []
+            pairs = [(mine[0].us, sum(a.us for a in apart)) for apart, mine in groups if mine[0].kernel == kernel]
+            if pairs:
                 parts.append(wins(which, pairs, "x:"))
         if parts:
             lines.append(f"{kernel} against the {replaced} launches it replaces, each launch timed alone: "
                          + "; ".join(parts))
     return lines
-
-
-def line_up(mine, tuned):
-    """The default plan's launches and the tuned plan's as pairs of groups that compute the same
-    layers (one launch each, or a fused kernel against the FUSED count of launches it replaces),
-    or None where they do not line up."""
-    groups, i, j = [], 0, 0
-    while i < len(mine) and j < len(tuned):
-        a, b = mine[i].kernel, tuned[j].kernel
-        if a != b and b in FUSED:
-            n, m = FUSED[b], 1  # tune took a fused kernel for what the plan runs apart
-        elif a != b and a in FUSED:
-            n, m = 1, FUSED[a]  # and the other way round
-        else:
-            n, m = 1, 1
-        groups.append((mine[i:i + n], tuned[j:j + m]))
-        i, j = i + n, j + m
-    return groups if (i, j) == (len(mine), len(tuned)) else None
 
 
 def tuned_picks(plans):
