@@ -891,14 +891,13 @@ struct DwRegion {
     static_assert(PIXELS <= DWR_PIXELS, "the region fits the shared array");
 };
 
-// Tile blockIdx.y's first output pixel (row, column); its region starts at (oy0 * S - K / 2,
-// ox0 * S - K / 2).
-template <int K, int S, class B>
+// Tile blockIdx.y's first output pixel (row, column) for tiles of ROWS x TW output pixels,
+// numbered row-major; its region starts at (oy0 * S - K / 2, ox0 * S - K / 2).
+template <int ROWS, int TW, class B>
 __device__ __forceinline__ void dw_tile_origin(const B& b, int osize, int& oy0, int& ox0) {
-    using G = DwRegion<K, S>;
-    int per_row = (osize + G::TW - 1) / G::TW;
-    oy0 = b.by() / per_row * DW_ROWS;
-    ox0 = b.by() % per_row * G::TW;
+    int per_row = (osize + TW - 1) / TW;
+    oy0 = b.by() / per_row * ROWS;
+    ox0 = b.by() % per_row * TW;
 }
 
 // The second half of the region kernels: thread row y computes output row y of tile blockIdx.y from
@@ -911,7 +910,7 @@ __device__ __forceinline__ void dw_from_region(const B& b, const float* __restri
     using G = DwRegion<K, S>;
     int lane = b.tx(), ty = b.ty(), ch = b.bx() * DW_CH + lane;
     int oy0, ox0;
-    dw_tile_origin<K, S>(b, osize, oy0, ox0);
+    dw_tile_origin<DW_ROWS, G::TW>(b, osize, oy0, ox0);
     float acc[G::TW];
 #pragma unroll
     for (int r = 0; r < G::TW; ++r) acc[r] = 0.0f;
@@ -939,7 +938,7 @@ __device__ __forceinline__ void depthwise_region(const B& b, const float* __rest
     constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW;
     int lane = b.tx(), ty = b.ty(), ch = b.bx() * DW_CH + lane;
     int oy0, ox0;
-    dw_tile_origin<K, S>(b, osize, oy0, ox0);
+    dw_tile_origin<DW_ROWS, G::TW>(b, osize, oy0, ox0);
     int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     float taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
@@ -982,7 +981,7 @@ __device__ __forceinline__ void expand_depthwise(const B& b, const float* __rest
     constexpr int WLOADS = (EDW_MAX_IN * DW_CH + THREADS - 1) / THREADS, XLOADS = (EDW_FLOATS / 4 + THREADS - 1) / THREADS;
     int lane = b.tx(), ty = b.ty(), tid = ty * DW_CH + lane, ch = b.bx() * DW_CH + lane;
     int oy0, ox0;
-    dw_tile_origin<K, S>(b, osize, oy0, ox0);
+    dw_tile_origin<DW_ROWS, G::TW>(b, osize, oy0, ox0);
     int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     // buf: weights [in][DW_CH], then the region's input [PIXELS][in].
     float* ws = buf;
@@ -1171,8 +1170,8 @@ __device__ __forceinline__ void depthwise_project(const B& b, DpShared* shm, con
     constexpr int THREADS = DW_CH * DW_ROWS, WLOADS = DW_CH * DP_MAX_OUT / 4 / THREADS;
     static_assert(WLOADS * THREADS * 4 == DW_CH * DP_MAX_OUT, "projection rows per thread");
     int lane = b.tx(), ty = b.ty(), tid = ty * DW_CH + lane;
-    int per_row = (osize + G::TW - 1) / G::TW;
-    int oy0 = b.by() / per_row * DP_ROWS, ox0 = b.by() % per_row * G::TW;
+    int oy0, ox0;
+    dw_tile_origin<DP_ROWS, G::TW>(b, osize, oy0, ox0);
     int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     int ry = ty / 2, rx = ty % 2 * G::RUN;
     // Registers between a chunk's loads and its staging; the region and the projection rows in

@@ -285,9 +285,14 @@ const EDW_FLOATS: usize = 11600;
 /// region (3x3, stride 1), a multiple of 4.
 const EDW_MAX_IN: usize = EDW_FLOATS / (region_pixels(3, 1) + DW_CH as usize) / 4 * 4;
 
+/// Tiles of `rows` x `cols[s - 1]` output pixels over an `size x size` output of stride `s`.
+fn tile_count(size: usize, rows: usize, cols: [usize; 2], s: usize) -> usize {
+    size.div_ceil(rows) * size.div_ceil(cols[s - 1])
+}
+
 /// Tiles of [`Kernel::DepthwiseRegion`] over an `size x size` output of stride `s`.
 fn region_tiles(size: usize, s: usize) -> usize {
-    size.div_ceil(DW_ROWS as usize) * size.div_ceil(DWR_COLS[s - 1])
+    tile_count(size, DW_ROWS as usize, DWR_COLS, s)
 }
 
 /// Matvec block: threads, threads per row, rows per block.
@@ -1174,6 +1179,8 @@ fn pointwise(
         ],
         model_us,
     };
+    // A block stages the gates of its k slice in shared memory.
+    let gate_fits = |kc: usize| gate.is_none() || kc <= PW_MAX_GATE;
     let mut found = Vec::new();
     let mut small_kc = None;
     for tile in [&PW_LARGE, &PW_SMALL] {
@@ -1184,7 +1191,7 @@ fn pointwise(
             if slices > 1 && (slices * m * n > SPLIT_FLOATS || tile.tiles(m, n) > TICKETS) {
                 continue;
             }
-            if gate.is_some() && kc > PW_MAX_GATE {
+            if !gate_fits(kc) {
                 continue;
             }
             let us = tile.micros(m, k, n, kc, sms);
@@ -1208,7 +1215,7 @@ fn pointwise(
     let few = (PW_SMALL.tiles(m, n) > sms).then_some((k, PWK_FEW));
     let shapes = [Some((k, PWK_KS)), small_kc.filter(|&kc| kc != k).map(|kc| (kc, PWK_KS)), few];
     for (kc, groups) in shapes.into_iter().flatten().filter(|_| target.pointwise_ksplit) {
-        if kc >= (groups * PW_BK) as usize && !(gate.is_some() && kc > PW_MAX_GATE) {
+        if kc >= (groups * PW_BK) as usize && gate_fits(kc) {
             let grid = PW_SMALL.grid(m, k, n, kc);
             let block = [(groups * PW_SMALL.threads()) as usize, 1, 1];
             match ksplit_micros(m, k, n, sms).filter(|_| kc == k && groups == PWK_KS) {
@@ -1320,7 +1327,7 @@ fn dp_launch(
     out: Buffer,
 ) -> Launch {
     assert!(b.out_ch <= DP_MAX_OUT, "DepthwiseProject computes at most {DP_MAX_OUT} output channels");
-    let tiles = b.out_size.div_ceil(DP_ROWS) * b.out_size.div_ceil(DP_COLS[b.stride - 1]);
+    let tiles = tile_count(b.out_size, DP_ROWS, DP_COLS, b.stride);
     // The region launch's arguments less per_tile and its outputs, then the projection's.
     let (region, _) = dw_launch(Kernel::DepthwiseRegion, b, taps, ldw, dw_bn, Buffer::Expanded, None, 0);
     let n = int(b.out_ch);
