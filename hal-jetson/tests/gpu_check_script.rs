@@ -2,7 +2,8 @@
 //! binaries: a staged folder whose `gpu-test`, `conformance`, `gpu-bench` and `dynofa` print what the real ones
 //! print (the bench's line formats, `hal-jetson/benches/gpu.rs`) and write `launches.csv`. Checks
 //! the summary it derives: the table, the variants' lines, the verdicts, the fused kernels against
-//! the launches they replace, `infer`'s halves, and the exit status. Says it skipped without
+//! the launches they replace, where each plan's time goes, what the 5x bar leaves each launch,
+//! `infer`'s halves, and the exit status. Says it skipped without
 //! `python3`.
 
 use std::path::Path;
@@ -191,6 +192,9 @@ fn check_py_summarises_the_bench() {
         "dynofa's infer in halves (cached (not write-combined) page-locked input), host copy into page-locked input \
          + graph replay and wait (us): max 10.1 + 480.2",
         "tuning max: 40 steps measured, 7 changed",
+        "where max's 4 launches go, each timed alone (13.0 us): dynofa_expand_depthwise 1x 4.0 us (31%), \
+         dynofa_pointwise_ksplit 1x 4.0 us (31%), dynofa_stem_block 1x 3.0 us (23%), dynofa_pointwise_warps 1x \
+         2.0 us (15%)",
         "tune's picks against the default plans, each launch timed alone: max 2 changed layers 6.0 us vs 6.0 us \
          (faster on 1), 1x dynofa_pointwise_warps[512] -> dynofa_pointwise_small[128], 1x \
          dynofa_pointwise_ksplit[512] -> dynofa_pointwise_ksplit[256]; mid 2 launches 4.0 us vs the plan's 1 2.0 \
@@ -215,6 +219,35 @@ fn check_py_summarises_the_bench() {
     let summary = std::fs::read_to_string(save.path().join("summary.md")).unwrap();
     // It echoes the steps' output as they run, then the summary.
     assert!(text.trim_end().ends_with(summary.trim()), "summary.md is not what it printed last:\n{summary}");
+}
+
+#[test]
+fn the_bar_budget_divides_what_the_bar_leaves_among_the_launches() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: no python3 to run scripts/gpu/check.py");
+        return;
+    }
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scripts/gpu");
+    // max: the best PyTorch mode 1.5 ms, so the bar is 300 us; dynofa 0.6 ms of which 500 us
+    // kernels, so 100 us outside them and 200 us left for 100 launches. mid has no PyTorch time,
+    // min no plan: no line for either.
+    let program = r#"
+import check
+launch = check.PlanLaunch("dynofa_matvec", 256, 5.0)
+plans = {"max": [launch] * 100, "mid": [launch] * 10}
+dynofa = {"max": 0.6, "mid": 0.3, "min": 0.2}
+kernels = {"max": 500.0, "mid": 250.0, "min": 150.0}
+torch_ms = {("eager", "max"): 6.0, ("graph", "max"): 1.5, ("graph", "min"): 0.5}
+for floor in [2.0, None]:
+    print("\n".join(check.bar_budgets(dynofa, kernels, torch_ms, plans, floor)))
+"#;
+    let out = Command::new("python3").current_dir(&scripts).args(["-c", program]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    let line = "the 5x bar for max: 300.0 us; outside the kernels 100.0 us; left 200.0 us for 100 launches, 2.00 us \
+                each, against 5.00 us each now (kernels alone / launches)";
+    assert_eq!(lines, [format!("{line}, an empty node 2.00 us"), line.to_string()]);
 }
 
 #[test]

@@ -20,7 +20,8 @@ repository root:
    package from the staged wheel): eager, CUDA graph, torch.compile(mode="reduce-overhead"), each
    mode in its own process. Every timed call does what dynofa's infer does: input from host
    memory, logits back to host memory, synchronised;
-5. the table of ratios, last. Exit status 1 unless the correctness check and the conformance suite
+5. the table of ratios, then the lines that explain it (variants, tune's picks, where each plan's
+   time goes by kernel, what the 5x bar leaves each launch), last. Exit status 1 unless the correctness check and the conformance suite
    ran and passed.
 
 `python3 scripts/gpu/check.py peer ...` is one PyTorch process (used by step 4).
@@ -333,6 +334,45 @@ def tuned_picks(plans):
     return ["tune's picks against the default plans, each launch timed alone: " + "; ".join(parts)] if parts else []
 
 
+def time_shares(plans):
+    """Per default plan, where its launches' GPU time goes by kernel (each launch timed alone, so
+    each with its node's cost), largest first, as summary lines: which kernels a design change
+    should aim at."""
+    lines = []
+    for which in NAMED:
+        plan = plans.get(which, [])
+        total = sum(l.us for l in plan)
+        if not total:
+            continue
+        by_kernel = collections.defaultdict(list)
+        for l in plan:
+            by_kernel[l.kernel].append(l.us)
+        kinds = sorted(by_kernel.items(), key=lambda kv: -sum(kv[1]))
+        lines.append(f"where {which}'s {len(plan)} launches go, each timed alone ({total:.1f} us): " + ", ".join(
+            f"{k} {len(v)}x {sum(v):.1f} us ({100 * sum(v) / total:.0f}%)" for k, v in kinds))
+    return lines
+
+
+def bar_budgets(dynofa, kernels, torch_ms, plans, floor_us):
+    """Per sub-network, what the 5x bar leaves each launch of the default plan once the path
+    outside the kernels (dynofa's latency less its kernels alone: the host copy, the input's
+    transfer, the replay and the wait) is paid, against an empty node and the launches' mean now,
+    as summary lines."""
+    lines = []
+    for which in NAMED:
+        best = min([torch_ms[(m, which)] for m in MODES if (m, which) in torch_ms], default=None)
+        n = len(plans.get(which, []))
+        if not best or which not in dynofa or which not in kernels or not n:
+            continue
+        bar_us, outside = best / 5 * 1e3, dynofa[which] * 1e3 - kernels[which]
+        left = bar_us - outside
+        floor = f", an empty node {floor_us:.2f} us" if floor_us is not None else ""
+        lines.append(f"the 5x bar for {which}: {bar_us:.1f} us; outside the kernels {outside:.1f} us; left "
+                     f"{left:.1f} us for {n} launches, {left / n:.2f} us each, against {kernels[which] / n:.2f} us "
+                     f"each now (kernels alone / launches){floor}")
+    return lines
+
+
 def conformance_verdict(rc, out):
     """The conformance suite's verdict from its exit status and the test harness's output: `ok, N
     passed`, what its CUDA tests said if they skipped (the suite passes then), or FAILED and the
@@ -593,7 +633,9 @@ def cmd_check(args):
     for line in persistent_traces:
         say(line)
     plans = read_plans(launches)
-    for line in kernel_wins(plans) + fused_wins(plans) + tuned_picks(plans):
+    for line in kernel_wins(plans) + fused_wins(plans) + tuned_picks(plans) + time_shares(plans):
+        say(line)
+    for line in bar_budgets(dynofa, kernels, torch_ms, plans, float(floor.group(1)) if floor else None):
         say(line)
     for suffix, halves in parts.items():
         which = f" ({LABELS.get(suffix, suffix)})" if suffix else ""
