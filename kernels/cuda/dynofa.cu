@@ -38,18 +38,13 @@
 #endif
 
 // sum_{t < n} p[t * stride], added in the order t = 0, 1, ... (deterministic) with up to 8 loads in
-// flight (one dependent round trip to memory per element was the cost). THROUGH_L2 (__ldcg) for
-// what other multiprocessors wrote during the same launch (a split GEMM's slices).
-template <bool THROUGH_L2>
+// flight (one dependent load per element was the cost).
 __device__ __forceinline__ float dynofa_sum_strided(const float* p, long stride, int n) {
     float sum = 0.0f;
     for (int t0 = 0; t0 < n; t0 += 8) {
         float v[8];
 #pragma unroll
-        for (int u = 0; u < 8; ++u) {
-            const float* q = p + (t0 + u) * stride;
-            v[u] = t0 + u >= n ? 0.0f : THROUGH_L2 ? __ldcg(q) : *q;
-        }
+        for (int u = 0; u < 8; ++u) v[u] = t0 + u >= n ? 0.0f : p[(t0 + u) * stride];
 #pragma unroll
         for (int u = 0; u < 8; ++u) sum += v[u];
     }
@@ -619,14 +614,38 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         }
         dyn_sync(b);
         if (!last) return;
+        // All of a thread's outputs at once, ZB slices of each a round trip (16 loads in flight:
+        // 32 took the persistent kernel past its spill bound), each output's slices added in slice
+        // order (deterministic): one output after another had cost a round trip per output and 8
+        // slices.
+        constexpr int ZB = TM * TN >= 16 ? 1 : 16 / (TM * TN);
+        long at[TM][TN];
         #pragma unroll
-        for (int j = 0; j < TN; ++j)
+        for (int i = 0; i < TM; ++i)
             #pragma unroll
-            for (int i = 0; i < TM; ++i) {
+            for (int j = 0; j < TN; ++j) {
                 int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
-                bool in = lead && o < n && p < m;
-                acc[i][j] = in ? dynofa_sum_strided<true>(&split[(long)p * n + o], slice, b.gz()) : 0.0f;
+                at[i][j] = lead && o < n && p < m ? (long)p * n + o : -1;
+                acc[i][j] = 0.0f;
             }
+        for (int z0 = 0; z0 < b.gz(); z0 += ZB) {
+            float v[ZB][TM][TN];
+            #pragma unroll
+            for (int u = 0; u < ZB; ++u)
+                #pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < TN; ++j) {
+                        bool in = at[i][j] >= 0 && z0 + u < b.gz();
+                        v[u][i][j] = in ? __ldcg(&split[(z0 + u) * slice + at[i][j]]) : 0.0f;
+                    }
+            #pragma unroll
+            for (int u = 0; u < ZB; ++u)
+                #pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < TN; ++j) acc[i][j] += v[u][i][j];
+        }
     }
 
     float colsum[TN];
@@ -752,7 +771,7 @@ __device__ __forceinline__ void pointwise_warps(const B& b, PwwShared<TM, KMAX>*
     dyn_sync(b);
     float v = 0.0f;
     if (fin) {
-        float sum = dynofa_sum_strided<false>(&part[warp * 32 + lane], TM * 32, b.dy());
+        float sum = dynofa_sum_strided(&part[warp * 32 + lane], TM * 32, b.dy());
         v = dynofa_act(sum * es + et, act) + er;
         out[(long)(p0 + warp) * n + o] = v;
     }
