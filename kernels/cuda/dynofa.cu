@@ -9,11 +9,11 @@
 //
 // The same source compiles under NVRTC and, through emulate.h, as host C++ (the emulated tests), so
 // it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
-// every thread of a block) and bar.sync (dyn_sync), fminf/fmaxf, float4 (aligned loads of float
-// buffers), for split GEMMs atomicAdd on a ticket counter, __threadfence and __ldcg, on sm_90 the
-// griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and for the persistent kernel dynamic shared
-// memory, its barrier's atomicAdd or red.release, volatile or ld.acquire polls and __trap, and the
-// global timer (its trace). No warp shuffles, and no sum depends on the order in which
+// every thread of a block) and bar.sync (dyn_sync), fminf/fmaxf, float4 and float2 (aligned loads
+// of float buffers), for split GEMMs atomicAdd on a ticket counter, __threadfence and __ldcg, on
+// sm_90 the griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and for the persistent kernel
+// dynamic shared memory, its barrier's atomicAdd or red.release, volatile or ld.acquire polls and
+// __trap, and the global timer (its trace). No warp shuffles, and no sum depends on the order in which
 // blocks or warps run: results are deterministic.
 
 // The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*), the persistent kernel's (DYN_*) and
@@ -425,6 +425,16 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
         float *__restrict__ pool, int kc, float *__restrict__ split, unsigned *__restrict__ tickets
 #define DYNOFA_POINTWISE_ARGS a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc, split, tickets
 
+// v = p[0 .. 4) or p[0 .. 2) in one shared-memory load (p aligned to 16 or 8 bytes).
+__device__ __forceinline__ void lds_vec(const float* p, float (&v)[4]) {
+    float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+}
+__device__ __forceinline__ void lds_vec(const float* p, float (&v)[2]) {
+    float2 q = *reinterpret_cast<const float2*>(p);
+    v[0] = q.x, v[1] = q.y;
+}
+
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
 // for p < m, o < n, i < k; `a`, `out` and `res` are dense ([m][k], [m][n]), `w` is `[k][ldw]`.
 // `gate` (the SE excitation of the projection's input, `[k]`) and `res` may be null. With `pool`,
@@ -452,7 +462,7 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 template <int BM, int BN, int TM, int KS>
 struct PwShared {
     float as[KS][2][PW_BK][BM + 2];
-    float bs[KS][2][PW_BK][BN];
+    alignas(16) float bs[KS][2][PW_BK][BN];
     float red[KS > 1 ? KS - 1 : 1][KS > 1 ? BM * BN : 1];
     float gs[PW_MAX_GATE];
     float psum[BM / TM][BN];
@@ -525,11 +535,13 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         #pragma unroll
         for (int l = 0; l < B_LOADS; ++l) bs[nxt][wr + l * WR][wc] = rb[l];
     };
-    // Columns are strided by the thread count along n so that a warp stores contiguous channels.
+    // A thread's TN columns are adjacent: each k reads them from shared memory in one load (a
+    // warp's reads of the small tiles' b tile: 2 wavefronts a k where TN loads of columns COLS
+    // apart took 3).
     float es[TN], et[TN];
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
-        int o = n0 + tx + j * COLS;
+        int o = n0 + tx * TN + j;
         es[j] = o < n ? scale[o] : 0.0f;
         et[j] = o < n ? shift[o] : 0.0f;
     }
@@ -542,7 +554,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     for (int i = 0; i < TM; ++i)
         #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
+            int o = n0 + tx * TN + j, p = m0 + ty * TM + i;
             er[i][j] = res && o < n && p < m ? res[(long)p * n + o] : 0.0f;
         }
     // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
@@ -565,8 +577,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
             float av[TM], bv[TN];
             #pragma unroll
             for (int i = 0; i < TM; ++i) av[i] = as[cur][kk][ty * TM + i];
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) bv[j] = bs[cur][kk][tx + j * COLS];
+            lds_vec(&bs[cur][kk][tx * TN], bv);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 #pragma unroll
@@ -602,7 +613,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         for (int j = 0; j < TN; ++j)
             #pragma unroll
             for (int i = 0; i < TM; ++i) {
-                int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
+                int o = n0 + tx * TN + j, p = m0 + ty * TM + i;
                 if (lead && o < n && p < m) split[b.bz() * slice + (long)p * n + o] = acc[i][j];
             }
         __threadfence();
@@ -624,7 +635,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         for (int i = 0; i < TM; ++i)
             #pragma unroll
             for (int j = 0; j < TN; ++j) {
-                int o = n0 + tx + j * COLS, p = m0 + ty * TM + i;
+                int o = n0 + tx * TN + j, p = m0 + ty * TM + i;
                 at[i][j] = lead && o < n && p < m ? (long)p * n + o : -1;
                 acc[i][j] = 0.0f;
             }
@@ -651,7 +662,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     float colsum[TN];
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
-        int o = n0 + tx + j * COLS;
+        int o = n0 + tx * TN + j;
         colsum[j] = 0.0f;
         if (!lead || o >= n) continue;
         #pragma unroll
@@ -668,7 +679,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     auto& psum = shm->psum;
     if (lead)
         #pragma unroll
-        for (int j = 0; j < TN; ++j) psum[ty][tx + j * COLS] = colsum[j];
+        for (int j = 0; j < TN; ++j) psum[ty][tx * TN + j] = colsum[j];
     dyn_sync(b);
     for (int col = b.tx(); col < BN; col += groups * THREADS) {
         float total = 0.0f;

@@ -36,10 +36,13 @@ struct dim3 {
     unsigned x, y, z;
 };
 
-// CUDA's vector type (16-byte aligned there; the kernels' float4 accesses are aligned on the GPU and
-// need not be here).
+// CUDA's vector types (16- and 8-byte aligned there; the kernels' accesses are aligned on the GPU
+// and need not be here).
 struct float4 {
     float x, y, z, w;
+};
+struct float2 {
+    float x, y;
 };
 
 static dim3 blockIdx, threadIdx, blockDim, gridDim;
