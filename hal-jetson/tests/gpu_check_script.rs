@@ -3,8 +3,8 @@
 //! print (the bench's line formats, `hal-jetson/benches/gpu.rs`) and write `launches.csv`. Checks
 //! the summary it derives: the table, the variants' lines, the verdicts, the fused kernels against
 //! the launches they replace, where each plan's time goes, what the 5x bar leaves each launch,
-//! `infer`'s halves, and the exit status. Says it skipped without
-//! `python3`.
+//! `infer`'s halves, and the exit status; and `scripts/gpu/sass.py`'s reading of cuobjdump's
+//! listing. Says it skipped without `python3`.
 
 use std::path::Path;
 use std::process::Command;
@@ -278,4 +278,47 @@ print(check.conformance_verdict(0, ""))
             "FAILED (exit 0)",
         ]
     );
+}
+
+/// `scripts/gpu/sass.py`'s reading of cuobjdump: the kernels, each loop (a branch back) with its
+/// instruction count and opcodes (predicates dropped, loads keeping their width), and no loop for a
+/// forward branch.
+#[test]
+fn the_sass_reader_counts_each_loops_instructions() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: no python3 to run scripts/gpu/sass.py");
+        return;
+    }
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scripts/gpu");
+    // Abridged cuobjdump -sass: a kernel whose loop 0x0020..0x0070 has two shared loads of 64 bits,
+    // two multiply-adds (one predicated), an address update and its branch; a forward branch after.
+    let program = r#"
+import sass
+text = """
+	code for sm_90
+		Function : dynofa_stub
+	.headerflags	@"EF_CUDA_SM90"
+        /*0000*/                   LDC R1, c[0x0][0x28] ;                     /* 0x00000a00ff017b82 */
+                                                                              /* 0x000e220000000800 */
+        /*0010*/                   MOV R2, RZ ;                               /* 0x000000ff00027202 */
+        /*0020*/                   LDS.64 R4, [R3] ;                          /* 0x0000000003047984 */
+        /*0030*/                   LDS.64 R6, [R3+0x8] ;                      /* 0x0000080003067984 */
+        /*0040*/                   FFMA R2, R4, R6, R2 ;                      /* 0x0000000604027223 */
+        /*0050*/               @P0 FFMA R2, R5, R7, R2 ;                      /* 0x0000000705020223 */
+        /*0060*/                   IADD3 R3, R3, 0x10, RZ ;                   /* 0x0000001003037810 */
+        /*0070*/              @!P1 BRA 0x20 ;                                 /* 0xfffffffc00009947 */
+        /*0080*/                   BRA 0xa0 ;                                 /* 0x0000000000007947 */
+        /*0090*/                   STG.E [R8.64], R2 ;                        /* 0x0000000208007986 */
+        /*00a0*/                   EXIT ;                                     /* 0x000000000000794d */
+"""
+for name, instructions in sass.functions(text).items():
+    print(name, len(instructions))
+    for start, end, ops in sass.loops(instructions):
+        print(sass.describe(start, end, ops))
+"#;
+    let out = Command::new("python3").current_dir(&scripts).args(["-c", program]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines, ["dynofa_stub 11", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]);
 }
