@@ -3,7 +3,9 @@
 //! the grid barrier's and the persistent kernel. ptxas (through NVRTC) finds no stack frame or
 //! register spill in any kernel of the plans (a few in the persistent kernel). Needs libnvrtc but
 //! no GPU; says that it skipped where libnvrtc is not found, unless `DYNOFA_REQUIRE_NVRTC` is set
-//! (CI sets it once it has fetched libnvrtc, see `.ci/run`).
+//! (CI sets it once it has fetched libnvrtc, see `.ci/run`). With cuobjdump as well
+//! (`DYNOFA_CUOBJDUMP`, which CI sets likewise), the GEMM tiles' k steps in the sm_90 machine code
+//! stay within their instruction counts.
 
 /// The targets of the NVRTC found here; `None` (after saying so) where there is none, unless
 /// `DYNOFA_REQUIRE_NVRTC` is set.
@@ -91,5 +93,55 @@ fn no_kernel_keeps_registers_in_local_memory() {
             let most = if name == PERSISTENT { 1536 } else { 0 };
             assert!(bytes.iter().all(|&b| b <= most), "sm_{cc} {name}: {} (at most {most} bytes)", facts[0]);
         }
+    }
+}
+
+/// The k step of each GEMM tiling in the sm_90 machine code (`scripts/gpu/sass.py`: the loop with
+/// the tiling's 64 or 256 multiply-adds) stays within an instruction count, and reads shared
+/// memory in vector loads but for the step's gate. Each bound is a little above what NVRTC 12.9 made in the
+/// thirteenth session (182, 193 and 391), where address arithmetic worked out in the loop and a
+/// scalar load per column had made 258, 239 and 550 (docs/gpu.md, "Tuning"). A step's cost on a
+/// GPU follows its instructions, and no GPU runs in CI: this keeps them from growing unseen.
+#[test]
+fn the_gemm_k_steps_stay_within_their_instructions() {
+    let Some(cuobjdump) = std::env::var_os("DYNOFA_CUOBJDUMP") else {
+        println!("skipped: no cuobjdump (DYNOFA_CUOBJDUMP; `.ci/run` fetches one)");
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let source = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(source.path(), dynofa_kernels::gpu::source()).unwrap();
+    let steps =
+        [("dynofa_pointwise_small", 64, 200), ("dynofa_pointwise_ksplit", 64, 210), ("dynofa_pointwise", 256, 420)];
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(root.join("scripts/gpu/sass.py"))
+        .arg(source.path())
+        .args(["--arch", "sm_90", "--cuobjdump"])
+        .arg(&cuobjdump);
+    for (kernel, _, _) in steps {
+        cmd.args(["--kernel", kernel]);
+    }
+    let out = cmd.output().expect("python3 runs scripts/gpu/sass.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sass.py failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    // "dynofa_pointwise_small: 1640 instructions; ..." then its loops,
+    // "  loop 0x16d0..0x2220: 182 instructions: FFMA 64, LDS.64 32, IMAD 17, ...".
+    for (kernel, macs, most) in steps {
+        let listing: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{kernel}:")))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .collect();
+        let step = listing
+            .iter()
+            .find(|l| l.contains(&format!(": FFMA {macs},")))
+            .unwrap_or_else(|| panic!("{kernel}: no loop of {macs} multiply-adds in\n{text}"));
+        println!("sm_90 {kernel} k step:{}", step.split_once(':').unwrap().1);
+        let count: u32 = step.split(": ").nth(1).and_then(|n| n.split(' ').next()?.parse().ok()).unwrap();
+        assert!(count <= most, "{kernel}: a k step of {count} instructions, more than {most}: {step}");
+        // "FFMA 64, LDS.64 32, ..., LDS 1, BAR 1": one scalar shared load, the step's gate.
+        let scalar = step.rsplit(": ").next().unwrap().split(", ").find_map(|op| op.strip_prefix("LDS "));
+        assert!(scalar.is_none_or(|n| n == "1"), "{kernel}: scalar shared loads in the k step: {step}");
     }
 }

@@ -12,7 +12,8 @@ pass --cuobjdump or put it on PATH) disassembles it:
     python3 scripts/gpu/sass.py /tmp/dynofa.cu --arch sm_90 --kernel dynofa_pointwise_small
 
 Each line is a loop (a backward branch) of the kernel: its addresses, its instruction count and
-its most frequent opcodes; ptxas' registers and spills come first. docs/gpu.md, "Tuning", says
+its opcodes, most frequent first; ptxas' registers and spills come first.
+`hal-jetson/tests/nvrtc.rs` bounds the GEMM tiles' k steps with it. docs/gpu.md, "Tuning", says
 what the counts found.
 """
 
@@ -95,9 +96,9 @@ def loops(instructions):
     return found
 
 
-def describe(start, end, ops, most=10):
-    """One summary line of a loop."""
-    top = ", ".join(f"{op} {n}" for op, n in ops.most_common(most))
+def describe(start, end, ops):
+    """One summary line of a loop: its opcodes, most frequent first."""
+    top = ", ".join(f"{op} {n}" for op, n in ops.most_common())
     return f"loop {start:#x}..{end:#x}: {sum(ops.values())} instructions: {top}"
 
 
