@@ -2,9 +2,9 @@
 //! binaries: a staged folder whose `gpu-test`, `conformance`, `gpu-bench` and `dynofa` print what the real ones
 //! print (the bench's line formats, `hal-jetson/benches/gpu.rs`) and write `launches.csv`. Checks
 //! the summary it derives: the table, the variants' lines, the verdicts, the fused kernels against
-//! the launches they replace, where each plan's time goes, what the 5x bar leaves each launch,
-//! `infer`'s halves, and the exit status; and `scripts/gpu/sass.py`'s reading of cuobjdump's
-//! listing. Says it skipped without `python3`.
+//! the launches they replace, where each plan's time goes, what the 5x bar leaves each launch, the
+//! launches an earlier run timed too, `infer`'s halves, and the exit status; and
+//! `scripts/gpu/sass.py`'s reading of cuobjdump's listing. Says it skipped without `python3`.
 
 use std::path::Path;
 use std::process::Command;
@@ -99,6 +99,16 @@ max-nofused,5,dynofa_pointwise_warps,5x49x1,32x16x1,196 816,1.00,2.00
 max-nofused,6,dynofa_pointwise_ksplit,36x3x1,512x1x1,36 192,4.10,4.00
 ";
 
+/// An earlier run's `launches.csv` for `--baseline`: max's stem block and `PointwiseKSplit` launch
+/// with the same shapes as in `LAUNCHES` (4.0 and 5.0 us then), one with other arguments, which
+/// is not the same launch.
+const BASELINE: &str = "\
+subnet,index,kernel,grid,block,ints,model_us,gpu_us
+max,0,dynofa_stem_block,196x1x1,256x1x1,224 112,,4.00
+max,1,dynofa_pointwise_ksplit,36x3x1,512x1x1,36 192,4.10,5.00
+max,2,dynofa_pointwise_ksplit,36x3x1,512x1x1,36 96,4.10,9.00
+";
+
 fn stub(dir: &Path, name: &str, body: &str) {
     let path = dir.join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
@@ -140,12 +150,16 @@ fn check_py_summarises_the_bench() {
         "[ \"$1\" = platform ] && { echo 'cuda:     Stub GPU, compute 9.0, 132 multiprocessors, discrete'; exit 0; }";
     stub(dir, "dynofa", &format!("{platform}\n[ \"$1\" = run ] && {{ cat <<'EOF'\n{RUN}EOF\nexit 0; }}\n{files}"));
     let save = tempfile::tempdir().unwrap();
+    let baseline = dir.join("baseline.csv");
+    std::fs::write(&baseline, BASELINE).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let out = Command::new("python3")
         .arg(root.join("scripts/gpu/check.py"))
         .arg(dir)
         .args(["--modes", "", "--save"])
         .arg(save.path())
+        .arg("--baseline")
+        .arg(&baseline)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -192,6 +206,8 @@ fn check_py_summarises_the_bench() {
         "dynofa's infer in halves (cached (not write-combined) page-locked input), host copy into page-locked input \
          + graph replay and wait (us): max 10.1 + 480.2",
         "tuning max: 40 steps measured, 7 changed",
+        "each timed alone, then -> now: max dynofa_pointwise_ksplit 1x 5.0 -> 4.0 us (0.80x); max \
+         dynofa_stem_block 1x 4.0 -> 3.0 us (0.75x)",
         "where max's 4 launches go, each timed alone (13.0 us): dynofa_expand_depthwise 1x 4.0 us (31%), \
          dynofa_pointwise_ksplit 1x 4.0 us (31%), dynofa_stem_block 1x 3.0 us (23%), dynofa_pointwise_warps 1x \
          2.0 us (15%)",

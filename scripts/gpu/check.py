@@ -225,8 +225,9 @@ def cmd_peer(args):
 # the check
 
 
-# One launch of launches.csv: its kernel, threads per block and GPU time (us).
-PlanLaunch = collections.namedtuple("PlanLaunch", "kernel threads us")
+# One launch of launches.csv: its kernel, threads per block and GPU time (us), and what makes it
+# the same launch in another run's file (grid, block and integer arguments).
+PlanLaunch = collections.namedtuple("PlanLaunch", "kernel threads us shape", defaults=(None,))
 
 
 def read_plans(path):
@@ -242,7 +243,8 @@ def read_plans(path):
         threads = 1
         for d in r["block"].split("x"):
             threads *= int(d)
-        plans.setdefault(r["subnet"], []).append(PlanLaunch(r["kernel"], threads, float(r["gpu_us"])))
+        shape = (r["grid"], r["block"], r["ints"])
+        plans.setdefault(r["subnet"], []).append(PlanLaunch(r["kernel"], threads, float(r["gpu_us"]), shape))
     return plans
 
 
@@ -351,6 +353,26 @@ def time_shares(plans):
         lines.append(f"where {which}'s {len(plan)} launches go, each timed alone ({total:.1f} us): " + ", ".join(
             f"{k} {len(v)}x {sum(v):.1f} us ({100 * sum(v) / total:.0f}%)" for k, v in kinds))
     return lines
+
+
+def against_baseline(plans, baseline, name):
+    """Per sub-network and kernel, the launches of this run's default plans that an earlier run's
+    launches.csv (`baseline`, called `name`) also timed, the same kernel with the same grid, block
+    and arguments, with both times, as summary lines: what changed kernels gained, layer for layer
+    (on another GPU of the same kind, within a few percent)."""
+    parts = []
+    for which in NAMED:
+        before = collections.defaultdict(list)
+        for l in baseline.get(which, []):
+            before[(l.kernel, l.shape)].append(l.us)
+        pairs = collections.defaultdict(list)
+        for l in plans.get(which, []):
+            if before[(l.kernel, l.shape)]:
+                pairs[l.kernel].append((l.us, before[(l.kernel, l.shape)].pop(0)))
+        kinds = sorted(pairs.items(), key=lambda kv: -sum(b for _, b in kv[1]))
+        parts += [f"{which} {k} {len(v)}x {sum(b for _, b in v):.1f} -> {sum(a for a, _ in v):.1f} us "
+                  f"({sum(a for a, _ in v) / sum(b for _, b in v):.2f}x)" for k, v in kinds]
+    return [f"the same launches as {name}, each timed alone, then -> now: " + "; ".join(parts)] if parts else []
 
 
 def bar_budgets(dynofa, kernels, torch_ms, plans, floor_us):
@@ -637,6 +659,9 @@ def cmd_check(args):
         say(line)
     for line in bar_budgets(dynofa, kernels, torch_ms, plans, float(floor.group(1)) if floor else None):
         say(line)
+    if args.baseline:
+        for line in against_baseline(plans, read_plans(args.baseline), os.path.relpath(args.baseline, REPO)):
+            say(line)
     for suffix, halves in parts.items():
         which = f" ({LABELS.get(suffix, suffix)})" if suffix else ""
         say(f"dynofa's infer in halves{which}, host copy into page-locked input + graph replay and wait (us): "
@@ -670,6 +695,9 @@ def main():
     c.add_argument("--peer-timeout", type=int, default=300)
     c.add_argument("--save", help="a folder for summary.md, gpu-bench.txt and launches.csv (each launch's "
                    "plan estimate and measured GPU time), e.g. the device tool's $OUT")
+    c.add_argument("--baseline", default=os.path.join(REPO, "docs", "data", "gpu-launches-h200.csv"),
+                   help="an earlier run's launches.csv: the launches both timed, then against now "
+                        "(default: the eleventh session's H200 run; '' for none)")
     q = sub.add_parser("peer", help="one PyTorch process")
     q.add_argument("--mode", choices=MODES, required=True)
     q.add_argument("--weights", required=True)
