@@ -117,6 +117,19 @@ fn stub(dir: &Path, name: &str, body: &str) {
     std::fs::set_permissions(&path, perms).unwrap();
 }
 
+/// What `python3 -c program` prints, line by line, run in `scripts/gpu` (so that it can import
+/// `check` and `sass`); `None`, after saying so, without `python3`.
+fn python_lines(program: &str) -> Option<Vec<String>> {
+    if Command::new("python3").arg("--version").output().is_err() {
+        println!("skipped: no python3 to run scripts/gpu");
+        return None;
+    }
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scripts/gpu");
+    let out = Command::new("python3").current_dir(&scripts).args(["-c", program]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect())
+}
+
 #[test]
 fn check_py_summarises_the_bench() {
     if Command::new("python3").arg("--version").output().is_err() {
@@ -239,11 +252,6 @@ fn check_py_summarises_the_bench() {
 
 #[test]
 fn the_bar_budget_divides_what_the_bar_leaves_among_the_launches() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        println!("skipped: no python3 to run scripts/gpu/check.py");
-        return;
-    }
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scripts/gpu");
     // max: the best PyTorch mode 1.5 ms, so the bar is 300 us; dynofa 0.6 ms of which 500 us
     // kernels, so 100 us outside them and 200 us left for 100 launches. mid has no PyTorch time,
     // min no plan: no line for either.
@@ -257,10 +265,7 @@ torch_ms = {("eager", "max"): 6.0, ("graph", "max"): 1.5, ("graph", "min"): 0.5}
 for floor in [2.0, None]:
     print("\n".join(check.bar_budgets(dynofa, kernels, torch_ms, plans, floor)))
 "#;
-    let out = Command::new("python3").current_dir(&scripts).args(["-c", program]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    let Some(lines) = python_lines(program) else { return };
     let line = "the 5x bar for max: 300.0 us; outside the kernels 100.0 us; left 200.0 us for 100 launches, 2.00 us \
                 each, against 5.00 us each now (kernels alone / launches)";
     assert_eq!(lines, [format!("{line}, an empty node 2.00 us"), line.to_string()]);
@@ -268,11 +273,6 @@ for floor in [2.0, None]:
 
 #[test]
 fn the_conformance_verdict_names_failures_and_skips() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        println!("skipped: no python3 to run scripts/gpu/check.py");
-        return;
-    }
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scripts/gpu");
     let program = r#"
 import check
 ok = "test result: ok. 11 passed; 0 failed"
@@ -281,10 +281,7 @@ print(check.conformance_verdict(0, "skipped: no CUDA driver (libcuda.so) on this
 print(check.conformance_verdict(101, "test cuda::runtime_paces_and_switches ... FAILED\ntest result: FAILED. 10 passed; 1 failed"))
 print(check.conformance_verdict(0, ""))
 "#;
-    let out = Command::new("python3").current_dir(&scripts).args(["-c", program]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    let Some(lines) = python_lines(program) else { return };
     assert_eq!(
         lines,
         [
@@ -301,11 +298,6 @@ print(check.conformance_verdict(0, ""))
 /// forward branch.
 #[test]
 fn the_sass_reader_counts_each_loops_instructions() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        println!("skipped: no python3 to run scripts/gpu/sass.py");
-        return;
-    }
-    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("scripts/gpu");
     // Abridged cuobjdump -sass: a kernel whose loop 0x0020..0x0070 has two shared loads of 64 bits,
     // two multiply-adds (one predicated), an address update and its branch; a forward branch after.
     let program = r#"
@@ -332,9 +324,6 @@ for name, instructions in sass.functions(text).items():
     for start, end, ops in sass.loops(instructions):
         print(sass.describe(start, end, ops))
 "#;
-    let out = Command::new("python3").current_dir(&scripts).args(["-c", program]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<&str> = text.lines().collect();
+    let Some(lines) = python_lines(program) else { return };
     assert_eq!(lines, ["dynofa_stub 11", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]);
 }
