@@ -425,14 +425,32 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
         float *__restrict__ pool, int kc, float *__restrict__ split, unsigned *__restrict__ tickets
 #define DYNOFA_POINTWISE_ARGS a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc, split, tickets
 
-// v = p[0 .. 4) or p[0 .. 2) in one shared-memory load (p aligned to 16 or 8 bytes).
-__device__ __forceinline__ void lds_vec(const float* p, float (&v)[4]) {
+// A vector access at p must be aligned to its size: a GPU faults otherwise, and the host emulation,
+// which would not, traps.
+__device__ __forceinline__ void dyn_aligned(const void* p, unsigned bytes) {
+#ifndef __CUDA_ARCH__
+    if (reinterpret_cast<unsigned long long>(p) % bytes != 0) __trap();
+#endif
+}
+
+// v = p[0 .. 4) or p[0 .. 2) in one load, and p[0 ..) = v in one store.
+__device__ __forceinline__ void ld_vec(const float* p, float (&v)[4]) {
+    dyn_aligned(p, 16);
     float4 q = *reinterpret_cast<const float4*>(p);
     v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
 }
-__device__ __forceinline__ void lds_vec(const float* p, float (&v)[2]) {
+__device__ __forceinline__ void ld_vec(const float* p, float (&v)[2]) {
+    dyn_aligned(p, 8);
     float2 q = *reinterpret_cast<const float2*>(p);
     v[0] = q.x, v[1] = q.y;
+}
+__device__ __forceinline__ void st_vec(float* p, const float (&v)[4]) {
+    dyn_aligned(p, 16);
+    *reinterpret_cast<float4*>(p) = float4{v[0], v[1], v[2], v[3]};
+}
+__device__ __forceinline__ void st_vec(float* p, const float (&v)[2]) {
+    dyn_aligned(p, 8);
+    *reinterpret_cast<float2*>(p) = float2{v[0], v[1]};
 }
 
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
@@ -548,15 +566,27 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     fetch_w(0);
     dyn_wait(b);
     fetch_a(0);
+    // A thread's TN adjacent outputs of a pixel are read and written in one access where the row
+    // allows it (n a multiple of TN, the buffer aligned): a warp's access then covers whole
+    // sectors, as when its lanes' columns were adjacent.
+    auto aligned = [&](const float* q) {
+        return q && n % TN == 0 && reinterpret_cast<unsigned long long>(q) % (4 * TN) == 0;
+    };
+    int o0 = n0 + tx * TN;
+    bool row_vec = o0 + TN <= n;
     // The residual is loaded now, its latency hidden by the product.
     float er[TM][TN];
+    bool res_vec = aligned(res) && row_vec;
     #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            int o = n0 + tx * TN + j, p = m0 + ty * TM + i;
-            er[i][j] = res && o < n && p < m ? res[(long)p * n + o] : 0.0f;
+    for (int i = 0; i < TM; ++i) {
+        int p = m0 + ty * TM + i;
+        if (res_vec && p < m) {
+            ld_vec(&res[(long)p * n + o0], er[i]);
+            continue;
         }
+        #pragma unroll
+        for (int j = 0; j < TN; ++j) er[i][j] = res && o0 + j < n && p < m ? res[(long)p * n + o0 + j] : 0.0f;
+    }
     // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
     // dynofa_matvec launch, wrote them).
     if (gate) {
@@ -577,7 +607,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
             float av[TM], bv[TN];
             #pragma unroll
             for (int i = 0; i < TM; ++i) av[i] = as[cur][kk][ty * TM + i];
-            lds_vec(&bs[cur][kk][tx * TN], bv);
+            ld_vec(&bs[cur][kk][tx * TN], bv);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 #pragma unroll
@@ -609,13 +639,20 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     // From here on group 0 alone finishes the tile; the others only pass the barriers.
     if (b.gz() > 1) {
         long slice = (long)m * n;
+        bool split_vec = aligned(split) && row_vec;
         #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) {
-                int o = n0 + tx * TN + j, p = m0 + ty * TM + i;
-                if (lead && o < n && p < m) split[b.bz() * slice + (long)p * n + o] = acc[i][j];
+        for (int i = 0; i < TM; ++i) {
+            int p = m0 + ty * TM + i;
+            if (!lead || p >= m) continue;
+            float* q = &split[b.bz() * slice + (long)p * n + o0];
+            if (split_vec) {
+                st_vec(q, acc[i]);
+                continue;
             }
+            #pragma unroll
+            for (int j = 0; j < TN; ++j)
+                if (o0 + j < n) q[j] = acc[i][j];
+        }
         __threadfence();
         dyn_sync(b);
         if (b.tx() == 0) {
@@ -661,19 +698,26 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
 
     float colsum[TN];
     #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-        int o = n0 + tx * TN + j;
-        colsum[j] = 0.0f;
-        if (!lead || o >= n) continue;
+    for (int j = 0; j < TN; ++j) colsum[j] = 0.0f;
+    bool out_vec = aligned(out) && row_vec;
+    #pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        int p = m0 + ty * TM + i;
+        if (!lead || p >= m) continue;
+        float v[TN];
         #pragma unroll
-        for (int i = 0; i < TM; ++i) {
-            int p = m0 + ty * TM + i;
-            if (p >= m) continue;
-            float v = dynofa_act(acc[i][j] * es[j] + et[j], act);
-            if (res) v += er[i][j];
-            out[(long)p * n + o] = v;
-            colsum[j] += v;
+        for (int j = 0; j < TN; ++j) {
+            v[j] = dynofa_act(acc[i][j] * es[j] + et[j], act);
+            if (res) v[j] += er[i][j];
+            if (o0 + j < n) colsum[j] += v[j];
         }
+        if (out_vec) {
+            st_vec(&out[(long)p * n + o0], v);
+            continue;
+        }
+        #pragma unroll
+        for (int j = 0; j < TN; ++j)
+            if (o0 + j < n) out[(long)p * n + o0 + j] = v[j];
     }
     if (!pool) return;
     auto& psum = shm->psum;

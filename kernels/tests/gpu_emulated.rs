@@ -442,3 +442,96 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
         );
     }
 }
+
+/// A host buffer of `len` floats from `data` whose first float is `skew` floats past a 16-byte
+/// boundary: the GEMM tiles store a thread's adjacent outputs in one vector access only where a
+/// row is aligned, and must store them one by one elsewhere.
+struct Skewed {
+    buf: Vec<f32>,
+    at: usize,
+}
+
+impl Skewed {
+    fn new(data: &[f32], skew: usize) -> Skewed {
+        let mut buf = vec![0.0f32; data.len() + 8];
+        let at = (16 - buf.as_ptr() as usize % 16) % 16 / 4 + skew;
+        buf[at..at + data.len()].copy_from_slice(data);
+        Skewed { buf, at }
+    }
+    fn ptr(&mut self) -> u64 {
+        self.buf[self.at..].as_mut_ptr() as u64
+    }
+    fn get(&self, len: usize) -> &[f32] {
+        &self.buf[self.at..self.at + len]
+    }
+}
+
+/// Each GEMM tiling on shapes the plans do not make, against a sum in f64: `n` not a multiple of a
+/// thread's columns, output and residual a float off alignment (where a thread's adjacent outputs
+/// go one by one), aligned ones (one vector access), a part k step, k split over two blocks, and
+/// the SE gate.
+#[test]
+fn the_gemm_tiles_store_any_width_and_alignment() {
+    let Some(emu) = emulator() else { return };
+    let (m, k) = (37usize, 40usize);
+    let value = |i: usize, salt: f32| (i as f32 * 0.37 + salt).sin() * 0.5;
+    let tilings = [
+        ("dynofa_pointwise", 64, 64, 256),
+        ("dynofa_pointwise_small", 16, 32, 128),
+        ("dynofa_pointwise_ksplit", 16, 32, 128 * PWK_KS),
+        ("dynofa_pointwise_ksplit", 16, 32, 128 * PWK_FEW),
+    ];
+    for (kernel, bm, bn, threads) in tilings {
+        for n in [30usize, 31, 32] {
+            for (skew, slices, gated) in [(0, 1, false), (1, 1, true), (0, 2, true), (1, 2, false)] {
+                let ldw = n + 3;
+                let a: Vec<f32> = (0..m * k).map(|i| value(i, 0.1)).collect();
+                let w: Vec<f32> = (0..k * ldw).map(|i| value(i, 0.7)).collect();
+                let scale: Vec<f32> = (0..n).map(|i| 1.0 + value(i, 0.3)).collect();
+                let shift: Vec<f32> = (0..n).map(|i| value(i, 0.9)).collect();
+                let gate: Vec<f32> = (0..k).map(|i| 0.5 + value(i, 0.5)).collect();
+                let res: Vec<f32> = (0..m * n).map(|i| value(i, 1.3)).collect();
+                let kc = k.div_ceil(slices).div_ceil(16) * 16;
+                let gz = k.div_ceil(kc) as u32;
+                let tiles = n.div_ceil(bn) * m.div_ceil(bm);
+                let (mut res, mut out) = (Skewed::new(&res, skew), Skewed::new(&vec![0.0; m * n], skew));
+                let mut split = Skewed::new(&vec![0.0; gz as usize * m * n], skew);
+                let mut tickets = vec![0u32; tiles];
+                let ptr = |v: &[f32]| v.as_ptr() as u64;
+                let slots = vec![
+                    ptr(&a),
+                    m as u64,
+                    k as u64,
+                    ptr(&w),
+                    ldw as u64,
+                    n as u64,
+                    ptr(&scale),
+                    ptr(&shift),
+                    1, // ReLU
+                    if gated { ptr(&gate) } else { 0 },
+                    res.ptr(),
+                    out.ptr(),
+                    0, // no pool
+                    kc as u64,
+                    split.ptr(),
+                    tickets.as_mut_ptr() as u64,
+                ];
+                let grid = [n.div_ceil(bn) as u32, m.div_ceil(bm) as u32, gz];
+                assert_eq!(launch(&emu, kernel, grid, [threads, 1, 1], 0, slots), 0, "{kernel} failed");
+                let mut worst = 0.0f64;
+                for p in 0..m {
+                    for o in 0..n {
+                        let g = |i: usize| if gated { gate[i] as f64 } else { 1.0 };
+                        let dot: f64 = (0..k).map(|i| a[p * k + i] as f64 * g(i) * w[i * ldw + o] as f64).sum();
+                        let want =
+                            (dot * scale[o] as f64 + shift[o] as f64).max(0.0) + res.get(m * n)[p * n + o] as f64;
+                        worst = worst.max((out.get(m * n)[p * n + o] as f64 - want).abs());
+                    }
+                }
+                let case = format!("{kernel} ({threads} threads), n {n}, skew {skew}, {gz} slices, gate {gated}");
+                assert!(worst <= 1e-5, "{case}: off by {worst:e}");
+                assert!(tickets.iter().all(|&t| t == 0), "{case}: a ticket counter left set");
+            }
+        }
+    }
+}
