@@ -5,8 +5,9 @@ Where no GPU is lent, this is what can be measured of a kernel's speed: how many
 k step of a GEMM tile takes, how many of them are shared-memory loads, whether a change moved
 address arithmetic out of a loop. NVRTC (libnvrtc, as `.ci/run` fetches it into
 target/ci-nvrtc/lib) compiles the engine's source for a real GPU (sm_90: H100/H200, sm_87: Orin)
-into a cubin, and cuobjdump (NVIDIA's `nvidia-cuda-cuobjdump` wheel from PyPI has it: unzip it and
-pass --cuobjdump or put it on PATH) disassembles it:
+into a cubin, and cuobjdump disassembles it with the nvdisasm beside it (NVIDIA's
+`nvidia-cuda-cuobjdump` and `nvidia-cuda-nvdisasm` wheels from PyPI have them: unzip both into one
+folder and pass --cuobjdump or put it on PATH; `.ci/run` fetches them into target/ci-nvrtc/bin):
 
     cargo run -q -p dynofa-kernels --example cuda-source > /tmp/dynofa.cu
     python3 scripts/gpu/sass.py /tmp/dynofa.cu --arch sm_90 --kernel dynofa_pointwise_small
@@ -110,13 +111,17 @@ def main():
     p.add_argument("--cuobjdump", default=shutil.which("cuobjdump"), help="cuobjdump's path (default: PATH)")
     args = p.parse_args()
     if not args.cuobjdump:
-        raise SystemExit("no cuobjdump: pip download nvidia-cuda-cuobjdump, unzip it and pass --cuobjdump")
+        raise SystemExit("no cuobjdump: pip download nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm, unzip both "
+                         "into one folder and pass --cuobjdump")
     with open(args.source) as f:
         cubin, log = compile_cubin(f.read(), args.arch)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        sass = subprocess.run([args.cuobjdump, "-sass", f.name], capture_output=True, text=True, check=True).stdout
+        done = subprocess.run([args.cuobjdump, "-sass", f.name], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{args.cuobjdump} -sass failed: {done.stderr.strip()}")
+    sass = done.stdout
     for name, instructions in functions(sass).items():
         if args.kernel and name not in args.kernel:
             continue
