@@ -1420,11 +1420,15 @@ __device__ __forceinline__ void matvec(const B& b, MatvecShared* shm, const floa
             if (i0 + j * MV_THREADS < cols) x[i0 + j * MV_THREADS] = sum[j] * xscale;
     }
     dyn_sync(b);
+    // x past cols (stale) is selected away, not branched around: a branch for each of the MV_PRE
+    // columns had made the product 48 branches long (sm_90 SASS). pre[u] is 0 there.
     float acc = 0.0f;
+    const float* xl = x + lane;
+    int left = cols - lane;
 #pragma unroll
     for (int u = 0; u < MV_PRE; ++u) {
-        int i = lane + u * MV_LANES;
-        if (i < cols) acc += x[i] * pre[u];
+        float xv = xl[u * MV_LANES];
+        acc += (u * MV_LANES < left ? xv : 0.0f) * pre[u];
     }
     DYNOFA_LAUNCH_DEPENDENTS();
     red[tid] = acc;
