@@ -293,12 +293,13 @@ print(check.conformance_verdict(0, ""))
     );
 }
 
-/// `scripts/gpu/sass.py`'s reading of cuobjdump: the kernels, each loop (a branch back) with its
-/// instruction count and opcodes (predicates dropped, loads keeping their width), and no loop for a
-/// forward branch.
+/// `scripts/gpu/sass.py`'s reading of cuobjdump: the kernels, where each waits for the previous
+/// kernel and after how many loads, each loop (a branch back) with its instruction count and
+/// opcodes (predicates dropped, loads keeping their width), and no loop for a forward branch.
 #[test]
 fn the_sass_reader_counts_each_loops_instructions() {
-    // Abridged cuobjdump -sass: a kernel whose loop 0x0020..0x0070 has two shared loads of 64 bits,
+    // Abridged cuobjdump -sass: a kernel that loads one value and waits for the previous kernel
+    // (its third instruction), and whose loop 0x0020..0x0070 has two shared loads of 64 bits,
     // two multiply-adds (one predicated), an address update and its branch; a forward branch after.
     let program = r#"
 import sass
@@ -308,6 +309,8 @@ text = """
 	.headerflags	@"EF_CUDA_SM90"
         /*0000*/                   LDC R1, c[0x0][0x28] ;                     /* 0x00000a00ff017b82 */
                                                                               /* 0x000e220000000800 */
+        /*0008*/                   LDG.E.CONSTANT R9, desc[UR4][R10.64] ;     /* 0x000000040a097981 */
+        /*000c*/                   ACQBULK ;                                  /* 0x00000000000079b8 */
         /*0010*/                   MOV R2, RZ ;                               /* 0x000000ff00027202 */
         /*0020*/                   LDS.64 R4, [R3] ;                          /* 0x0000000003047984 */
         /*0030*/                   LDS.64 R6, [R3+0x8] ;                      /* 0x0000080003067984 */
@@ -320,10 +323,10 @@ text = """
         /*00a0*/                   EXIT ;                                     /* 0x000000000000794d */
 """
 for name, instructions in sass.functions(text).items():
-    print(name, len(instructions))
+    print(name, len(instructions), sass.wait_point(instructions))
     for start, end, ops in sass.loops(instructions):
         print(sass.describe(start, end, ops))
 "#;
     let Some(lines) = python_lines(program) else { return };
-    assert_eq!(lines, ["dynofa_stub 11", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]);
+    assert_eq!(lines, ["dynofa_stub 13 (2, 1)", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]);
 }

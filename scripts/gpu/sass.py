@@ -13,7 +13,8 @@ folder and pass --cuobjdump or put it on PATH; `.ci/run` fetches them into targe
     python3 scripts/gpu/sass.py /tmp/dynofa.cu --arch sm_90 --kernel dynofa_pointwise_small
 
 Each line is a loop (a backward branch) of the kernel: its addresses, its instruction count and
-its opcodes, most frequent first; ptxas' registers and spills come first.
+its opcodes, most frequent first; ptxas' registers and spills come first, and on sm_90 where the
+kernel waits for the previous one (griddepcontrol.wait) and how many global loads come before.
 `hal-jetson/tests/nvrtc.rs` bounds the GEMM tiles' k steps with it. docs/gpu.md, "Tuning", says
 what the counts found.
 """
@@ -97,6 +98,16 @@ def loops(instructions):
     return found
 
 
+def wait_point(instructions):
+    """(index, global loads before it) of the kernel's wait for the previous one (griddepcontrol.wait,
+    ACQBULK in SASS), or None. ptxas moves that wait above loads of read-only (.nc) data, so a
+    weight load written before the wait may issue after it: this says where it went."""
+    for i, (_, text) in enumerate(instructions):
+        if opcode(text) == "ACQBULK":
+            return i, sum(opcode(t).startswith(("LDG", "LDGSTS")) for _, t in instructions[:i])
+    return None
+
+
 def describe(start, end, ops):
     """One summary line of a loop: its opcodes, most frequent first."""
     top = ", ".join(f"{op} {n}" for op, n in ops.most_common())
@@ -127,7 +138,10 @@ def main():
             continue
         props = re.search(rf"Function properties for {name}\n.*?(\d+ bytes stack frame.*?)\n.*?(Used .*?)\n", log,
                           re.S)
-        print(f"{name}: {len(instructions)} instructions" + (f"; {props.group(1)}; {props.group(2)}" if props else ""))
+        wait = wait_point(instructions)
+        print(f"{name}: {len(instructions)} instructions" + (f"; {props.group(1)}; {props.group(2)}" if props else "")
+              + (f"; waits for the previous kernel at instruction {wait[0]}, after {wait[1]} global loads"
+                 if wait else ""))
         for start, end, ops in loops(instructions):
             print("  " + describe(start, end, ops))
     return 0
