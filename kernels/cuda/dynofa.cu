@@ -27,8 +27,11 @@
 // blocks may be scheduled while the kernel before it finishes. Every kernel loads what no kernel
 // writes (weights, BN) first, then waits for the previous kernel's results (and memory) before it
 // reads activations (waiting for the previous kernel waits for every kernel before it), and lets
-// the next one be scheduled once its main loop is done. Without such a launch, on older GPUs and in the host
-// emulation these are nothing.
+// the next one be scheduled once its main loop is done. Without such a launch, on older GPUs and
+// in the host emulation these are nothing. "Before the wait" is the source's order only: ptxas
+// moves the wait above read-only (.nc) loads, so on sm_90 the weights load after it in every
+// kernel but ExpandDepthwise, whose weights go through shared memory (docs/gpu.md, "Where the
+// kernels wait"; scripts/gpu/sass.py shows it).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define DYNOFA_LAUNCH_DEPENDENTS() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
 #define DYNOFA_WAIT_PREVIOUS() asm volatile("griddepcontrol.wait;" ::: "memory")
