@@ -294,7 +294,7 @@ print(check.conformance_verdict(0, ""))
 }
 
 /// `scripts/gpu/sass.py`'s reading of cuobjdump: the kernels, where each waits for the previous
-/// kernel and after how many loads, each loop (a branch back) with its instruction count and
+/// kernel and after how many loads (how many of them read-only), each loop (a branch back) with its instruction count and
 /// opcodes (predicates dropped, loads keeping their width), and no loop for a forward branch.
 #[test]
 fn the_sass_reader_counts_each_loops_instructions() {
@@ -328,5 +328,8 @@ for name, instructions in sass.functions(text).items():
         print(sass.describe(start, end, ops))
 "#;
     let Some(lines) = python_lines(program) else { return };
-    assert_eq!(lines, ["dynofa_stub 13 (2, 1)", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]);
+    assert_eq!(
+        lines,
+        ["dynofa_stub 13 (2, 1, 1)", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]
+    );
 }

@@ -146,3 +146,36 @@ fn the_gemm_k_steps_stay_within_their_instructions() {
         assert!(scalar.is_none_or(|n| n == "1"), "{kernel}: scalar shared loads in the k step: {step}");
     }
 }
+
+/// The matvec loads its row's weights before it waits for the previous kernel, and nothing
+/// read-only (`.nc`) before the wait, in the sm_90 machine code (`scripts/gpu/sass.py`). ptxas
+/// moves the wait above `.nc` loads: written before the wait, the weights had loaded after it,
+/// and a `.nc` load of the input written after it may load before it, a race (docs/gpu.md,
+/// "Where the kernels wait").
+#[test]
+fn the_matvec_loads_its_weights_before_it_waits() {
+    let Some(cuobjdump) = std::env::var_os("DYNOFA_CUOBJDUMP") else {
+        println!("skipped: no cuobjdump (DYNOFA_CUOBJDUMP; `.ci/run` fetches one)");
+        return;
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let source = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(source.path(), dynofa_kernels::gpu::source()).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(root.join("scripts/gpu/sass.py"))
+        .arg(source.path())
+        .args(["--arch", "sm_90", "--kernel", "dynofa_matvec", "--cuobjdump"])
+        .arg(&cuobjdump)
+        .output()
+        .expect("python3 runs scripts/gpu/sass.py");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sass.py failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    // "...; waits for the previous kernel at instruction 488, after 49 global loads (0 read-only)".
+    let wait = text.lines().find_map(|l| l.split_once("after ").map(|(_, w)| w.to_string())).expect(&text);
+    println!("sm_90 dynofa_matvec waits after {wait}");
+    let numbers: Vec<u32> = wait.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+    let [loads, read_only] = numbers[..] else { panic!("{wait}") };
+    // A row's MV_PRE = 48 weights, and its bias.
+    assert!(loads >= 48, "dynofa_matvec: {loads} loads before the wait, fewer than its 48 weights");
+    assert_eq!(read_only, 0, "dynofa_matvec: read-only loads before the wait: {wait}");
+}

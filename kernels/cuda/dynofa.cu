@@ -30,8 +30,8 @@
 // the next one be scheduled once its main loop is done. Without such a launch, on older GPUs and
 // in the host emulation these are nothing. "Before the wait" is the source's order only: ptxas
 // moves the wait above read-only (.nc) loads, so on sm_90 the weights load after it in every
-// kernel but ExpandDepthwise, whose weights go through shared memory (docs/gpu.md, "Where the
-// kernels wait"; scripts/gpu/sass.py shows it).
+// kernel but the matvec (coherent loads on both sides) and ExpandDepthwise (its weights go
+// through shared memory): docs/gpu.md, "Where the kernels wait"; scripts/gpu/sass.py shows it.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define DYNOFA_LAUNCH_DEPENDENTS() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
 #define DYNOFA_WAIT_PREVIOUS() asm volatile("griddepcontrol.wait;" ::: "memory")
@@ -1391,13 +1391,17 @@ __device__ __forceinline__ void matvec(const B& b, MatvecShared* shm, const floa
     int tid = b.tx();
     int lane = tid % MV_LANES, row = b.bx() * MV_ROWS + tid / MV_LANES;
     const float* wr = w + (long)(row < rows ? row : 0) * ldw;
+    // The row's weights load before the wait (__ldca), the input after it (__ldcg): ptxas keeps
+    // coherent loads on their side of the wait, where it moves the wait above read-only (.nc)
+    // loads (docs/gpu.md, "Where the kernels wait"), and so may move a .nc load of the input
+    // above it.
     float pre[MV_PRE];
 #pragma unroll
     for (int u = 0; u < MV_PRE; ++u) {
         int i = lane + u * MV_LANES;
-        pre[u] = row < rows && i < cols ? wr[i] : 0.0f;
+        pre[u] = row < rows && i < cols ? __ldca(&wr[i]) : 0.0f;
     }
-    float bv = bias && row < rows ? bias[row] : 0.0f;
+    float bv = bias && row < rows ? __ldca(&bias[row]) : 0.0f;
     dyn_wait(b);
     for (int i0 = tid; i0 < cols; i0 += MV_BATCH * MV_THREADS) {
         float sum[MV_BATCH];
@@ -1410,7 +1414,7 @@ __device__ __forceinline__ void matvec(const B& b, MatvecShared* shm, const floa
 #pragma unroll
                 for (int u = 0; u < 8; ++u) {
                     int i = i0 + j * MV_THREADS;
-                    v[j][u] = i < cols && t0 + u < nparts ? parts[(long)(t0 + u) * ldp + i] : 0.0f;
+                    v[j][u] = i < cols && t0 + u < nparts ? __ldcg(&parts[(long)(t0 + u) * ldp + i]) : 0.0f;
                 }
             // Parts in order t = 0, 1, ...: deterministic.
 #pragma unroll

@@ -224,6 +224,7 @@ static inline unsigned atomicAdd(unsigned* p, unsigned v) {
 }
 static inline void __threadfence() {}
 static inline float __ldcg(const float* p) { return *p; }
+static inline float __ldca(const float* p) { return *p; }
 static inline float __uint_as_float(unsigned v) {
     float f;
     std::memcpy(&f, &v, sizeof f);

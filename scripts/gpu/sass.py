@@ -99,12 +99,15 @@ def loops(instructions):
 
 
 def wait_point(instructions):
-    """(index, global loads before it) of the kernel's wait for the previous one (griddepcontrol.wait,
-    ACQBULK in SASS), or None. ptxas moves that wait above loads of read-only (.nc) data, so a
-    weight load written before the wait may issue after it: this says where it went."""
+    """(index, global loads before it, read-only ones among them) of the kernel's wait for the
+    previous one (griddepcontrol.wait, ACQBULK in SASS), or None. ptxas moves that wait above
+    loads of read-only (.nc, LDG.E.CONSTANT) data, so a weight load written before the wait may
+    issue after it, and a read-only load of the previous kernel's output written after it may
+    issue before: this says where they went."""
     for i, (_, text) in enumerate(instructions):
         if opcode(text) == "ACQBULK":
-            return i, sum(opcode(t).startswith(("LDG", "LDGSTS")) for _, t in instructions[:i])
+            loads = [opcode(t) for _, t in instructions[:i] if opcode(t).startswith("LDG")]
+            return i, len(loads), sum(".CONSTANT" in op for op in loads)
     return None
 
 
@@ -140,8 +143,8 @@ def main():
                           re.S)
         wait = wait_point(instructions)
         print(f"{name}: {len(instructions)} instructions" + (f"; {props.group(1)}; {props.group(2)}" if props else "")
-              + (f"; waits for the previous kernel at instruction {wait[0]}, after {wait[1]} global loads"
-                 if wait else ""))
+              + (f"; waits for the previous kernel at instruction {wait[0]}, after {wait[1]} global loads "
+                 f"({wait[2]} read-only)" if wait else ""))
         for start, end, ops in loops(instructions):
             print("  " + describe(start, end, ops))
     return 0
