@@ -5,7 +5,8 @@
 //! no GPU; says that it skipped where libnvrtc is not found, unless `DYNOFA_REQUIRE_NVRTC` is set
 //! (CI sets it once it has fetched libnvrtc, see `.ci/run`). With cuobjdump as well
 //! (`DYNOFA_CUOBJDUMP`, which CI sets likewise), the GEMM tiles' k steps in the sm_90 machine code
-//! stay within their instruction counts.
+//! stay within their instruction counts, and the matvec loads its weights before it waits for the
+//! previous kernel.
 
 /// The targets of the NVRTC found here; `None` (after saying so) where there is none, unless
 /// `DYNOFA_REQUIRE_NVRTC` is set.
@@ -103,28 +104,35 @@ fn no_kernel_keeps_registers_in_local_memory() {
 /// loop and a scalar load per column had made 258, 239 and 550 (docs/gpu.md, "Tuning"). A step's
 /// cost on a GPU follows its instructions, and no GPU runs in CI: this keeps them from growing
 /// unseen.
-#[test]
-fn the_gemm_k_steps_stay_within_their_instructions() {
+/// What `scripts/gpu/sass.py` says of `kernels` in the engine's source compiled for sm_90; `None`
+/// (after saying so) without cuobjdump.
+fn sass(kernels: &[&str]) -> Option<String> {
     let Some(cuobjdump) = std::env::var_os("DYNOFA_CUOBJDUMP") else {
         println!("skipped: no cuobjdump (DYNOFA_CUOBJDUMP; `.ci/run` fetches one)");
-        return;
+        return None;
     };
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let source = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(source.path(), dynofa_kernels::gpu::source()).unwrap();
-    let steps =
-        [("dynofa_pointwise_small", 64, 200), ("dynofa_pointwise_ksplit", 64, 210), ("dynofa_pointwise", 256, 420)];
     let mut cmd = std::process::Command::new("python3");
     cmd.arg(root.join("scripts/gpu/sass.py"))
         .arg(source.path())
         .args(["--arch", "sm_90", "--cuobjdump"])
         .arg(&cuobjdump);
-    for (kernel, _, _) in steps {
+    for kernel in kernels {
         cmd.args(["--kernel", kernel]);
     }
     let out = cmd.output().expect("python3 runs scripts/gpu/sass.py");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "sass.py failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    Some(text)
+}
+
+#[test]
+fn the_gemm_k_steps_stay_within_their_instructions() {
+    let steps =
+        [("dynofa_pointwise_small", 64, 200), ("dynofa_pointwise_ksplit", 64, 210), ("dynofa_pointwise", 256, 420)];
+    let Some(text) = sass(&steps.map(|(kernel, _, _)| kernel)) else { return };
     // "dynofa_pointwise_small: 1640 instructions; ..." then its loops,
     // "  loop 0x16d0..0x2220: 182 instructions: FFMA 64, LDS.64 32, IMAD 17, ...".
     for (kernel, macs, most) in steps {
@@ -154,22 +162,7 @@ fn the_gemm_k_steps_stay_within_their_instructions() {
 /// "Where the kernels wait").
 #[test]
 fn the_matvec_loads_its_weights_before_it_waits() {
-    let Some(cuobjdump) = std::env::var_os("DYNOFA_CUOBJDUMP") else {
-        println!("skipped: no cuobjdump (DYNOFA_CUOBJDUMP; `.ci/run` fetches one)");
-        return;
-    };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let source = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(source.path(), dynofa_kernels::gpu::source()).unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(root.join("scripts/gpu/sass.py"))
-        .arg(source.path())
-        .args(["--arch", "sm_90", "--kernel", "dynofa_matvec", "--cuobjdump"])
-        .arg(&cuobjdump)
-        .output()
-        .expect("python3 runs scripts/gpu/sass.py");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "sass.py failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    let Some(text) = sass(&["dynofa_matvec"]) else { return };
     // "...; waits for the previous kernel at instruction 488, after 49 global loads (0 read-only)".
     let wait = text.lines().find_map(|l| l.split_once("after ").map(|(_, w)| w.to_string())).expect(&text);
     println!("sm_90 dynofa_matvec waits after {wait}");
