@@ -104,35 +104,37 @@ fn no_kernel_keeps_registers_in_local_memory() {
 /// loop and a scalar load per column had made 258, 239 and 550 (docs/gpu.md, "Tuning"). A step's
 /// cost on a GPU follows its instructions, and no GPU runs in CI: this keeps them from growing
 /// unseen.
-/// What `scripts/gpu/sass.py` says of `kernels` in the engine's source compiled for sm_90; `None`
-/// (after saying so) without cuobjdump.
-fn sass(kernels: &[&str]) -> Option<String> {
+/// What `scripts/gpu/sass.py` says of every kernel of the engine's source compiled for sm_90,
+/// computed once for the tests that read it (NVRTC takes tens of seconds); `None` (after saying
+/// so) without cuobjdump.
+fn sass() -> Option<&'static str> {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let Some(cuobjdump) = std::env::var_os("DYNOFA_CUOBJDUMP") else {
         println!("skipped: no cuobjdump (DYNOFA_CUOBJDUMP; `.ci/run` fetches one)");
         return None;
     };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let source = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(source.path(), dynofa_kernels::gpu::source()).unwrap();
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(root.join("scripts/gpu/sass.py"))
-        .arg(source.path())
-        .args(["--arch", "sm_90", "--cuobjdump"])
-        .arg(&cuobjdump);
-    for kernel in kernels {
-        cmd.args(["--kernel", kernel]);
-    }
-    let out = cmd.output().expect("python3 runs scripts/gpu/sass.py");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "sass.py failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
-    Some(text)
+    Some(TEXT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let source = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(source.path(), dynofa_kernels::gpu::source()).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(root.join("scripts/gpu/sass.py"))
+            .arg(source.path())
+            .args(["--arch", "sm_90", "--cuobjdump"])
+            .arg(&cuobjdump)
+            .output()
+            .expect("python3 runs scripts/gpu/sass.py");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "sass.py failed:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    }))
 }
 
 #[test]
 fn the_gemm_k_steps_stay_within_their_instructions() {
     let steps =
         [("dynofa_pointwise_small", 64, 200), ("dynofa_pointwise_ksplit", 64, 210), ("dynofa_pointwise", 256, 420)];
-    let Some(text) = sass(&steps.map(|(kernel, _, _)| kernel)) else { return };
+    let Some(text) = sass() else { return };
     // "dynofa_pointwise_small: 1640 instructions; ..." then its loops,
     // "  loop 0x16d0..0x2220: 182 instructions: FFMA 64, LDS.64 32, IMAD 17, ...".
     for (kernel, macs, most) in steps {
@@ -162,9 +164,10 @@ fn the_gemm_k_steps_stay_within_their_instructions() {
 /// "Where the kernels wait").
 #[test]
 fn the_matvec_loads_its_weights_before_it_waits() {
-    let Some(text) = sass(&["dynofa_matvec"]) else { return };
+    let Some(text) = sass() else { return };
     // "...; waits for the previous kernel at instruction 488, after 49 global loads (0 read-only)".
-    let wait = text.lines().find_map(|l| l.split_once("after ").map(|(_, w)| w.to_string())).expect(&text);
+    let line = text.lines().find(|l| l.starts_with("dynofa_matvec:")).expect(text);
+    let wait = line.split_once("after ").map(|(_, w)| w.to_string()).expect(line);
     println!("sm_90 dynofa_matvec waits after {wait}");
     let numbers: Vec<u32> = wait.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
     let [loads, read_only] = numbers[..] else { panic!("{wait}") };
