@@ -525,7 +525,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     // of a pixel (a) or consecutive output channels (w), so all of a thread's loads share one
     // channel of the step (a) and one output column (w), their pixels AP and their rows WR apart.
     // Where each load goes is worked out once, not per step: worked out in the loop, it had made a
-    // step of the small tiles 258 instructions for 64 multiply-adds (sm_90 SASS; 198 now).
+    // step of the small tiles 258 instructions for 64 multiply-adds (sm_90 SASS; 179 now).
     static_assert(THREADS % PW_BK == 0 && THREADS % BN == 0, "a thread's loads share a channel and a column");
     constexpr int AP = THREADS / PW_BK, WR = THREADS / BN;
     int ac = tid % PW_BK, ap = tid / PW_BK, wr = tid / BN, wc = tid % BN;

@@ -21,8 +21,9 @@ repository root:
    mode in its own process. Every timed call does what dynofa's infer does: input from host
    memory, logits back to host memory, synchronised;
 5. the table of ratios, then the lines that explain it (variants, tune's picks, where each plan's
-   time goes by kernel, what the 5x bar leaves each launch), last. Exit status 1 unless the correctness check and the conformance suite
-   ran and passed.
+   time goes by kernel, what the 5x bar leaves each launch, the launches an earlier run timed
+   too), last. Exit status 1 unless the correctness check and the conformance suite ran and
+   passed.
 
 `python3 scripts/gpu/check.py peer ...` is one PyTorch process (used by step 4).
 """
