@@ -294,12 +294,13 @@ print(check.conformance_verdict(0, ""))
 }
 
 /// `scripts/gpu/sass.py`'s reading of cuobjdump: the kernels, where each waits for the previous
-/// kernel and after how many loads (how many of them read-only), each loop (a branch back) with its instruction count and
-/// opcodes (predicates dropped, loads keeping their width), and no loop for a forward branch.
+/// kernel and after how many loads (how many of them read-only, how many from L2), its read-only
+/// loads in all, each loop (a branch back) with its instruction count and opcodes (predicates
+/// dropped, loads keeping their width), and no loop for a forward branch.
 #[test]
 fn the_sass_reader_counts_each_loops_instructions() {
-    // Abridged cuobjdump -sass: a kernel that loads one value and waits for the previous kernel
-    // (its third instruction), and whose loop 0x0020..0x0070 has two shared loads of 64 bits,
+    // Abridged cuobjdump -sass: a kernel that loads a read-only value and one from L2, waits for
+    // the previous kernel (its fourth instruction), loads another read-only value, and whose loop 0x0020..0x0070 has two shared loads of 64 bits,
     // two multiply-adds (one predicated), an address update and its branch; a forward branch after.
     let program = r#"
 import sass
@@ -310,7 +311,9 @@ text = """
         /*0000*/                   LDC R1, c[0x0][0x28] ;                     /* 0x00000a00ff017b82 */
                                                                               /* 0x000e220000000800 */
         /*0008*/                   LDG.E.CONSTANT R9, desc[UR4][R10.64] ;     /* 0x000000040a097981 */
+        /*000a*/                   LDG.E.STRONG.GPU R8, desc[UR4][R12.64] ;   /* 0x000000040c087981 */
         /*000c*/                   ACQBULK ;                                  /* 0x00000000000079b8 */
+        /*000e*/                   LDG.E.CONSTANT R11, desc[UR4][R14.64] ;    /* 0x000000040e0b7981 */
         /*0010*/                   MOV R2, RZ ;                               /* 0x000000ff00027202 */
         /*0020*/                   LDS.64 R4, [R3] ;                          /* 0x0000000003047984 */
         /*0030*/                   LDS.64 R6, [R3+0x8] ;                      /* 0x0000080003067984 */
@@ -330,6 +333,6 @@ for name, instructions in sass.functions(text).items():
     let Some(lines) = python_lines(program) else { return };
     assert_eq!(
         lines,
-        ["dynofa_stub 13 (2, 1, 1)", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]
+        ["dynofa_stub 15 (3, 2, 1, 1, 2)", "loop 0x20..0x70: 6 instructions: LDS.64 2, FFMA 2, IADD3 1, BRA 1"]
     );
 }

@@ -97,13 +97,6 @@ fn no_kernel_keeps_registers_in_local_memory() {
     }
 }
 
-/// The k step of each GEMM tiling in the sm_90 machine code (`scripts/gpu/sass.py`: the loop with
-/// the tiling's 64 or 256 multiply-adds) stays within an instruction count, and reads shared
-/// memory in vector loads but for the step's gate. Each bound is a little above what NVRTC 12.9
-/// made in the thirteenth session (179, 184 and 396), where address arithmetic worked out in the
-/// loop and a scalar load per column had made 258, 239 and 550 (docs/gpu.md, "Tuning"). A step's
-/// cost on a GPU follows its instructions, and no GPU runs in CI: this keeps them from growing
-/// unseen.
 /// What `scripts/gpu/sass.py` says of every kernel of the engine's source compiled for sm_90,
 /// computed once for the tests that read it (NVRTC takes tens of seconds); `None` (after saying
 /// so) without cuobjdump.
@@ -130,6 +123,13 @@ fn sass() -> Option<&'static str> {
     }))
 }
 
+/// The k step of each GEMM tiling in the sm_90 machine code (`scripts/gpu/sass.py`: the loop with
+/// the tiling's 64 or 256 multiply-adds) stays within an instruction count, and reads shared
+/// memory in vector loads but for the step's gate. Each bound is a little above what NVRTC 12.9
+/// made in the thirteenth session (179, 184 and 396), where address arithmetic worked out in the
+/// loop and a scalar load per column had made 258, 239 and 550 (docs/gpu.md, "Tuning"). A step's
+/// cost on a GPU follows its instructions, and no GPU runs in CI: this keeps them from growing
+/// unseen.
 #[test]
 fn the_gemm_k_steps_stay_within_their_instructions() {
     let steps =
@@ -157,21 +157,49 @@ fn the_gemm_k_steps_stay_within_their_instructions() {
     }
 }
 
-/// The matvec loads its row's weights before it waits for the previous kernel, and nothing
-/// read-only (`.nc`) before the wait, in the sm_90 machine code (`scripts/gpu/sass.py`). ptxas
-/// moves the wait above `.nc` loads: written before the wait, the weights had loaded after it,
-/// and a `.nc` load of the input written after it may load before it, a race (docs/gpu.md,
-/// "Where the kernels wait").
+/// Every kernel of the plans loads its weights before it waits for the previous kernel, and nothing
+/// it reads of earlier launches (an L2-coherent `ld.global.cg` load, `ld_act`) before the wait,
+/// in the sm_90 machine code (`scripts/gpu/sass.py`), and has no read-only (`.nc`) load at all:
+/// ptxas moves the wait above `.nc` loads, so that weights written before the wait loaded after
+/// it, and a `.nc` load of an activation written after it may load before it, a race (docs/gpu.md,
+/// "Where the kernels wait"). The stems follow the input copy, not a kernel, and wait first.
 #[test]
-fn the_matvec_loads_its_weights_before_it_waits() {
+fn every_kernel_loads_its_weights_before_it_waits() {
+    // The loads before the (first) wait that NVRTC 12.9 made in the fourteenth session: each
+    // thread's weights and BN of a GEMM tile's first step, a matvec row (MV_PRE = 48 and its
+    // bias), a warps kernel's lane, a depthwise layer's taps (the first instantiation's), the fused
+    // kernels' staged weights. Fewer means ptxas moved weight loads after the wait.
+    let kernels = [
+        ("dynofa_stem", 0),
+        ("dynofa_stem_block", 10),
+        ("dynofa_pointwise", 12),
+        ("dynofa_pointwise_small", 8),
+        ("dynofa_pointwise_ksplit", 8),
+        ("dynofa_pointwise_warps", 66),
+        ("dynofa_pointwise_warps16", 34),
+        ("dynofa_depthwise", 51),
+        ("dynofa_depthwise_region", 51),
+        ("dynofa_expand_depthwise", 13),
+        ("dynofa_depthwise_project", 11),
+        ("dynofa_matvec", 49),
+    ];
     let Some(text) = sass() else { return };
-    // "...; waits for the previous kernel at instruction 488, after 49 global loads (0 read-only)".
-    let line = text.lines().find(|l| l.starts_with("dynofa_matvec:")).expect(text);
-    let wait = line.split_once("after ").map(|(_, w)| w.to_string()).expect(line);
-    println!("sm_90 dynofa_matvec waits after {wait}");
-    let numbers: Vec<u32> = wait.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
-    let [loads, read_only] = numbers[..] else { panic!("{wait}") };
-    // A row's MV_PRE = 48 weights, and its bias.
-    assert!(loads >= 48, "dynofa_matvec: {loads} loads before the wait, fewer than its 48 weights");
-    assert_eq!(read_only, 0, "dynofa_matvec: read-only loads before the wait: {wait}");
+    for (kernel, fewest) in kernels {
+        // "...; waits for the previous kernel at instruction 488, after 49 global loads (0
+        // read-only, 0 from L2); 0 read-only loads in all".
+        let line = text.lines().find(|l| l.starts_with(&format!("{kernel}:"))).expect(text);
+        let wait =
+            line.split_once("after ").map(|(_, w)| w.to_string()).unwrap_or_else(|| panic!("{kernel} never waits"));
+        println!("sm_90 {kernel} waits after {wait}");
+        let numbers: Vec<u32> =
+            wait.replace("L2", "").split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+        let [loads, read_only, from_l2, read_only_in_all] = numbers[..] else { panic!("{wait}") };
+        assert!(loads >= fewest, "{kernel}: {loads} loads before the wait, where there were {fewest}");
+        assert_eq!(
+            (read_only, from_l2),
+            (0, 0),
+            "{kernel}: loads of what may still be written before the wait: {wait}"
+        );
+        assert_eq!(read_only_in_all, 0, "{kernel}: read-only loads, which ptxas may move across the wait: {wait}");
+    }
 }

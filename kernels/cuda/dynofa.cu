@@ -10,11 +10,11 @@
 // The same source compiles under NVRTC and, through emulate.h, as host C++ (the emulated tests), so
 // it uses only: blockIdx/threadIdx/blockDim/gridDim, __shared__ arrays, __syncthreads (reached by
 // every thread of a block) and bar.sync (dyn_sync), fminf/fmaxf, float4 and float2 (aligned loads
-// of float buffers), for split GEMMs atomicAdd on a ticket counter, __threadfence and __ldcg, on
-// sm_90 the griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and for the persistent kernel
-// dynamic shared memory, its barrier's atomicAdd or red.release, volatile or ld.acquire polls and
-// __trap, and the global timer (its trace). No warp shuffles, and no sum depends on the order in which
-// blocks or warps run: results are deterministic.
+// of float buffers), __ldca and __ldcg (ld_w, ld_act), for split GEMMs atomicAdd on a ticket
+// counter and __threadfence, on sm_90 the griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and
+// for the persistent kernel dynamic shared memory, its barrier's atomicAdd or red.release,
+// volatile or ld.acquire polls and __trap, and the global timer (its trace). No warp shuffles, and
+// no sum depends on the order in which blocks or warps run: results are deterministic.
 
 // The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*), the persistent kernel's (DYN_*) and
 // the kernels' numbers (DYNOFA_KID_*) are defined by the launch plan (dynofa-kernels' gpu module),
@@ -28,10 +28,10 @@
 // writes (weights, BN) first, then waits for the previous kernel's results (and memory) before it
 // reads activations (waiting for the previous kernel waits for every kernel before it), and lets
 // the next one be scheduled once its main loop is done. Without such a launch, on older GPUs and
-// in the host emulation these are nothing. "Before the wait" is the source's order only: ptxas
-// moves the wait above read-only (.nc) loads, so on sm_90 the weights load after it in every
-// kernel but the matvec (coherent loads on both sides) and ExpandDepthwise (its weights go
-// through shared memory): docs/gpu.md, "Where the kernels wait"; scripts/gpu/sass.py shows it.
+// in the host emulation these are nothing (the emulation notes the wait: ld_w, ld_act). ptxas moves
+// the wait above read-only (.nc) loads, so the kernels issue none: their loads (ld_w, ld_act) stay
+// on the side of the wait where the source puts them (docs/gpu.md, "Where the kernels wait";
+// scripts/gpu/sass.py shows it, hal-jetson/tests/nvrtc.rs checks it).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define DYNOFA_LAUNCH_DEPENDENTS() asm volatile("griddepcontrol.launch_dependents;" ::: "memory")
 #define DYNOFA_WAIT_PREVIOUS() asm volatile("griddepcontrol.wait;" ::: "memory")
@@ -148,6 +148,14 @@ __device__ __forceinline__ unsigned dyn_shared_bytes() {
 #define DYN_SPIN_PAUSE()
 #endif
 
+// What the host emulation checks of the loads (ld_w, ld_act below): each read, each wait, and each
+// launch block's start in dynofa_persistent. Nothing on a GPU.
+#ifndef DYN_EMU_READS
+#define DYN_EMU_READS(p, weight)
+#define DYN_EMU_WAITED()
+#define DYN_EMU_BODY()
+#endif
+
 // Nanoseconds on a clock that every multiprocessor shares (the persistent kernel's trace); the host
 // emulation counts the reads instead.
 #ifdef __CUDA_ARCH__
@@ -214,7 +222,10 @@ __device__ __forceinline__ void dyn_await(unsigned* arrived, unsigned target, un
 
 // Before a kernel reads what the previous launch wrote (it has loaded what no launch writes):
 // griddepcontrol.wait in a graph, the barrier in dynofa_persistent.
-__device__ __forceinline__ void dyn_wait(const HwBlock&) { DYNOFA_WAIT_PREVIOUS(); }
+__device__ __forceinline__ void dyn_wait(const HwBlock&) {
+    DYNOFA_WAIT_PREVIOUS();
+    DYN_EMU_WAITED();
+}
 __device__ __forceinline__ void dyn_wait(const PersistentBlock& b) {
     if (b.tx() == 0 && b.ty() == 0) {
         DynBarrier& w = *b.barrier;
@@ -222,6 +233,67 @@ __device__ __forceinline__ void dyn_wait(const PersistentBlock& b) {
         dyn_await(w.arrived, b.target, &w.seen[b.group], noted, w.release_acquire);
     }
     dyn_sync(b);
+    DYN_EMU_WAITED();
+}
+
+// A vector access at p must be aligned to its size: a GPU faults otherwise, and the host emulation,
+// which would not, traps.
+__device__ __forceinline__ void dyn_aligned(const void* p, unsigned bytes) {
+#ifndef __CUDA_ARCH__
+    if (reinterpret_cast<unsigned long long>(p) % bytes != 0) __trap();
+#endif
+}
+
+// The kernels' global loads, named by what they read; they issue no others. ld_w: what no launch
+// writes (weights, BN), before the wait where it can be, through the multiprocessor's cache
+// (ld.global.ca). ld_act: what an earlier launch wrote (activations, SE sums, gates, a split's
+// slices), after the wait only, from L2 (ld.global.cg: coherent across the GPU, as
+// dynofa_persistent needs where an earlier launch in the same kernel wrote it). Neither is a
+// read-only (.nc) load, which ptxas moves the wait above: a weight written before the wait then
+// loaded after it, and an activation written after it could load before it, a race
+// (docs/gpu.md, "Where the kernels wait"; hal-jetson/tests/nvrtc.rs checks the machine code). The
+// host emulation fails a launch with an ld_w outside the weights and BN, or an ld_act before the
+// wait (DYN_EMU_READS, above).
+// T: float, or float2 or float4 (p aligned to its size).
+template <class T = float>
+__device__ __forceinline__ T ld_w(const float* p) {
+    DYN_EMU_READS(p, true);
+    dyn_aligned(p, sizeof(T));
+    return __ldca(reinterpret_cast<const T*>(p));
+}
+template <class T = float>
+__device__ __forceinline__ T ld_act(const float* p) {
+    DYN_EMU_READS(p, false);
+    dyn_aligned(p, sizeof(T));
+    return __ldcg(reinterpret_cast<const T*>(p));
+}
+// v = p[0 .. 4) or p[0 .. 2) of activations in one load.
+__device__ __forceinline__ void ld_act_vec(const float* p, float (&v)[4]) {
+    float4 q = ld_act<float4>(p);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+}
+__device__ __forceinline__ void ld_act_vec(const float* p, float (&v)[2]) {
+    float2 q = ld_act<float2>(p);
+    v[0] = q.x, v[1] = q.y;
+}
+// v = p[0 .. 4) or p[0 .. 2) of shared memory in one load, and global p[0 ..) = v in one store.
+__device__ __forceinline__ void ld_vec(const float* p, float (&v)[4]) {
+    dyn_aligned(p, 16);
+    float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+}
+__device__ __forceinline__ void ld_vec(const float* p, float (&v)[2]) {
+    dyn_aligned(p, 8);
+    float2 q = *reinterpret_cast<const float2*>(p);
+    v[0] = q.x, v[1] = q.y;
+}
+__device__ __forceinline__ void st_vec(float* p, const float (&v)[4]) {
+    dyn_aligned(p, 16);
+    *reinterpret_cast<float4*>(p) = float4{v[0], v[1], v[2], v[3]};
+}
+__device__ __forceinline__ void st_vec(float* p, const float (&v)[2]) {
+    dyn_aligned(p, 8);
+    *reinterpret_cast<float2*>(p) = float2{v[0], v[1]};
 }
 
 // first_conv: 3x3, stride 2, padding 1 over the NCHW image `in` ([3][r][r]) + BN + h_swish into
@@ -233,8 +305,9 @@ template <class B>
 __device__ __forceinline__ void stem(const B& b, NoShared*, const float* __restrict__ in, int r, int o,
                                      const float* __restrict__ w, int ldw, int c, const float* __restrict__ scale,
                                      const float* __restrict__ shift, float* __restrict__ out) {
-    // The first kernel: it follows the input copy, never a kernel.
+    // The first kernel: it follows the input copy, never a kernel, so its wait costs nothing.
     DYNOFA_LAUNCH_DEPENDENTS();
+    dyn_wait(b);
     int groups = c / STEM_CH, idx = b.bx() * b.dx() + b.tx();
     if (idx >= o * o * groups) return;
     int ch0 = idx % groups * STEM_CH, p = idx / groups;
@@ -247,13 +320,13 @@ __device__ __forceinline__ void stem(const B& b, NoShared*, const float* __restr
         int ci = t / 9, dy = t / 3 % 3, dx = t % 3;
         int iy = 2 * oy + dy - 1, ix = 2 * ox + dx - 1;
         if (iy < 0 || iy >= r || ix < 0 || ix >= r) continue;
-        float x = in[(ci * r + iy) * r + ix];
+        float x = ld_act(&in[(ci * r + iy) * r + ix]);
 #pragma unroll
-        for (int j = 0; j < STEM_CH; ++j) acc[j] += x * w[t * ldw + ch0 + j];
+        for (int j = 0; j < STEM_CH; ++j) acc[j] += x * ld_w(&w[t * ldw + ch0 + j]);
     }
 #pragma unroll
     for (int j = 0; j < STEM_CH; ++j)
-        out[(long)p * c + ch0 + j] = dynofa_act(acc[j] * scale[ch0 + j] + shift[ch0 + j], ACT_HSWISH);
+        out[(long)p * c + ch0 + j] = dynofa_act(acc[j] * ld_w(&scale[ch0 + j]) + ld_w(&shift[ch0 + j]), ACT_HSWISH);
 }
 
 extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int o, const float* __restrict__ w,
@@ -269,7 +342,8 @@ extern "C" __global__ void dynofa_stem(const float* __restrict__ in, int r, int 
 // launches with their round trips through memory were 6.8 µs (min) to 11 µs (max) on an H100;
 // every stage here reads shared memory. c and c1 are multiples of 4, at most SB_CH (the plan
 // checks); weights as dynofa_stem, dynofa_depthwise and dynofa_pointwise take them; the sums run in
-// their order. The first kernel, like dynofa_stem: it follows the input copy, never a kernel.
+// their order. The first kernel, like dynofa_stem: it follows the input copy, never a kernel (its
+// wait costs nothing).
 // Input patch ([3][IR][IR]), weights and BN ([row][SB_CH], rows: 27 stem, 9 taps, c 1x1, 6 BN),
 // the stem's ring ([SR * SR][SB_CH]) and the depthwise tile ([SB_TILE^2][SB_CH]).
 struct StemBlockShared {
@@ -301,12 +375,6 @@ __device__ __forceinline__ void stem_block(const B& b, StemBlockShared* shm, con
     constexpr int WLOADS = (WROWS * SB_CH + SB_THREADS - 1) / SB_THREADS;
     float pv[PLOADS], wv[WLOADS];
 #pragma unroll
-    for (int l = 0; l < PLOADS; ++l) {
-        int e = tid + l * SB_THREADS, ci = e / (IR * IR), yy = e / IR % IR, xx = e % IR;
-        int iy = 2 * (y0 - 1) - 1 + yy, ix = 2 * (x0 - 1) - 1 + xx;
-        pv[l] = e < PATCH && iy >= 0 && iy < r && ix >= 0 && ix < r ? in[(ci * r + iy) * r + ix] : 0.0f;
-    }
-#pragma unroll
     for (int l = 0; l < WLOADS; ++l) {
         int e = tid + l * SB_THREADS, row = e / SB_CH, ch = e % SB_CH;
         const float* src = row < 27 ? ws + row * ldws
@@ -321,7 +389,14 @@ __device__ __forceinline__ void stem_block(const B& b, StemBlockShared* shm, con
         // Stem and depthwise rows have c columns, the 1x1 rows c1 (and c of them), BN rows theirs.
         int cols = row < 36 || (row >= 36 + SB_CH && row < 40 + SB_CH) ? c : c1;
         bool real = e < WROWS * SB_CH && ch < cols && (row < 36 || row >= 36 + SB_CH || row - 36 < c);
-        wv[l] = real ? src[ch] : 0.0f;
+        wv[l] = real ? ld_w(&src[ch]) : 0.0f;
+    }
+    dyn_wait(b);
+#pragma unroll
+    for (int l = 0; l < PLOADS; ++l) {
+        int e = tid + l * SB_THREADS, ci = e / (IR * IR), yy = e / IR % IR, xx = e % IR;
+        int iy = 2 * (y0 - 1) - 1 + yy, ix = 2 * (x0 - 1) - 1 + xx;
+        pv[l] = e < PATCH && iy >= 0 && iy < r && ix >= 0 && ix < r ? ld_act(&in[(ci * r + iy) * r + ix]) : 0.0f;
     }
 #pragma unroll
     for (int l = 0; l < PLOADS; ++l)
@@ -428,34 +503,6 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
         float *__restrict__ pool, int kc, float *__restrict__ split, unsigned *__restrict__ tickets
 #define DYNOFA_POINTWISE_ARGS a, m, k, w, ldw, n, scale, shift, act, gate, res, out, pool, kc, split, tickets
 
-// A vector access at p must be aligned to its size: a GPU faults otherwise, and the host emulation,
-// which would not, traps.
-__device__ __forceinline__ void dyn_aligned(const void* p, unsigned bytes) {
-#ifndef __CUDA_ARCH__
-    if (reinterpret_cast<unsigned long long>(p) % bytes != 0) __trap();
-#endif
-}
-
-// v = p[0 .. 4) or p[0 .. 2) in one load, and p[0 ..) = v in one store.
-__device__ __forceinline__ void ld_vec(const float* p, float (&v)[4]) {
-    dyn_aligned(p, 16);
-    float4 q = *reinterpret_cast<const float4*>(p);
-    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-}
-__device__ __forceinline__ void ld_vec(const float* p, float (&v)[2]) {
-    dyn_aligned(p, 8);
-    float2 q = *reinterpret_cast<const float2*>(p);
-    v[0] = q.x, v[1] = q.y;
-}
-__device__ __forceinline__ void st_vec(float* p, const float (&v)[4]) {
-    dyn_aligned(p, 16);
-    *reinterpret_cast<float4*>(p) = float4{v[0], v[1], v[2], v[3]};
-}
-__device__ __forceinline__ void st_vec(float* p, const float (&v)[2]) {
-    dyn_aligned(p, 8);
-    *reinterpret_cast<float2*>(p) = float2{v[0], v[1]};
-}
-
 // A 1x1 convolution as a GEMM: out[p][o] = act(bn(sum_i a[p][i] * gate[i] * w[i][o])) + res[p][o]
 // for p < m, o < n, i < k; `a`, `out` and `res` are dense ([m][k], [m][n]), `w` is `[k][ldw]`.
 // `gate` (the SE excitation of the projection's input, `[k]`) and `res` may be null. With `pool`,
@@ -538,13 +585,13 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     auto fetch_w = [&](int s) {
         int left = kend - kbeg - s * PW_BK;
         #pragma unroll
-        for (int l = 0; l < B_LOADS; ++l) rb[l] = wok && wr + l * WR < left ? pw[l * wstride] : 0.0f;
+        for (int l = 0; l < B_LOADS; ++l) rb[l] = wok && wr + l * WR < left ? ld_w(&pw[l * wstride]) : 0.0f;
         pw += PW_BK * (long)ldw;
     };
     auto fetch_a = [&](int s) {
         int left = kend - kbeg - s * PW_BK;
         #pragma unroll
-        for (int l = 0; l < A_LOADS; ++l) ra[l] = m0 + ap + l * AP < m && ac < left ? pa[l * astride] : 0.0f;
+        for (int l = 0; l < A_LOADS; ++l) ra[l] = m0 + ap + l * AP < m && ac < left ? ld_act(&pa[l * astride]) : 0.0f;
         pa += PW_BK;
     };
     // Step s's tiles into stage s & 1 (the a tile gated: one channel, so one gate, per thread).
@@ -563,8 +610,8 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
         int o = n0 + tx * TN + j;
-        es[j] = o < n ? scale[o] : 0.0f;
-        et[j] = o < n ? shift[o] : 0.0f;
+        es[j] = o < n ? ld_w(&scale[o]) : 0.0f;
+        et[j] = o < n ? ld_w(&shift[o]) : 0.0f;
     }
     fetch_w(0);
     dyn_wait(b);
@@ -584,16 +631,16 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     for (int i = 0; i < TM; ++i) {
         int p = m0 + ty * TM + i;
         if (res_vec && p < m) {
-            ld_vec(&res[(long)p * n + o0], er[i]);
+            ld_act_vec(&res[(long)p * n + o0], er[i]);
             continue;
         }
         #pragma unroll
-        for (int j = 0; j < TN; ++j) er[i][j] = res && o0 + j < n && p < m ? res[(long)p * n + o0 + j] : 0.0f;
+        for (int j = 0; j < TN; ++j) er[i][j] = res && o0 + j < n && p < m ? ld_act(&res[(long)p * n + o0 + j]) : 0.0f;
     }
     // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
     // dynofa_matvec launch, wrote them).
     if (gate) {
-        for (int i = sbeg + b.tx(); i < send; i += groups * THREADS) gs[i - sbeg] = gate[i];
+        for (int i = sbeg + b.tx(); i < send; i += groups * THREADS) gs[i - sbeg] = ld_act(&gate[i]);
         dyn_sync(b);
     }
     int steps = (part + PW_BK - 1) / PW_BK;
@@ -688,7 +735,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
                     #pragma unroll
                     for (int j = 0; j < TN; ++j) {
                         bool in = at[i][j] >= 0 && z0 + u < b.gz();
-                        v[u][i][j] = in ? __ldcg(&split[(z0 + u) * slice + at[i][j]]) : 0.0f;
+                        v[u][i][j] = in ? ld_act(&split[(z0 + u) * slice + at[i][j]]) : 0.0f;
                     }
             #pragma unroll
             for (int u = 0; u < ZB; ++u)
@@ -776,12 +823,12 @@ __device__ __forceinline__ void pointwise_warps(const B& b, PwwShared<TM, KMAX>*
     int kbeg = warp * kc, len = k - kbeg < kc ? k - kbeg : kc;
     float wr[KC];
 #pragma unroll
-    for (int j = 0; j < KC; ++j) wr[j] = j < len && o < n ? w[(long)(kbeg + j) * ldw + o] : 0.0f;
+    for (int j = 0; j < KC; ++j) wr[j] = j < len && o < n ? ld_w(&w[(long)(kbeg + j) * ldw + o]) : 0.0f;
     // Warp y < TM finishes pixel p0 + y: its epilogue constants now, its residual after the wait.
     bool fin = warp < TM && o < n && p0 + warp < m;
-    float es = fin ? scale[o] : 0.0f, et = fin ? shift[o] : 0.0f;
+    float es = fin ? ld_w(&scale[o]) : 0.0f, et = fin ? ld_w(&shift[o]) : 0.0f;
     dyn_wait(b);
-    float er = fin && res ? res[(long)(p0 + warp) * n + o] : 0.0f;
+    float er = fin && res ? ld_act(&res[(long)(p0 + warp) * n + o]) : 0.0f;
     // A thread stages at most LOADS quads (threads >= 32 k / kc), all loaded before any is stored.
     constexpr int LOADS = (TM * KC + 127) / 128;
     int quads = k / 4;
@@ -791,9 +838,9 @@ __device__ __forceinline__ void pointwise_warps(const B& b, PwwShared<TM, KMAX>*
         int e = tid + l * threads, i = e / quads, q = e % quads;
         xs[l] = float4{0.0f, 0.0f, 0.0f, 0.0f};
         if (e < TM * quads && p0 + i < m) {
-            float4 x = reinterpret_cast<const float4*>(a + (long)(p0 + i) * k)[q];
+            float4 x = ld_act<float4>(a + (long)(p0 + i) * k + 4 * q);
             if (gate) {
-                float4 g = reinterpret_cast<const float4*>(gate)[q];
+                float4 g = ld_act<float4>(gate + 4 * q);
                 x.x *= g.x;
                 x.y *= g.y;
                 x.z *= g.z;
@@ -860,7 +907,8 @@ DYNOFA_POINTWISE_WARPS(dynofa_pointwise_warps16, PWW16_TM, PWW16_KC, PWW16_KC * 
 // from global memory, for maps small enough that its tiles must be small to make blocks for every
 // multiprocessor, and dynofa_depthwise_region from a shared-memory copy of each block's input, for
 // large maps. Both: block (DW_CH, DW_ROWS), x walking channels; a thread keeps its channel's taps
-// in registers (loaded before waiting for the previous kernel) and computes runs of consecutive
+// in registers (loaded before waiting for the previous kernel; the region kernel stages them in
+// shared memory across its region's loads) and computes runs of consecutive
 // output pixels of a row, for each of the K input rows from one segment of the inputs that the
 // run's windows cover, so that an input read serves up to K outputs (one read per tap cost more
 // in address arithmetic than in multiply-adds). With `partial` non-null, each block also writes
@@ -873,9 +921,9 @@ __device__ __forceinline__ void dw_load_taps(const float* __restrict__ w, int ld
                                              const float* __restrict__ shift, int ch, int c, float (&taps)[K * K],
                                              float& s, float& t) {
 #pragma unroll
-    for (int tap = 0; tap < K * K; ++tap) taps[tap] = ch < c ? w[tap * ldw + ch] : 0.0f;
-    s = ch < c ? scale[ch] : 0.0f;
-    t = ch < c ? shift[ch] : 0.0f;
+    for (int tap = 0; tap < K * K; ++tap) taps[tap] = ch < c ? ld_w(&w[tap * ldw + ch]) : 0.0f;
+    s = ch < c ? ld_w(&scale[ch]) : 0.0f;
+    t = ch < c ? ld_w(&shift[ch]) : 0.0f;
 }
 
 // One input row's share of a run of N outputs: seg holds the row's (N - 1) * S + K inputs.
@@ -948,7 +996,7 @@ __device__ __forceinline__ void depthwise_runs(const B& b, const float* __restri
 #pragma unroll
                 for (int x = 0; x < SEG; ++x) {
                     int ix = ix0 + x;
-                    seg[x] = ix >= 0 && ix < size ? row[(long)ix * c] : 0.0f;
+                    seg[x] = ix >= 0 && ix < size ? ld_act(&row[(long)ix * c]) : 0.0f;
                 }
                 dw_accumulate<K, S, DW_RUN>(seg, &taps[dy * K], acc);
             }
@@ -1016,22 +1064,29 @@ __device__ __forceinline__ void depthwise_region(const B& b, const float* __rest
                                                  const float* __restrict__ w, int ldw, int osize,
                                                  const float* __restrict__ scale, const float* __restrict__ shift,
                                                  int act, float* __restrict__ out, float* __restrict__ partial,
-                                                 float* __restrict__ region, float (*sums)[DW_CH]) {
+                                                 float* __restrict__ region, float* __restrict__ staged,
+                                                 float (*sums)[DW_CH]) {
     using G = DwRegion<K, S>;
     constexpr int PIXELS = G::PIXELS, LOADS = G::LOADS, RW = G::RW;
     int lane = b.tx(), ty = b.ty(), ch = b.bx() * DW_CH + lane;
     int oy0, ox0;
     dw_tile_origin<DW_ROWS, G::TW>(b, osize, oy0, ox0);
     int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
+    // The taps go to shared memory before the wait and come back after the region's loads: held
+    // in registers across those, they took sm_90's ptxas to 136 registers (one block per
+    // multiprocessor), where it takes 96.
     float taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
+    if (ty == 0)
+#pragma unroll
+        for (int tap = 0; tap < K * K; ++tap) staged[tap * DW_CH + lane] = taps[tap];
     dyn_wait(b);
     float v[LOADS];
 #pragma unroll
     for (int l = 0; l < LOADS; ++l) {
         int px = ty + l * DW_ROWS, iy = iy0 + px / RW, ix = ix0 + px % RW;
         bool inside = px < PIXELS && ch < c && iy >= 0 && iy < size && ix >= 0 && ix < size;
-        v[l] = inside ? in[((long)iy * size + ix) * c + ch] : 0.0f;
+        v[l] = inside ? ld_act(&in[((long)iy * size + ix) * c + ch]) : 0.0f;
     }
 #pragma unroll
     for (int l = 0; l < LOADS; ++l) {
@@ -1039,6 +1094,8 @@ __device__ __forceinline__ void depthwise_region(const B& b, const float* __rest
         if (px < PIXELS) region[px * DW_CH + lane] = v[l];
     }
     dyn_sync(b);
+#pragma unroll
+    for (int tap = 0; tap < K * K; ++tap) taps[tap] = staged[tap * DW_CH + lane];
     dw_from_region<K, S>(b, region, taps, s, t, act, out, osize, c, partial, sums);
 }
 
@@ -1074,15 +1131,13 @@ __device__ __forceinline__ void expand_depthwise(const B& b, const float* __rest
 #pragma unroll
         for (int l = 0; l < WLOADS; ++l) {
             int e = tid + l * THREADS, i = e / DW_CH, o = b.bx() * DW_CH + e % DW_CH;
-            v[l] = i < in && o < c ? we[(long)i * ldwe + o] : 0.0f;
+            v[l] = i < in && o < c ? ld_w(&we[(long)i * ldwe + o]) : 0.0f;
         }
 #pragma unroll
         for (int l = 0; l < WLOADS; ++l)
             if (tid + l * THREADS < in * DW_CH) ws[tid + l * THREADS] = v[l];
     }
-    float es = ch < c ? escale[ch] : 0.0f, et = ch < c ? eshift[ch] : 0.0f;
-    float taps[K * K], s, t;
-    dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
+    float es = ch < c ? ld_w(&escale[ch]) : 0.0f, et = ch < c ? ld_w(&eshift[ch]) : 0.0f;
     dyn_wait(b);
     int quads = in / 4, total = PIXELS * quads;
     {
@@ -1091,8 +1146,8 @@ __device__ __forceinline__ void expand_depthwise(const B& b, const float* __rest
         for (int l = 0; l < XLOADS; ++l) {
             int e = tid + l * THREADS, px = e / quads, iy = iy0 + px / RW, ix = ix0 + px % RW;
             bool inside = e < total && iy >= 0 && iy < size && ix >= 0 && ix < size;
-            v[l] = inside ? reinterpret_cast<const float4*>(x + ((long)iy * size + ix) * in)[e % quads]
-                          : float4{0.0f, 0.0f, 0.0f, 0.0f};
+            const float* at = x + ((long)iy * size + ix) * in + 4 * (e % quads);
+            v[l] = inside ? ld_act<float4>(at) : float4{0.0f, 0.0f, 0.0f, 0.0f};
         }
 #pragma unroll
         for (int l = 0; l < XLOADS; ++l)
@@ -1126,6 +1181,10 @@ __device__ __forceinline__ void expand_depthwise(const B& b, const float* __rest
         bool inside = ch < c && iy >= 0 && iy < size && ix >= 0 && ix < size;
         if (px < PIXELS) buf[px * DW_CH + lane] = inside ? dynofa_act(acc[l] * es + et, eact) : 0.0f;
     }
+    // The taps only now: loaded before the wait, they were live through the expansion (no room
+    // in shared memory to stage them, as dynofa_depthwise_region does).
+    float taps[K * K], s, t;
+    dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
     dyn_sync(b);
     dw_from_region<K, S>(b, buf, taps, s, t, act, out, osize, c, partial, sums);
 }
@@ -1154,6 +1213,7 @@ struct DwShared {
 };
 struct DwRegionShared {
     float region[DWR_PIXELS * DW_CH];
+    float taps[49 * DW_CH];
     float sums[DW_ROWS][DW_CH];
 };
 
@@ -1171,7 +1231,7 @@ extern "C" __global__ void dynofa_depthwise(DYNOFA_DEPTHWISE_PARAMS) {
 template <class B>
 __device__ __forceinline__ void depthwise_region_any(const B& b, DwRegionShared* shm, DYNOFA_DEPTHWISE_PARAMS) {
     DYNOFA_DW_DISPATCH(depthwise_region, b, in, size, c, w, ldw, osize, scale, shift, act, out, partial, shm->region,
-                       shm->sums)
+                       shm->taps, shm->sums)
 }
 
 extern "C" __global__ void dynofa_depthwise_region(DYNOFA_DEPTHWISE_PARAMS) {
@@ -1267,13 +1327,13 @@ __device__ __forceinline__ void depthwise_project(const B& b, DpShared* shm, con
 #pragma unroll
         for (int l = 0; l < G::TAPS; ++l) {
             int tap = ty + l * DW_ROWS;
-            vt[l] = tap < K * K && ch < c ? w[tap * ldw + ch] : 0.0f;
+            vt[l] = tap < K * K && ch < c ? ld_w(&w[tap * ldw + ch]) : 0.0f;
         }
-        vb = ty < 2 && ch < c ? (ty == 0 ? scale : shift)[ch] : 0.0f;
+        vb = ty < 2 && ch < c ? ld_w(&(ty == 0 ? scale : shift)[ch]) : 0.0f;
 #pragma unroll
         for (int l = 0; l < WLOADS; ++l) {
             int e = tid + l * THREADS, i = c0 + e / (DP_MAX_OUT / 4), o = e % (DP_MAX_OUT / 4) * 4;
-            vw[l] = i < c && o < n ? *reinterpret_cast<const float4*>(wp + (long)i * ldwp + o) : zero;
+            vw[l] = i < c && o < n ? ld_w<float4>(wp + (long)i * ldwp + o) : zero;
         }
     };
     auto fetch_region = [&](int c0) {
@@ -1282,10 +1342,10 @@ __device__ __forceinline__ void depthwise_project(const B& b, DpShared* shm, con
             int e = tid + l * THREADS, px = e / G::QUADS, ch = c0 + e % G::QUADS * 4;
             int iy = iy0 + px / G::RW, ix = ix0 + px % G::RW;
             bool inside = px < G::PIXELS && ch < c && iy >= 0 && iy < size && ix >= 0 && ix < size;
-            vr[l] = inside ? *reinterpret_cast<const float4*>(in + ((long)iy * size + ix) * c + ch) : zero;
+            vr[l] = inside ? ld_act<float4>(in + ((long)iy * size + ix) * c + ch) : zero;
         }
     };
-    float ps = lane < n ? pscale[lane] : 0.0f, pt = lane < n ? pshift[lane] : 0.0f;
+    float ps = lane < n ? ld_w(&pscale[lane]) : 0.0f, pt = lane < n ? ld_w(&pshift[lane]) : 0.0f;
     fetch_weights(0);
     dyn_wait(b);
     fetch_region(0);
@@ -1344,7 +1404,7 @@ __device__ __forceinline__ void depthwise_project(const B& b, DpShared* shm, con
         if (lane >= n || oy >= osize || ox >= osize) continue;
         long at = ((long)oy * osize + ox) * n + lane;
         float v = dynofa_act(acc[r] * ps + pt, pact);
-        out[at] = res ? v + res[at] : v;
+        out[at] = res ? v + ld_act(&res[at]) : v;
     }
 }
 
@@ -1391,17 +1451,13 @@ __device__ __forceinline__ void matvec(const B& b, MatvecShared* shm, const floa
     int tid = b.tx();
     int lane = tid % MV_LANES, row = b.bx() * MV_ROWS + tid / MV_LANES;
     const float* wr = w + (long)(row < rows ? row : 0) * ldw;
-    // The row's weights load before the wait (__ldca), the input after it (__ldcg): ptxas keeps
-    // coherent loads on their side of the wait, where it moves the wait above read-only (.nc)
-    // loads (docs/gpu.md, "Where the kernels wait"), and so may move a .nc load of the input
-    // above it.
     float pre[MV_PRE];
 #pragma unroll
     for (int u = 0; u < MV_PRE; ++u) {
         int i = lane + u * MV_LANES;
-        pre[u] = row < rows && i < cols ? __ldca(&wr[i]) : 0.0f;
+        pre[u] = row < rows && i < cols ? ld_w(&wr[i]) : 0.0f;
     }
-    float bv = bias && row < rows ? __ldca(&bias[row]) : 0.0f;
+    float bv = bias && row < rows ? ld_w(&bias[row]) : 0.0f;
     dyn_wait(b);
     for (int i0 = tid; i0 < cols; i0 += MV_BATCH * MV_THREADS) {
         float sum[MV_BATCH];
@@ -1414,7 +1470,7 @@ __device__ __forceinline__ void matvec(const B& b, MatvecShared* shm, const floa
 #pragma unroll
                 for (int u = 0; u < 8; ++u) {
                     int i = i0 + j * MV_THREADS;
-                    v[j][u] = i < cols && t0 + u < nparts ? __ldcg(&parts[(long)(t0 + u) * ldp + i]) : 0.0f;
+                    v[j][u] = i < cols && t0 + u < nparts ? ld_act(&parts[(long)(t0 + u) * ldp + i]) : 0.0f;
                 }
             // Parts in order t = 0, 1, ...: deterministic.
 #pragma unroll
@@ -1525,6 +1581,7 @@ struct DynCall {
         static_assert(sizeof...(A) <= DYN_SLOTS, "more arguments than a DynStep holds");
         // One group's share at least (the engine gives the kernel DYN_BODY_SHARED or more).
         static_assert(sizeof(S) <= DYN_BODY_SHARED, "a body's shared memory outgrew DYN_BODY_SHARED");
+        DYN_EMU_BODY();
         dyn_call(body, b, reinterpret_cast<S*>(shared), slot, typename MakeSeq<sizeof...(A)>::type());
     }
 };

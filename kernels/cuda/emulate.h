@@ -13,18 +13,23 @@
 //   block run in order between barriers, or last thread first after dynofa_emu_reverse(2) (3: both).
 //   A test runs each to check that no result depends on the order: a read of shared memory that
 //   misses its barrier sees another value in one of the two thread orders;
+// - a load of what no launch writes (ld_w) outside the ranges that dynofa_emu_read_only named (the
+//   weights and BN), or of what an earlier launch wrote (ld_act) before the thread's wait for the
+//   previous launch (dyn_wait), says so and fails the launch: on a GPU, either may read what the
+//   launch before is still writing (an ld_w may be issued before the wait);
 // - dynofa_persistent, a cooperative launch, runs its blocks together (each with its own
 //   DYN_BLOCK_SHARED and DYN_DYNAMIC_SHARED memory): a poll (DYN_SPIN_PAUSE) lets the other fibers
 //   run, and a launch in which no fiber can go on fails, as one that would hang a GPU.
 //
 // A translation unit includes this header, then the kernel source (dynofa_kernels::gpu::source()),
-// then writes DYNOFA_EMU_ENTRY, which defines the C entry points dynofa_emu_launch and
-// dynofa_emu_reverse.
+// then writes DYNOFA_EMU_ENTRY, which defines the C entry points dynofa_emu_launch,
+// dynofa_emu_reverse and dynofa_emu_read_only.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <utility>
@@ -70,6 +75,7 @@ struct Fiber {
     std::size_t slot;  // its block's place among the blocks running together
     Wait wait;
     unsigned id, count;
+    bool waited;  // past dyn_wait in the current launch block
 };
 
 static std::vector<Fiber> fibers;
@@ -79,6 +85,11 @@ static std::function<void()> body;
 static bool reverse, reverse_threads;
 // The launch's dynamic shared memory per block (bytes).
 static std::size_t dynamic_shared;
+// The kernel that runs, and the memory that no launch writes: [begin, end) ranges.
+static const char* kernel;
+static std::vector<std::pair<const char*, const char*>> read_only;
+// A load broke its rule in this launch (reads, below).
+static bool misread;
 // Barrier ids: __syncthreads' 0 and bar.sync's 1 to 15.
 constexpr unsigned BARRIERS = 16;
 
@@ -101,6 +112,7 @@ static bool run_blocks(std::size_t blocks, std::size_t threads) {
         fiber.ctx.uc_stack.ss_size = fiber.stack.size();
         fiber.ctx.uc_link = &scheduler;
         fiber.wait = Wait::Run;
+        fiber.waited = false;
         makecontext(&fiber.ctx, trampoline, 0);
     }
     for (;;) {
@@ -164,6 +176,7 @@ static int launch(void (*kernel)(A...), dim3 grid, dim3 block, std::size_t share
     gridDim = grid;
     blockDim = block;
     dynamic_shared = shared;
+    misread = false;
     body = [&] { call(kernel, args, std::index_sequence_for<A...>{}); };
     auto index = [&](std::size_t b) {
         return dim3{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (std::size_t(grid.x) * grid.y))};
@@ -175,7 +188,7 @@ static int launch(void (*kernel)(A...), dim3 grid, dim3 block, std::size_t share
         }
         if (!run_blocks(group, threads)) return -2;
     }
-    return 0;
+    return misread ? -4 : 0;
 }
 
 // Yield to the scheduler until the fiber may go on.
@@ -209,7 +222,25 @@ static T* block_array(std::vector<std::vector<T>>& per_block, std::size_t n) {
     return mine.data();
 }
 
+// ld_w and ld_act's check (emulate.h's header says what): the first broken rule of a launch is
+// printed, and the launch fails.
+static inline void reads(const void* p, bool weight) {
+    const char* at = static_cast<const char*>(p);
+    bool ok = !weight && fibers[current].waited;
+    for (const auto& r : read_only) ok |= weight && at >= r.first && at < r.second;
+    if (ok || misread) return;
+    misread = true;
+    if (weight)
+        std::fprintf(stderr, "%s: ld_w of %p, which is not among the weights and BN (a launch writes it)\n", kernel, p);
+    else
+        std::fprintf(stderr, "%s: ld_act of %p before the wait for the previous launch\n", kernel, p);
+}
+
 }  // namespace dynofa_emu
+
+#define DYN_EMU_READS(p, weight) dynofa_emu::reads(p, weight)
+#define DYN_EMU_WAITED() (dynofa_emu::fibers[dynofa_emu::current].waited = true)
+#define DYN_EMU_BODY() (dynofa_emu::fibers[dynofa_emu::current].waited = false)
 
 static inline void __syncthreads() {
     dynofa_emu::yield(dynofa_emu::Wait::Barrier, 0, blockDim.x * blockDim.y * blockDim.z);
@@ -223,8 +254,14 @@ static inline unsigned atomicAdd(unsigned* p, unsigned v) {
     return old;
 }
 static inline void __threadfence() {}
-static inline float __ldcg(const float* p) { return *p; }
-static inline float __ldca(const float* p) { return *p; }
+template <class T>
+static inline T __ldcg(const T* p) {
+    return *p;
+}
+template <class T>
+static inline T __ldca(const T* p) {
+    return *p;
+}
 static inline float __uint_as_float(unsigned v) {
     float f;
     std::memcpy(&f, &v, sizeof f);
@@ -240,7 +277,8 @@ static inline void __trap() { std::abort(); }
 static inline unsigned dyn_shared_bytes() { return unsigned(dynofa_emu::dynamic_shared); }
 
 // The C entry point: 0 on success, -1 for an unknown kernel, -2 for a divergent barrier, -3 for a
-// block size a GPU refuses. DYNOFA_KERNELS(X) (defined by gpu::source()) lists the kernels.
+// block size a GPU refuses, -4 for a load on the wrong side of the wait or of the weights (reads).
+// DYNOFA_KERNELS(X) (defined by gpu::source()) lists the kernels.
 #define DYNOFA_EMU_DISPATCH(k) \
     if (std::strcmp(name, #k) == 0) return dynofa_emu::launch(k, grid, block, shared, args, false);
 #define DYNOFA_EMU_ENTRY                                                                               \
@@ -248,9 +286,15 @@ static inline unsigned dyn_shared_bytes() { return unsigned(dynofa_emu::dynamic_
         dynofa_emu::reverse = (mode & 1) != 0;                                                         \
         dynofa_emu::reverse_threads = (mode & 2) != 0;                                                 \
     }                                                                                                  \
+    extern "C" void dynofa_emu_read_only(const void* begin, std::size_t bytes) {                        \
+        if (!begin) return dynofa_emu::read_only.clear();                                              \
+        const char* at = static_cast<const char*>(begin);                                              \
+        dynofa_emu::read_only.emplace_back(at, at + bytes);                                            \
+    }                                                                                                  \
     extern "C" int dynofa_emu_launch(const char* name, const unsigned* grid_dim, const unsigned* block_dim, \
                                      unsigned shared, void** args) {                                   \
         dim3 grid{grid_dim[0], grid_dim[1], grid_dim[2]}, block{block_dim[0], block_dim[1], block_dim[2]}; \
+        dynofa_emu::kernel = name;                                                                     \
         DYNOFA_KERNELS(DYNOFA_EMU_DISPATCH)                                                            \
         if (std::strcmp(name, "dynofa_persistent") == 0)                                               \
             return dynofa_emu::launch(dynofa_persistent, grid, block, shared, args, true);             \

@@ -18,11 +18,13 @@ use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
 type LaunchFn = unsafe extern "C" fn(*const c_char, *const u32, *const u32, u32, *const *mut c_void) -> c_int;
 type ReverseFn = unsafe extern "C" fn(c_int);
+type ReadOnlyFn = unsafe extern "C" fn(*const c_void, usize);
 
 /// The emulator's entry points.
 struct Emulator {
     launch: LaunchFn,
     reverse: ReverseFn,
+    read_only: ReadOnlyFn,
 }
 
 /// The emulator, compiled once for all tests; a test holds it while it runs (its state is global).
@@ -66,6 +68,7 @@ fn compile(dir: &Path) -> Option<Emulator> {
         Some(Emulator {
             launch: std::mem::transmute::<*mut c_void, LaunchFn>(sym(c"dynofa_emu_launch")),
             reverse: std::mem::transmute::<*mut c_void, ReverseFn>(sym(c"dynofa_emu_reverse")),
+            read_only: std::mem::transmute::<*mut c_void, ReadOnlyFn>(sym(c"dynofa_emu_read_only")),
         })
     }
 }
@@ -99,13 +102,29 @@ enum Driver {
 }
 
 /// Launch `kernel` in the emulator with `shared` bytes of dynamic shared memory and these argument
-/// slots.
-fn launch(emu: &Emulator, kernel: &str, grid: [u32; 3], block: [u32; 3], shared: u32, mut slots: Vec<u64>) -> c_int {
+/// slots; `read_only` is what no launch writes (the weights and BN), where the kernels' `ld_w`
+/// must read (emulate.h checks it).
+fn launch(
+    emu: &Emulator,
+    kernel: &str,
+    grid: [u32; 3],
+    block: [u32; 3],
+    shared: u32,
+    mut slots: Vec<u64>,
+    read_only: &[&[f32]],
+) -> c_int {
     let params: Vec<*mut c_void> = slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect();
     let name = CString::new(kernel).unwrap();
-    // SAFETY: the callers' slots follow the kernel's signature, their pointers into buffers that
-    // outlive the call (gpu::tests checks that every plan's lie inside them).
-    unsafe { (emu.launch)(name.as_ptr(), grid.as_ptr(), block.as_ptr(), shared, params.as_ptr()) }
+    // SAFETY: the ranges are live slices, read only while this call runs; the callers' slots follow
+    // the kernel's signature, their pointers into buffers that outlive the call (gpu::tests checks
+    // that every plan's lie inside them).
+    unsafe {
+        (emu.read_only)(std::ptr::null(), 0);
+        for r in read_only {
+            (emu.read_only)(r.as_ptr().cast(), std::mem::size_of_val(*r));
+        }
+        (emu.launch)(name.as_ptr(), grid.as_ptr(), block.as_ptr(), shared, params.as_ptr())
+    }
 }
 
 /// Run `g`'s plan for `target` on its input, each step's alternative picked by `pick`, driven by
@@ -147,7 +166,7 @@ fn run_picked(
     match driver {
         Driver::Launches => {
             for l in &plan {
-                let rc = launch(emu, l.kernel.name(), l.grid, l.block, 0, l.slots(base));
+                let rc = launch(emu, l.kernel.name(), l.grid, l.block, 0, l.slots(base), &[&data, &bn]);
                 assert_eq!(rc, 0, "{}: {:?} grid {:?} block {:?} failed ({rc})", g.name, l.kernel, l.grid, l.block);
             }
         }
@@ -163,7 +182,7 @@ fn run_picked(
                 order.slot(),
             ];
             let (grid, block) = ([blocks, 1, 1], [PERSISTENT_THREADS, 1, 1]);
-            let rc = launch(emu, PERSISTENT, grid, block, shared, slots.into());
+            let rc = launch(emu, PERSISTENT, grid, block, shared, slots.into(), &[&data, &bn]);
             assert_eq!(rc, 0, "{}: the persistent kernel on {blocks} blocks failed ({rc})", g.name);
             assert_eq!(arrived, [0, 0], "{}: the persistent kernel left its barrier's counters set", g.name);
             check_trace(&trace, plan.len(), blocks as usize);
@@ -517,7 +536,8 @@ fn the_gemm_tiles_store_any_width_and_alignment() {
                     tickets.as_mut_ptr() as u64,
                 ];
                 let grid = [n.div_ceil(bn) as u32, m.div_ceil(bm) as u32, gz];
-                assert_eq!(launch(&emu, kernel, grid, [threads, 1, 1], 0, slots), 0, "{kernel} failed");
+                let read_only: [&[f32]; 3] = [&w, &scale, &shift];
+                assert_eq!(launch(&emu, kernel, grid, [threads, 1, 1], 0, slots, &read_only), 0, "{kernel} failed");
                 let mut worst = 0.0f64;
                 for p in 0..m {
                     for o in 0..n {
@@ -534,4 +554,31 @@ fn the_gemm_tiles_store_any_width_and_alignment() {
             }
         }
     }
+}
+
+/// The emulation's check of the kernels' loads fails a launch whose weights (`ld_w`) lie outside
+/// what it was told no launch writes: the plans' launches pass it only because the kernels load
+/// weights with `ld_w` and nothing else (emulate.h).
+#[test]
+fn a_weight_load_outside_the_weights_fails_the_launch() {
+    let Some(emu) = emulator() else { return };
+    let (m, k, n) = (16usize, 16usize, 32usize);
+    let a = vec![0.5f32; m * k];
+    let w = vec![0.25f32; k * n];
+    let (scale, shift) = (vec![1.0f32; n], vec![0.0f32; n]);
+    let mut out = vec![0.0f32; m * n];
+    let ptr = |v: &[f32]| v.as_ptr() as u64;
+    // a, m, k, w, ldw, n, scale, shift, act (identity), gate, res, out, pool, kc (k: no split),
+    // split, tickets.
+    let slots = |out: &mut [f32]| {
+        let (m, k, n) = (m as u64, k as u64, n as u64);
+        vec![ptr(&a), m, k, ptr(&w), n, n, ptr(&scale), ptr(&shift), 0, 0, 0, out.as_mut_ptr() as u64, 0, k, 0, 0]
+    };
+    let small = |out: &mut [f32], read_only: &[&[f32]]| {
+        launch(&emu, "dynofa_pointwise_small", [1, 1, 1], [128, 1, 1], 0, slots(out), read_only)
+    };
+    assert_eq!(small(&mut out, &[&w, &scale, &shift]), 0);
+    assert!(out.iter().all(|&v| v == 0.5 * 0.25 * k as f32), "{:?}", &out[..4]);
+    assert_eq!(small(&mut out, &[&w, &scale]), -4, "BN's shift was not among the weights");
+    assert_eq!(small(&mut out, &[]), -4, "nothing was");
 }

@@ -14,7 +14,8 @@ folder and pass --cuobjdump or put it on PATH; `.ci/run` fetches them into targe
 
 Each line is a loop (a backward branch) of the kernel: its addresses, its instruction count and
 its opcodes, most frequent first; ptxas' registers and spills come first, and on sm_90 where the
-kernel waits for the previous one (griddepcontrol.wait) and how many global loads come before.
+kernel waits for the previous one (griddepcontrol.wait), how many global loads come before (how
+many of them read-only, how many L2-coherent: activations) and how many read-only loads it has.
 `hal-jetson/tests/nvrtc.rs` bounds the GEMM tiles' k steps with it. docs/gpu.md, "Tuning", says
 what the counts found.
 """
@@ -99,15 +100,20 @@ def loops(instructions):
 
 
 def wait_point(instructions):
-    """(index, global loads before it, read-only ones among them) of the kernel's wait for the
-    previous one (griddepcontrol.wait, ACQBULK in SASS), or None. ptxas moves that wait above
-    loads of read-only (.nc, LDG.E.CONSTANT) data, so a weight load written before the wait may
-    issue after it, and a read-only load of the previous kernel's output written after it may
-    issue before: this says where they went."""
+    """(index, global loads before it, read-only ones among them, L2-coherent ones among them,
+    read-only loads in the whole kernel) of the kernel's wait for the previous one
+    (griddepcontrol.wait, ACQBULK in SASS), or None. ptxas moves that wait above loads of
+    read-only (.nc, LDG.E.CONSTANT) data, so a weight load written before the wait may issue after
+    it, and a read-only load of the previous kernel's output written after it may issue before:
+    the kernels load weights with ld.global.ca (LDG.E.STRONG.SM) and activations with
+    ld.global.cg (LDG.E.STRONG.GPU), which stay where the source puts them, and this says where
+    they went."""
     for i, (_, text) in enumerate(instructions):
         if opcode(text) == "ACQBULK":
-            loads = [opcode(t) for _, t in instructions[:i] if opcode(t).startswith("LDG")]
-            return i, len(loads), sum(".CONSTANT" in op for op in loads)
+            loads = [opcode(t) for _, t in instructions if opcode(t).startswith("LDG")]
+            before = [opcode(t) for _, t in instructions[:i] if opcode(t).startswith("LDG")]
+            return (i, len(before), sum(".CONSTANT" in op for op in before),
+                    sum(op.endswith(".STRONG.GPU") for op in before), sum(".CONSTANT" in op for op in loads))
     return None
 
 
@@ -144,7 +150,7 @@ def main():
         wait = wait_point(instructions)
         print(f"{name}: {len(instructions)} instructions" + (f"; {props.group(1)}; {props.group(2)}" if props else "")
               + (f"; waits for the previous kernel at instruction {wait[0]}, after {wait[1]} global loads "
-                 f"({wait[2]} read-only)" if wait else ""))
+                 f"({wait[2]} read-only, {wait[3]} from L2); {wait[4]} read-only loads in all" if wait else ""))
         for start, end, ops in loops(instructions):
             print("  " + describe(start, end, ops))
     return 0
