@@ -85,6 +85,7 @@ __device__ __forceinline__ float dynofa_act(float v, int act) {
 #define DYN_INDICES(X) X(bx, blockIdx.x) X(by, blockIdx.y) X(bz, blockIdx.z) X(gx, gridDim.x) X(gy, gridDim.y) \
     X(gz, gridDim.z) X(tx, threadIdx.x) X(ty, threadIdx.y) X(dx, blockDim.x) X(dy, blockDim.y)
 struct HwBlock {
+    static constexpr int SPLIT_LOADS = 32;
 #define DYN_HW(name, value) \
     __device__ __forceinline__ unsigned name() const { return value; }
     DYN_INDICES(DYN_HW)
@@ -103,6 +104,7 @@ struct DynBarrier {
     unsigned seen[DYN_MAX_GROUPS];
 };
 struct PersistentBlock {
+    static constexpr int SPLIT_LOADS = 16;
     unsigned index[10];  // in DYN_INDICES' order
 #define DYN_FIELD(name, value) DYN_FIELD_##name,
     enum { DYN_INDICES(DYN_FIELD) };
@@ -712,11 +714,11 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         }
         dyn_sync(b);
         if (!last) return;
-        // All of a thread's outputs at once, ZB slices of each a round trip (16 loads in flight:
-        // 32 took the persistent kernel past its spill bound), each output's slices added in slice
-        // order (deterministic): one output after another had cost a round trip per output and 8
-        // slices.
-        constexpr int ZB = TM * TN >= 16 ? 1 : 16 / (TM * TN);
+        // All of a thread's outputs at once, ZB slices of each a round trip (B::SPLIT_LOADS loads
+        // in flight: 32 in a graph's kernel, 16 in the persistent kernel, which 32 took past its
+        // spill bound), each output's slices added in slice order (deterministic): one output
+        // after another had cost a round trip per output and 8 slices.
+        constexpr int ZB = TM * TN >= B::SPLIT_LOADS ? 1 : B::SPLIT_LOADS / (TM * TN);
         long at[TM][TN];
         #pragma unroll
         for (int i = 0; i < TM; ++i)
