@@ -48,7 +48,8 @@ fn nvrtc_compiles_the_kernels_for_every_target() {
 /// A stack frame or register spills would put the GEMM tiles in local memory (a tile loop left
 /// rolled did that once): ptxas (run by NVRTC for a real GPU target) reports neither for any kernel
 /// of the plans on Orin (sm_87) and H100/H200 (sm_90), and about a kilobyte at most for the
-/// persistent kernel.
+/// persistent kernel. The depthwise kernels also keep within 128 registers (two blocks per
+/// multiprocessor).
 #[cfg(feature = "cuda")]
 #[test]
 fn no_kernel_keeps_registers_in_local_memory() {
@@ -93,6 +94,15 @@ fn no_kernel_keeps_registers_in_local_memory() {
             // kilobytes (a loop per kernel for the groups made a 1.6 KB frame and 7 KB of loads).
             let most = if name == PERSISTENT { 1536 } else { 0 };
             assert!(bytes.iter().all(|&b| b <= most), "sm_{cc} {name}: {} (at most {most} bytes)", facts[0]);
+            // The depthwise kernels' 256-thread blocks, two per multiprocessor at least as their
+            // tiles assume, in 128 registers each. They have no launch bound that would make ptxas
+            // fit them: with one, it took the region kernel to 128 registers and a spill where it
+            // takes 80 without (sm_90), and without one it took 136 once the taps were held
+            // across the region's loads (fourteenth session), leaving room for one block.
+            if matches!(name, "dynofa_depthwise" | "dynofa_depthwise_region") {
+                let used: u32 = facts[1].split("Used ").nth(1).and_then(|r| r.split(' ').next()?.parse().ok()).unwrap();
+                assert!(used <= 128, "sm_{cc} {name}: {used} registers leave room for one block: {}", facts[1]);
+            }
         }
     }
 }
