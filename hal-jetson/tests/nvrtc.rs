@@ -1,12 +1,13 @@
 //! NVRTC accepts the kernels for every GPU dynofa targets that it supports (Xavier sm_72 needs
 //! CUDA 12 or older, Orin sm_87, H100/H200 sm_90) and the PTX has every kernel of the launch plans,
 //! the grid barrier's and the persistent kernel. ptxas (through NVRTC) finds no stack frame or
-//! register spill in any kernel of the plans (a few in the persistent kernel). Needs libnvrtc but
+//! register spill in any kernel of the plans (a few in the persistent kernel), and the depthwise
+//! kernels keep within two blocks' registers per multiprocessor. Needs libnvrtc but
 //! no GPU; says that it skipped where libnvrtc is not found, unless `DYNOFA_REQUIRE_NVRTC` is set
 //! (CI sets it once it has fetched libnvrtc, see `.ci/run`). With cuobjdump as well
 //! (`DYNOFA_CUOBJDUMP`, which CI sets likewise), the GEMM tiles' k steps in the sm_90 machine code
-//! stay within their instruction counts, and the matvec loads its weights before it waits for the
-//! previous kernel.
+//! stay within their instruction counts, and every kernel of the plans loads its weights before it
+//! waits for the previous kernel and nothing of earlier launches' output before it.
 
 /// The targets of the NVRTC found here; `None` (after saying so) where there is none, unless
 /// `DYNOFA_REQUIRE_NVRTC` is set.
