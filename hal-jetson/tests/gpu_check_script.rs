@@ -300,8 +300,9 @@ print(check.conformance_verdict(0, ""))
 #[test]
 fn the_sass_reader_counts_each_loops_instructions() {
     // Abridged cuobjdump -sass: a kernel that loads a read-only value and one from L2, waits for
-    // the previous kernel (its fourth instruction), loads another read-only value, and whose loop 0x0020..0x0070 has two shared loads of 64 bits,
-    // two multiply-adds (one predicated), an address update and its branch; a forward branch after.
+    // the previous kernel (its fourth instruction), loads another read-only value, and whose loop
+    // 0x0020..0x0070 has two shared loads of 64 bits, two multiply-adds (one predicated), an
+    // address update and its branch; a forward branch after.
     let program = r#"
 import sass
 text = """

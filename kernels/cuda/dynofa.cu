@@ -1076,7 +1076,7 @@ __device__ __forceinline__ void depthwise_region(const B& b, const float* __rest
     int iy0 = oy0 * S - K / 2, ix0 = ox0 * S - K / 2;
     // The taps go to shared memory before the wait and come back after the region's loads: held
     // in registers across those, they took sm_90's ptxas to 136 registers (one block per
-    // multiprocessor), where it takes 96.
+    // multiprocessor); staged, it takes 80.
     float taps[K * K], s, t;
     dw_load_taps<K>(w, ldw, scale, shift, ch, c, taps, s, t);
     if (ty == 0)

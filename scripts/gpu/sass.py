@@ -108,13 +108,13 @@ def wait_point(instructions):
     the kernels load weights with ld.global.ca (LDG.E.STRONG.SM) and activations with
     ld.global.cg (LDG.E.STRONG.GPU), which stay where the source puts them, and this says where
     they went."""
-    for i, (_, text) in enumerate(instructions):
-        if opcode(text) == "ACQBULK":
-            loads = [opcode(t) for _, t in instructions if opcode(t).startswith("LDG")]
-            before = [opcode(t) for _, t in instructions[:i] if opcode(t).startswith("LDG")]
-            return (i, len(before), sum(".CONSTANT" in op for op in before),
-                    sum(op.endswith(".STRONG.GPU") for op in before), sum(".CONSTANT" in op for op in loads))
-    return None
+    ops = [opcode(t) for _, t in instructions]
+    if "ACQBULK" not in ops:
+        return None
+    i = ops.index("ACQBULK")
+    before = [op for op in ops[:i] if op.startswith("LDG")]
+    return (i, len(before), sum(".CONSTANT" in op for op in before), sum(op.endswith(".STRONG.GPU") for op in before),
+            sum(op.startswith("LDG") and ".CONSTANT" in op for op in ops))
 
 
 def describe(start, end, ops):
