@@ -138,17 +138,24 @@ fn sass() -> Option<&'static str> {
 /// the tiling's 64 or 256 multiply-adds) stays within an instruction count, and reads shared
 /// memory in vector loads but for the step's gate. Each bound is a little above what NVRTC 12.9
 /// made in the thirteenth session (179, 184 and 396), where address arithmetic worked out in the
-/// loop and a scalar load per column had made 258, 239 and 550 (docs/gpu.md, "Tuning"). A step's
+/// loop and a scalar load per column had made 258, 239 and 550 (docs/gpu.md, "Tuning"). Likewise
+/// the tensor cores' loop of 4 steps of 8 channels (48 `HMMA`, 4,096 multiply-adds a warp each;
+/// 413 instructions in the fifteenth session), whose only shared loads are its 8 gates. A step's
 /// cost on a GPU follows its instructions, and no GPU runs in CI: this keeps them from growing
 /// unseen.
 #[test]
 fn the_gemm_k_steps_stay_within_their_instructions() {
-    let steps =
-        [("dynofa_pointwise_small", 64, 200), ("dynofa_pointwise_ksplit", 64, 210), ("dynofa_pointwise", 256, 420)];
+    // The kernel, its loop's arithmetic, the most instructions, the scalar shared loads (gates).
+    let steps = [
+        ("dynofa_pointwise_small", "FFMA 64", 200, 1),
+        ("dynofa_pointwise_ksplit", "FFMA 64", 210, 1),
+        ("dynofa_pointwise", "FFMA 256", 420, 1),
+        ("dynofa_pointwise_mma", "HMMA 48", 430, 8),
+    ];
     let Some(text) = sass() else { return };
     // "dynofa_pointwise_small: 1640 instructions; ..." then its loops,
     // "  loop 0x16d0..0x2220: 182 instructions: FFMA 64, LDS.64 32, IMAD 17, ...".
-    for (kernel, macs, most) in steps {
+    for (kernel, arithmetic, most, gates) in steps {
         let listing: Vec<&str> = text
             .lines()
             .skip_while(|l| !l.starts_with(&format!("{kernel}:")))
@@ -157,14 +164,17 @@ fn the_gemm_k_steps_stay_within_their_instructions() {
             .collect();
         let step = listing
             .iter()
-            .find(|l| l.contains(&format!(": FFMA {macs},")))
-            .unwrap_or_else(|| panic!("{kernel}: no loop of {macs} multiply-adds in\n{text}"));
+            .find(|l| l.contains(&format!(": {arithmetic},")) || l.contains(&format!(", {arithmetic},")))
+            .unwrap_or_else(|| panic!("{kernel}: no loop of {arithmetic} in\n{text}"));
         println!("sm_90 {kernel} k step:{}", step.split_once(':').unwrap().1);
         let count: u32 = step.split(": ").nth(1).and_then(|n| n.split(' ').next()?.parse().ok()).unwrap();
         assert!(count <= most, "{kernel}: a k step of {count} instructions, more than {most}: {step}");
         // "FFMA 64, LDS.64 32, ..., LDS 1, BAR 1": one scalar shared load, the step's gate.
         let scalar = step.rsplit(": ").next().unwrap().split(", ").find_map(|op| op.strip_prefix("LDS "));
-        assert!(scalar.is_none_or(|n| n == "1"), "{kernel}: scalar shared loads in the k step: {step}");
+        assert!(
+            scalar.is_none_or(|n| n.parse() == Ok(gates)),
+            "{kernel}: scalar shared loads in the k step beyond its {gates} gates: {step}"
+        );
     }
 }
 
@@ -177,7 +187,8 @@ fn the_gemm_k_steps_stay_within_their_instructions() {
 #[test]
 fn every_kernel_loads_its_weights_before_it_waits() {
     // The loads before the (first) wait that NVRTC 12.9 made in the fourteenth session: each
-    // thread's weights and BN of a GEMM tile's first step, a matvec row (MV_PRE = 48 and its
+    // thread's weights and BN of a GEMM tile's first step (the tensor cores': of its first 4
+    // steps, fifteenth session), a matvec row (MV_PRE = 48 and its
     // bias), a warps kernel's lane, a depthwise layer's taps (the first instantiation's), the fused
     // kernels' staged weights. Fewer means ptxas moved weight loads after the wait.
     let kernels = [
@@ -186,6 +197,7 @@ fn every_kernel_loads_its_weights_before_it_waits() {
         ("dynofa_pointwise", 12),
         ("dynofa_pointwise_small", 8),
         ("dynofa_pointwise_ksplit", 8),
+        ("dynofa_pointwise_mma", 36),
         ("dynofa_pointwise_warps", 66),
         ("dynofa_pointwise_warps16", 34),
         ("dynofa_depthwise", 51),

@@ -13,8 +13,9 @@
 // of float buffers), __ldca and __ldcg (ld_w, ld_act), for split GEMMs atomicAdd on a ticket
 // counter and __threadfence, on sm_90 the griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and
 // for the persistent kernel dynamic shared memory, its barrier's atomicAdd or red.release,
-// volatile or ld.acquire polls and __trap, and the global timer (its trace). No warp shuffles, and
-// no sum depends on the order in which blocks or warps run: results are deterministic.
+// volatile or ld.acquire polls and __trap, the global timer (its trace), and on sm_80 and newer
+// cvt.rna.tf32 and mma.sync (dyn_mma: a warp's tensor-core product). No warp shuffles, and no sum
+// depends on the order in which blocks or warps run: results are deterministic.
 
 // The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*), the persistent kernel's (DYN_*) and
 // the kernels' numbers (DYNOFA_KID_*) are defined by the launch plan (dynofa-kernels' gpu module),
@@ -85,7 +86,9 @@ __device__ __forceinline__ float dynofa_act(float v, int act) {
 #define DYN_INDICES(X) X(bx, blockIdx.x) X(by, blockIdx.y) X(bz, blockIdx.z) X(gx, gridDim.x) X(gy, gridDim.y) \
     X(gz, gridDim.z) X(tx, threadIdx.x) X(ty, threadIdx.y) X(dx, blockDim.x) X(dy, blockDim.y)
 struct HwBlock {
-    static constexpr int SPLIT_LOADS = 32;
+    // Loads in flight where a loop can choose: a split's slices (pointwise_tile), and the steps
+    // that dynofa_pointwise_mma's warps load ahead.
+    static constexpr int SPLIT_LOADS = 32, MMA_AHEAD = 4;
 #define DYN_HW(name, value) \
     __device__ __forceinline__ unsigned name() const { return value; }
     DYN_INDICES(DYN_HW)
@@ -104,7 +107,9 @@ struct DynBarrier {
     unsigned seen[DYN_MAX_GROUPS];
 };
 struct PersistentBlock {
-    static constexpr int SPLIT_LOADS = 16;
+    // Fewer than a graph's kernels: its 128 registers a thread are every body's, and nvrtc.rs
+    // bounds its spills (on sm_90 MMA_AHEAD = 2 took its spill loads to 1,548 bytes, 1 to 1,332).
+    static constexpr int SPLIT_LOADS = 16, MMA_AHEAD = 1;
     unsigned index[10];  // in DYN_INDICES' order
 #define DYN_FIELD(name, value) DYN_FIELD_##name,
     enum { DYN_INDICES(DYN_FIELD) };
@@ -518,96 +523,361 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 // slice's writes fenced before its ticket) sums the slices in the order z = 0, 1, ... (the result
 // does not depend on which block came last), applies the epilogue and returns the ticket counter
 // to 0 for the next launch. `tickets` holds one counter per output tile, zeroed at allocation.
-// Two stages: threads store the next step's tiles while others still read this one's, one barrier
-// per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which then land in 32
-// different banks. The gates of the block's k range, the pool's column sums, the split's verdict.
 //
 // With KS > 1 the block is up to KS groups of THREADS threads on the same output tile (as many as
-// blockDim.x holds: the plan launches 2 or KS), group g taking the g-th part of the block's k range
-// (whole PW_BK steps) with its own stages: more warps on a tile, for layers whose tiles leave a
-// multiprocessor with one block or none, where a step's arithmetic waited on its own latency
-// (docs/gpu.md, "Tuning"); two groups leave room for two blocks per multiprocessor. The groups'
-// sums meet in `red` and group 0 adds them in group order (deterministic), then alone finishes
-// the tile.
-template <int BM, int BN, int TM, int KS>
-struct PwShared {
+// blockDim.x holds: the plan launches 2 or KS), whose sums meet in group 0, which alone finishes
+// the tile. The product (PwProduct) runs on the CUDA cores, or with MMA on the tensor cores.
+
+// Where a block works: its output tile (pixels from m0, channels from n0), its slice [sbeg, send)
+// of k, and its `groups` groups of THREADS threads, this thread `tid` of group `group`.
+struct PwPlace {
+    int m0, n0, sbeg, send, groups, group, tid;
+};
+// The product's shared memory: on the CUDA cores, each group's two stages and the groups' sums
+// (`red`, KS > 1); on the tensor cores, each warp's partial tile (rows PW_MMA_ROW apart: padded by
+// 4, so that a warp's stores of its fragments touch each bank at most twice).
+#define PW_MMA_ROW(BN) ((BN) + 4)
+template <int BM, int BN, int KS, bool MMA>
+struct PwStages {
     float as[KS][2][PW_BK][BM + 2];
     alignas(16) float bs[KS][2][PW_BK][BN];
     float red[KS > 1 ? KS - 1 : 1][KS > 1 ? BM * BN : 1];
+};
+template <int BM, int BN, int KS>
+struct PwStages<BM, BN, KS, true> {
+    float red[4 * KS][BM * PW_MMA_ROW(BN)];
+};
+// Then the gates of the block's k range, the pool's column sums, the split's verdict.
+template <int BM, int BN, int TM, int KS, bool MMA = false>
+struct PwShared : PwStages<BM, BN, KS, MMA> {
     float gs[PW_MAX_GATE];
     float psum[BM / TM][BN];
     int last;
 };
-template <int BM, int BN, int TM, int TN, int KS, class B>
-__device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, KS>* shm, DYNOFA_POINTWISE_PARAMS) {
+
+// A block's product: acc[i][j] of thread `tid` of group 0 = the sum over the block's slice for
+// pixel m0 + ty * TM + i and channel n0 + tx * TN + j (ty = tid / (BN / TN), tx = tid % (BN /
+// TN)). Each loads its first weights, then waits for the previous kernel (dyn_wait), then loads
+// its first activations, then calls `after_wait` (which loads the gates into `gs`), and lets the
+// next kernel be scheduled after its main loop.
+template <bool MMA>
+struct PwProduct;
+
+// On the CUDA cores. With KS > 1 group g takes the g-th part of the block's k range (whole PW_BK
+// steps) with its own stages: more warps on a tile, for layers whose tiles leave a multiprocessor
+// with one block or none, where a step's arithmetic waited on its own latency (docs/gpu.md,
+// "Tuning"); two groups leave room for two blocks per multiprocessor. The groups' sums meet in
+// `red` and group 0 adds them in group order (deterministic).
+// Two stages: threads store the next step's tiles while others still read this one's, one barrier
+// per step. `as` rows are padded by 2: a warp stores 16 channels of 2 pixels, which then land in 32
+// different banks.
+template <>
+struct PwProduct<false> {
+    template <int BM, int BN, int TM, int TN, int KS, class B, class S, class F>
+    __device__ __forceinline__ static void run(const B& b, S* shm, const PwPlace& at, float (&acc)[TM][TN],
+                                               F after_wait, const float* __restrict__ a, int m, int k,
+                                               const float* __restrict__ w, int ldw, int n,
+                                               const float* __restrict__ gate) {
+        constexpr int COLS = BN / TN, THREADS = (BM / TM) * COLS;
+        constexpr int A_LOADS = BM * PW_BK / THREADS, B_LOADS = PW_BK * BN / THREADS;
+        static_assert(A_LOADS * THREADS == BM * PW_BK && B_LOADS * THREADS == PW_BK * BN, "tile loads");
+        static_assert(BM % 16 == 0 && PW_BK == 16, "the padding below assumes these");
+        const float* gs = shm->gs;
+        int groups = at.groups, group = at.group, tid = at.tid, sbeg = at.sbeg, send = at.send;
+        auto& as = shm->as[group];
+        auto& bs = shm->bs[group];
+        int tx = tid % COLS, ty = tid / COLS;
+        // This group's part of the slice, in whole steps; the same number of steps for every group
+        // (one barrier per step for the block), a group past the slice's end loading zeros.
+        int part = KS > 1 ? ((send - sbeg + groups - 1) / groups + PW_BK - 1) / PW_BK * PW_BK : send - sbeg;
+        int kbeg = sbeg, kend = send;
+        if (KS > 1) {
+            kbeg = sbeg + group * part < send ? sbeg + group * part : send;
+            kend = kbeg + part < send ? kbeg + part : send;
+        }
+        #pragma unroll
+        for (int i = 0; i < TM; ++i)
+            #pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
+
+        // A step's tiles go through registers: the loads of step s + 1 are issued before step s's
+        // arithmetic, which hides their latency. Consecutive threads read consecutive input channels
+        // of a pixel (a) or consecutive output channels (w), so all of a thread's loads share one
+        // channel of the step (a) and one output column (w), their pixels AP and their rows WR apart.
+        // Where each load goes is worked out once, not per step: worked out in the loop, it had made a
+        // step of the small tiles 258 instructions for 64 multiply-adds (sm_90 SASS; 179 now).
+        static_assert(THREADS % PW_BK == 0 && THREADS % BN == 0, "a thread's loads share a channel and a column");
+        constexpr int AP = THREADS / PW_BK, WR = THREADS / BN;
+        int ac = tid % PW_BK, ap = tid / PW_BK, wr = tid / BN, wc = tid % BN;
+        int m0 = at.m0, n0 = at.n0;
+        bool wok = n0 + wc < n;
+        const float* pa = a + (long)(m0 + ap) * k + kbeg + ac;
+        const float* pw = w + (long)(kbeg + wr) * ldw + n0 + wc;
+        long astride = (long)AP * k, wstride = (long)WR * ldw;
+        float ra[A_LOADS], rb[B_LOADS];
+        // Step s's loads (zeros past the map's edges and past kend), then the pointers move to step s + 1.
+        auto fetch_w = [&](int s) {
+            int left = kend - kbeg - s * PW_BK;
+            #pragma unroll
+            for (int l = 0; l < B_LOADS; ++l) rb[l] = wok && wr + l * WR < left ? ld_w(&pw[l * wstride]) : 0.0f;
+            pw += PW_BK * (long)ldw;
+        };
+        auto fetch_a = [&](int s) {
+            int left = kend - kbeg - s * PW_BK;
+            #pragma unroll
+            for (int l = 0; l < A_LOADS; ++l) ra[l] = m0 + ap + l * AP < m && ac < left ? ld_act(&pa[l * astride]) : 0.0f;
+            pa += PW_BK;
+        };
+        // Step s's tiles into stage s & 1 (the a tile gated: one channel, so one gate, per thread).
+        auto store = [&](int s) {
+            int nxt = s & 1, i = kbeg + s * PW_BK + ac;
+            float g = gate && i < kend ? gs[i - sbeg] : 1.0f;
+            #pragma unroll
+            for (int l = 0; l < A_LOADS; ++l) as[nxt][ac][ap + l * AP] = gate ? ra[l] * g : ra[l];
+            #pragma unroll
+            for (int l = 0; l < B_LOADS; ++l) bs[nxt][wr + l * WR][wc] = rb[l];
+        };
+        fetch_w(0);
+        dyn_wait(b);
+        fetch_a(0);
+        after_wait();
+        int steps = (part + PW_BK - 1) / PW_BK;
+        if (steps > 0) store(0);
+        dyn_sync(b);
+        for (int s = 0; s < steps; ++s) {
+            if (s + 1 < steps) {
+                fetch_w(s + 1);
+                fetch_a(s + 1);
+            }
+            int cur = s & 1;
+            // A thread's TN columns are adjacent: each k reads them from shared memory in one load
+            // (a warp's reads of the small tiles' b tile: 2 wavefronts a k where TN loads of
+            // columns COLS apart took 3).
+            #pragma unroll
+            for (int kk = 0; kk < PW_BK; ++kk) {
+                float av[TM], bv[TN];
+                #pragma unroll
+                for (int i = 0; i < TM; ++i) av[i] = as[cur][kk][ty * TM + i];
+                ld_vec(&bs[cur][kk][tx * TN], bv);
+                #pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+            }
+            // Stage (s + 1) & 1 was last read for step s - 1, before the previous barrier.
+            if (s + 1 < steps) store(s + 1);
+            dyn_sync(b);
+        }
+        DYNOFA_LAUNCH_DEPENDENTS();
+
+        if (KS > 1) {
+            auto& red = shm->red;
+            if (group > 0) {
+                #pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    #pragma unroll
+                    for (int j = 0; j < TN; ++j) red[group - 1][(i * TN + j) * THREADS + tid] = acc[i][j];
+            }
+            dyn_sync(b);
+            if (group == 0)
+                for (int g = 0; g < groups - 1; ++g)
+                    #pragma unroll
+                    for (int i = 0; i < TM; ++i)
+                        #pragma unroll
+                        for (int j = 0; j < TN; ++j) acc[i][j] += red[g][(i * TN + j) * THREADS + tid];
+        }
+    }
+};
+
+// Tensor cores: a = a_hi + a_lo with a_hi in tf32 (10 mantissa bits), likewise w, and a w = a_hi w_lo
+// + a_lo w_hi + a_hi w_hi, three products with fp32 sums (the small terms first; a_lo w_lo, about
+// 2^-22 of a w, is left out): fp32's accuracy, where tf32 alone would give about 1e-3 on the logits.
+// sm_80 and newer; elsewhere (sm_72, sm_75) dynofa_pointwise_mma traps, and the plan never
+// launches it there (Target::pointwise_mma). The host emulation has it (emulate.h).
+//
+// x's parts: hi = x to nearest on 10 mantissa bits (ties away from zero, as cvt.rna.tf32 rounds, in
+// two integer instructions where cvt.rna.tf32 took about 5 on sm_90: it also checks for infinities
+// and NaN, which no finite x needs), and lo = x - hi, exact in fp32, |lo| <= 2^-11 |x|. The tensor
+// cores read the top 19 bits of each operand, so lo enters to about 2^-10 of itself (2^-21 of x).
+__device__ __forceinline__ void dyn_tf32_split(float x, unsigned& hi, unsigned& lo) {
+    hi = (__float_as_uint(x) + 0x1000u) & 0xffffe000u;
+    lo = __float_as_uint(x - __uint_as_float(hi));
+}
+// d += a b for one warp: a 16 x 8 (row-major), b 8 x 8 (k x n) and d 16 x 8 as mma.sync's m16n8k8
+// fragments lay them out: lane l, g = l / 4, c = l % 4, holds a at (g, c), (g + 8, c), (g, c + 4),
+// (g + 8, c + 4), b at (c, g), (c + 4, g) and d at (g, 2c), (g, 2c + 1), (g + 8, 2c), (g + 8, 2c + 1).
+// Every lane of the warp must call it together.
+__device__ __forceinline__ void dyn_mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+    __trap();
+#else
+    dynofa_emu::mma_tf32(d, a, b);
+#endif
+}
+
+// On the tensor cores (dynofa_pointwise_mma): the block's 4 * groups warps each take the w-th part
+// of the slice (whole steps of 8 channels) and multiply the whole 16 x 32 tile, an m16n8k8 product
+// (dyn_mma, three in tf32) per 8 channels and 8 output channels. A lane loads its fragments straight
+// from memory into registers, B::MMA_AHEAD steps ahead (the first steps' weights before the wait):
+// no shared stages and no barrier in the loop. Rows past the map's end read the last row, and
+// columns past the layer's end are not loaded: what they hold lands in outputs that nothing
+// stores. Channels past the slice's end (a last, part step) read zeros. Then the warps' partial
+// tiles meet in shared memory, and group 0 adds them in warp order (deterministic), each thread
+// taking the outputs that a thread of the CUDA cores' tiling has.
+template <>
+struct PwProduct<true> {
+    template <int BM, int BN, int TM, int TN, int KS, class B, class S, class F>
+    __device__ __forceinline__ static void run(const B& b, S* shm, const PwPlace& at, float (&acc)[TM][TN],
+                                               F after_wait, const float* __restrict__ a, int m, int k,
+                                               const float* __restrict__ w, int ldw, int n,
+                                               const float* __restrict__ gate) {
+        static_assert(BM == 16 && BN % 8 == 0, "a warp's tile is m16 x BN");
+        constexpr int NT = BN / 8, D = B::MMA_AHEAD, ROW = PW_MMA_ROW(BN);
+        const float* gs = shm->gs;
+        int lane = b.tx() % 32, warp = b.tx() / 32, warps = b.dx() / 32, g = lane / 4, c = lane % 4;
+        int per = ((at.send - at.sbeg + 7) / 8 + warps - 1) / warps * 8;
+        int kbeg = at.sbeg + warp * per < at.send ? at.sbeg + warp * per : at.send;
+        int len = kbeg + per < at.send ? per : at.send - kbeg, full = len / 8, steps = (len + 7) / 8;
+        int r0 = at.m0 + g < m ? at.m0 + g : m - 1, r1 = at.m0 + g + 8 < m ? at.m0 + g + 8 : m - 1;
+        const float* pa0 = a + (long)r0 * k + kbeg + c;
+        const float* pa1 = a + (long)r1 * k + kbeg + c;
+        const float* pw0 = w + (long)(kbeg + c) * ldw + at.n0 + g;
+        const float* pw1 = pw0 + 4L * ldw;
+        long w8 = 8L * ldw;
+        bool cok[NT];
+        #pragma unroll
+        for (int j = 0; j < NT; ++j) cok[j] = at.n0 + 8 * j + g < n;
+        // Ring slot u holds step s's fragments for s % D == u; a last, part step goes through slot 0
+        // after the others (only where the slice is not whole steps of 8: no plan's is).
+        float fa[D][4], fb[D][NT][2];
+        #pragma unroll
+        for (int u = 0; u < D; ++u)
+            #pragma unroll
+            for (int j = 0; j < NT; ++j) fb[u][j][0] = fb[u][j][1] = 0.0f;
+        // The next step's fragments into slot u (channels from `left` on read as zeros), then the
+        // pointers move on a step.
+        auto fetch_w = [&](int u, int left) {
+            #pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                if (!cok[j]) continue;
+                fb[u][j][0] = left > 0 ? ld_w(pw0 + 8 * j) : 0.0f;
+                fb[u][j][1] = left > 4 ? ld_w(pw1 + 8 * j) : 0.0f;
+            }
+            pw0 += w8;
+            pw1 += w8;
+        };
+        auto fetch_a = [&](int u, int left) {
+            fa[u][0] = left > 0 ? ld_act(pa0) : 0.0f;
+            fa[u][1] = left > 0 ? ld_act(pa1) : 0.0f;
+            fa[u][2] = left > 4 ? ld_act(pa0 + 4) : 0.0f;
+            fa[u][3] = left > 4 ? ld_act(pa1 + 4) : 0.0f;
+            pa0 += 8;
+            pa1 += 8;
+        };
+        float d[NT][4];
+        #pragma unroll
+        for (int j = 0; j < NT; ++j)
+            #pragma unroll
+            for (int q = 0; q < 4; ++q) d[j][q] = 0.0f;
+        // Step s's product from slot u (gated: each lane's two channels' gates, zeros from `left` on).
+        auto product = [&](int u, int s, int left) {
+            float g0 = 1.0f, g1 = 1.0f;
+            if (gate) {
+                int i = kbeg - at.sbeg + 8 * s + c;
+                g0 = left > 0 ? gs[i] : 0.0f;
+                g1 = left > 4 ? gs[i + 4] : 0.0f;
+            }
+            unsigned ah[4], al[4];
+            dyn_tf32_split(fa[u][0] * g0, ah[0], al[0]);
+            dyn_tf32_split(fa[u][1] * g0, ah[1], al[1]);
+            dyn_tf32_split(fa[u][2] * g1, ah[2], al[2]);
+            dyn_tf32_split(fa[u][3] * g1, ah[3], al[3]);
+            #pragma unroll
+            for (int j = 0; j < NT; ++j) {
+                unsigned bh[2], bl[2];
+                dyn_tf32_split(fb[u][j][0], bh[0], bl[0]);
+                dyn_tf32_split(fb[u][j][1], bh[1], bl[1]);
+                dyn_mma(d[j], al, bh);
+                dyn_mma(d[j], ah, bl);
+                dyn_mma(d[j], ah, bh);
+            }
+        };
+        #pragma unroll
+        for (int u = 0; u < D; ++u)
+            if (u < full) fetch_w(u, 8);
+        dyn_wait(b);
+        #pragma unroll
+        for (int u = 0; u < D; ++u)
+            if (u < full) fetch_a(u, 8);
+        after_wait();
+        for (int s0 = 0; s0 < full; s0 += D) {
+            #pragma unroll
+            for (int u = 0; u < D; ++u) {
+                if (s0 + u >= full) break;
+                product(u, s0 + u, 8);
+                if (s0 + u + D < full) {
+                    fetch_w(u, 8);
+                    fetch_a(u, 8);
+                }
+            }
+        }
+        if (full < steps) {
+            int left = len - 8 * full - c;
+            fetch_w(0, left);
+            fetch_a(0, left);
+            product(0, full, left);
+        }
+        DYNOFA_LAUNCH_DEPENDENTS();
+
+        auto& red = shm->red;
+        #pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            int o = 8 * j + 2 * c;
+            red[warp][g * ROW + o] = d[j][0];
+            red[warp][g * ROW + o + 1] = d[j][1];
+            red[warp][(g + 8) * ROW + o] = d[j][2];
+            red[warp][(g + 8) * ROW + o + 1] = d[j][3];
+        }
+        dyn_sync(b);
+        constexpr int COLS = BN / TN;
+        int tx = at.tid % COLS, ty = at.tid / COLS;
+        #pragma unroll
+        for (int i = 0; i < TM; ++i)
+            #pragma unroll
+            for (int j = 0; j < TN; ++j) {
+                float sum = 0.0f;
+                if (at.group == 0)
+                    for (int v = 0; v < warps; ++v) sum += red[v][(ty * TM + i) * ROW + tx * TN + j];
+                acc[i][j] = sum;
+            }
+    }
+};
+
+template <int BM, int BN, int TM, int TN, int KS, bool MMA, class B>
+__device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, KS, MMA>* shm, DYNOFA_POINTWISE_PARAMS) {
     constexpr int COLS = BN / TN, THREADS = (BM / TM) * COLS;
-    constexpr int A_LOADS = BM * PW_BK / THREADS, B_LOADS = PW_BK * BN / THREADS;
-    static_assert(A_LOADS * THREADS == BM * PW_BK && B_LOADS * THREADS == PW_BK * BN, "tile loads");
-    static_assert(BM % 16 == 0 && PW_BK == 16, "the padding below assumes these");
     float* gs = shm->gs;
     int& last = shm->last;
-    // With KS = 1 these are constants, and the kernel is the plain tiling.
-    int groups = KS > 1 ? b.dx() / THREADS : 1;
-    int group = KS > 1 ? b.tx() / THREADS : 0, tid = KS > 1 ? b.tx() % THREADS : b.tx();
-    auto& as = shm->as[group];
-    auto& bs = shm->bs[group];
-    bool lead = KS == 1 || group == 0;
+    // With one group (KS = 1, on the CUDA cores) these are constants, and the kernel is the plain
+    // tiling.
+    constexpr bool GROUPS = KS > 1 || MMA;
+    PwPlace at;
+    at.groups = GROUPS ? b.dx() / THREADS : 1;
+    at.group = GROUPS ? b.tx() / THREADS : 0;
+    at.tid = GROUPS ? b.tx() % THREADS : b.tx();
+    at.m0 = b.by() * BM;
+    at.n0 = b.bx() * BN;
+    at.sbeg = b.bz() * kc;
+    at.send = at.sbeg + kc < k ? at.sbeg + kc : k;
+    int groups = at.groups, tid = at.tid, m0 = at.m0, n0 = at.n0, sbeg = at.sbeg, send = at.send;
+    bool lead = !GROUPS || at.group == 0;
     int tx = tid % COLS, ty = tid / COLS;
-    int m0 = b.by() * BM, n0 = b.bx() * BN;
-    int sbeg = b.bz() * kc, send = sbeg + kc < k ? sbeg + kc : k;
-    // This group's part of the slice, in whole steps; the same number of steps for every group
-    // (one barrier per step for the block), a group past the slice's end loading zeros.
-    int part = KS > 1 ? ((send - sbeg + groups - 1) / groups + PW_BK - 1) / PW_BK * PW_BK : send - sbeg;
-    int kbeg = sbeg, kend = send;
-    if (KS > 1) {
-        kbeg = sbeg + group * part < send ? sbeg + group * part : send;
-        kend = kbeg + part < send ? kbeg + part : send;
-    }
-    float acc[TM][TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = 0.0f;
 
-    // A step's tiles go through registers: the loads of step s + 1 are issued before step s's
-    // arithmetic, which hides their latency. Consecutive threads read consecutive input channels
-    // of a pixel (a) or consecutive output channels (w), so all of a thread's loads share one
-    // channel of the step (a) and one output column (w), their pixels AP and their rows WR apart.
-    // Where each load goes is worked out once, not per step: worked out in the loop, it had made a
-    // step of the small tiles 258 instructions for 64 multiply-adds (sm_90 SASS; 179 now).
-    static_assert(THREADS % PW_BK == 0 && THREADS % BN == 0, "a thread's loads share a channel and a column");
-    constexpr int AP = THREADS / PW_BK, WR = THREADS / BN;
-    int ac = tid % PW_BK, ap = tid / PW_BK, wr = tid / BN, wc = tid % BN;
-    bool wok = n0 + wc < n;
-    const float* pa = a + (long)(m0 + ap) * k + kbeg + ac;
-    const float* pw = w + (long)(kbeg + wr) * ldw + n0 + wc;
-    long astride = (long)AP * k, wstride = (long)WR * ldw;
-    float ra[A_LOADS], rb[B_LOADS];
-    // Step s's loads (zeros past the map's edges and past kend), then the pointers move to step s + 1.
-    auto fetch_w = [&](int s) {
-        int left = kend - kbeg - s * PW_BK;
-        #pragma unroll
-        for (int l = 0; l < B_LOADS; ++l) rb[l] = wok && wr + l * WR < left ? ld_w(&pw[l * wstride]) : 0.0f;
-        pw += PW_BK * (long)ldw;
-    };
-    auto fetch_a = [&](int s) {
-        int left = kend - kbeg - s * PW_BK;
-        #pragma unroll
-        for (int l = 0; l < A_LOADS; ++l) ra[l] = m0 + ap + l * AP < m && ac < left ? ld_act(&pa[l * astride]) : 0.0f;
-        pa += PW_BK;
-    };
-    // Step s's tiles into stage s & 1 (the a tile gated: one channel, so one gate, per thread).
-    auto store = [&](int s) {
-        int nxt = s & 1, i = kbeg + s * PW_BK + ac;
-        float g = gate && i < kend ? gs[i - sbeg] : 1.0f;
-        #pragma unroll
-        for (int l = 0; l < A_LOADS; ++l) as[nxt][ac][ap + l * AP] = gate ? ra[l] * g : ra[l];
-        #pragma unroll
-        for (int l = 0; l < B_LOADS; ++l) bs[nxt][wr + l * WR][wc] = rb[l];
-    };
-    // A thread's TN columns are adjacent: each k reads them from shared memory in one load (a
-    // warp's reads of the small tiles' b tile: 2 wavefronts a k where TN loads of columns COLS
-    // apart took 3).
     float es[TN], et[TN];
     #pragma unroll
     for (int j = 0; j < TN; ++j) {
@@ -615,9 +885,6 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
         es[j] = o < n ? ld_w(&scale[o]) : 0.0f;
         et[j] = o < n ? ld_w(&shift[o]) : 0.0f;
     }
-    fetch_w(0);
-    dyn_wait(b);
-    fetch_a(0);
     // A thread's TN adjacent outputs of a pixel are read and written in one access where the row
     // allows it (n a multiple of TN, the buffer aligned): a warp's access then covers whole
     // sectors, as when its lanes' columns were adjacent.
@@ -626,67 +893,28 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     };
     int o0 = n0 + tx * TN;
     bool row_vec = o0 + TN <= n;
-    // The residual is loaded now, its latency hidden by the product.
     float er[TM][TN];
     bool res_vec = aligned(res) && row_vec;
-    #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        int p = m0 + ty * TM + i;
-        if (res_vec && p < m) {
-            ld_act_vec(&res[(long)p * n + o0], er[i]);
-            continue;
-        }
+    // After the product's first loads: the residual, its latency hidden by the product, and this
+    // block's gates (the SE expand layer, a dynofa_matvec launch, wrote them).
+    auto after_wait = [&] {
         #pragma unroll
-        for (int j = 0; j < TN; ++j) er[i][j] = res && o0 + j < n && p < m ? ld_act(&res[(long)p * n + o0 + j]) : 0.0f;
-    }
-    // This block's gates, while the first tile's loads are in flight (the SE expand layer, a
-    // dynofa_matvec launch, wrote them).
-    if (gate) {
-        for (int i = sbeg + b.tx(); i < send; i += groups * THREADS) gs[i - sbeg] = ld_act(&gate[i]);
-        dyn_sync(b);
-    }
-    int steps = (part + PW_BK - 1) / PW_BK;
-    if (steps > 0) store(0);
-    dyn_sync(b);
-    for (int s = 0; s < steps; ++s) {
-        if (s + 1 < steps) {
-            fetch_w(s + 1);
-            fetch_a(s + 1);
-        }
-        int cur = s & 1;
-        #pragma unroll
-        for (int kk = 0; kk < PW_BK; ++kk) {
-            float av[TM], bv[TN];
+        for (int i = 0; i < TM; ++i) {
+            int p = m0 + ty * TM + i;
+            if (res_vec && p < m) {
+                ld_act_vec(&res[(long)p * n + o0], er[i]);
+                continue;
+            }
             #pragma unroll
-            for (int i = 0; i < TM; ++i) av[i] = as[cur][kk][ty * TM + i];
-            ld_vec(&bs[cur][kk][tx * TN], bv);
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                #pragma unroll
-                for (int j = 0; j < TN; ++j) acc[i][j] += av[i] * bv[j];
+            for (int j = 0; j < TN; ++j) er[i][j] = res && o0 + j < n && p < m ? ld_act(&res[(long)p * n + o0 + j]) : 0.0f;
         }
-        // Stage (s + 1) & 1 was last read for step s - 1, before the previous barrier.
-        if (s + 1 < steps) store(s + 1);
-        dyn_sync(b);
-    }
-    DYNOFA_LAUNCH_DEPENDENTS();
-
-    if (KS > 1) {
-        auto& red = shm->red;
-        if (!lead) {
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                #pragma unroll
-                for (int j = 0; j < TN; ++j) red[group - 1][(i * TN + j) * THREADS + tid] = acc[i][j];
+        if (gate) {
+            for (int i = sbeg + b.tx(); i < send; i += groups * THREADS) gs[i - sbeg] = ld_act(&gate[i]);
+            dyn_sync(b);
         }
-        dyn_sync(b);
-        if (lead)
-            for (int g = 0; g < groups - 1; ++g)
-                #pragma unroll
-                for (int i = 0; i < TM; ++i)
-                    #pragma unroll
-                    for (int j = 0; j < TN; ++j) acc[i][j] += red[g][(i * TN + j) * THREADS + tid];
-    }
+    };
+    float acc[TM][TN];
+    PwProduct<MMA>::template run<BM, BN, TM, TN, KS>(b, shm, at, acc, after_wait, a, m, k, w, ldw, n, gate);
 
     // From here on group 0 alone finishes the tile; the others only pass the barriers.
     if (b.gz() > 1) {
@@ -786,16 +1014,18 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
 
 // MINB blocks per multiprocessor at least: uncapped, the large tiling's registers (140) would leave
 // room for one, and the small one's (120) for four; the k-split one's 512 threads take 128 each.
-#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, KS, MINB)                                               \
+#define DYNOFA_POINTWISE(name, BM, BN, TM, TN, KS, MMA, MINB)                                          \
     extern "C" __global__ void __launch_bounds__(KS * (BM / TM) * (BN / TN), MINB) name(DYNOFA_POINTWISE_PARAMS) { \
-        __shared__ PwShared<BM, BN, TM, KS> shm;                                                       \
-        pointwise_tile<BM, BN, TM, TN, KS>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);                    \
+        __shared__ PwShared<BM, BN, TM, KS, MMA> shm;                                                  \
+        pointwise_tile<BM, BN, TM, TN, KS, MMA>(HwBlock(), &shm, DYNOFA_POINTWISE_ARGS);               \
     }
 // Large tiles for layers with many pixels; small ones (more blocks, usually with k split) for the
 // rest; small ones with k split inside the block as well, for layers of few tiles.
-DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 1, 2)
-DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 1, 5)
-DYNOFA_POINTWISE(dynofa_pointwise_ksplit, PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWK_KS, 1)
+DYNOFA_POINTWISE(dynofa_pointwise, PW_BM, PW_BN, PW_TM, PW_TN, 1, false, 2)
+DYNOFA_POINTWISE(dynofa_pointwise_small, PWS_BM, PWS_BN, PWS_TM, PWS_TN, 1, false, 5)
+DYNOFA_POINTWISE(dynofa_pointwise_ksplit, PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWK_KS, false, 1)
+// The small tiles on the tensor cores, one or PWM_GROUPS groups (4 or 8 warps) per block.
+DYNOFA_POINTWISE(dynofa_pointwise_mma, PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWM_GROUPS, true, 1)
 
 // The same product and epilogue shaped for latency, for layers with few pixels (the late layers at
 // batch 1, where pointwise_tile's k loop of dependent steps and its split across blocks cost more
@@ -1597,11 +1827,13 @@ __device__ __forceinline__ void dyn_kernel(unsigned kernel, Op& op) {
     case DYNOFA_KID_dynofa_stem_block:
         return op(stem_block<PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise:
-        return op(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, 1, PersistentBlock>);
+        return op(pointwise_tile<PW_BM, PW_BN, PW_TM, PW_TN, 1, false, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_small:
-        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, 1, PersistentBlock>);
+        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, 1, false, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_ksplit:
-        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWK_KS, PersistentBlock>);
+        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWK_KS, false, PersistentBlock>);
+    case DYNOFA_KID_dynofa_pointwise_mma:
+        return op(pointwise_tile<PWS_BM, PWS_BN, PWS_TM, PWS_TN, PWM_GROUPS, true, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps:
         return op(pointwise_warps<PWW_TM, PWW_KC, PWW_KC * PWW_WARPS, PersistentBlock>);
     case DYNOFA_KID_dynofa_pointwise_warps16:

@@ -9,6 +9,8 @@
 // - __shared__ is a static array (one block runs at a time), blockIdx/threadIdx/... are globals set by
 //   the scheduler before a fiber resumes;
 // - a barrier that only some threads reach (undefined on a GPU) fails the launch;
+// - a warp's tensor-core product (dyn_mma) waits for all 32 lanes, as mma.sync does, and reads its
+//   operands as the tensor cores read tf32 (mma_tf32);
 // - blocks run in grid order, or last block first after dynofa_emu_reverse(1); the threads of a
 //   block run in order between barriers, or last thread first after dynofa_emu_reverse(2) (3: both).
 //   A test runs each to check that no result depends on the order: a read of shared memory that
@@ -65,8 +67,9 @@ namespace dynofa_emu {
 constexpr std::size_t STACK = 64 * 1024;
 
 // What a fiber waits for when it is not running: nothing (it runs next round), barrier `id` of
-// `count` threads of its block, or a condition it polls (DYN_SPIN_PAUSE: it runs next round too).
-enum class Wait { Run, Barrier, Spin, Done };
+// `count` threads of its block, its warp's mma (dyn_mma: every lane of the warp), or a condition it
+// polls (DYN_SPIN_PAUSE: it runs next round too).
+enum class Wait { Run, Barrier, Warp, Spin, Done };
 
 struct Fiber {
     ucontext_t ctx;
@@ -145,6 +148,14 @@ static bool run_blocks(std::size_t blocks, std::size_t threads) {
                     progress = true;
                 }
             }
+            // A warp's mma goes on once all of its lanes are in it.
+            for (std::size_t w = 0; w < threads; w += 32) {
+                std::size_t end = w + 32 < threads ? w + 32 : threads, in = 0;
+                for (std::size_t t = w; t < end; ++t) in += fibers[b * threads + t].wait == Wait::Warp;
+                if (in != end - w) continue;
+                for (std::size_t t = w; t < end; ++t) fibers[b * threads + t].wait = Wait::Run;
+                progress = true;
+            }
         }
         for (std::size_t f = 0; f < n; ++f) live |= fibers[f].wait != Wait::Done;
         if (!live) return true;
@@ -212,6 +223,42 @@ static inline void sync_named(unsigned id, unsigned n) {
     yield(Wait::Barrier, id, n);
 }
 
+// mma.sync.m16n8k8 .tf32 (dyn_mma's fragments): the lanes' fragments meet in their warp's scratch,
+// then each lane takes its outputs. The tensor cores read an operand's tf32 bits only (the low 13
+// are ignored: a missing conversion shows as an error, as on a GPU) and add in fp32.
+struct MmaScratch {
+    float a[16][8], b[8][8], c[16][8];
+};
+static std::vector<MmaScratch> mma_scratch;
+static inline void mma_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    auto operand = [](unsigned v) {
+        v &= 0xffffe000u;
+        float f;
+        std::memcpy(&f, &v, sizeof f);
+        return f;
+    };
+    std::size_t threads = std::size_t(blockDim.x) * blockDim.y * blockDim.z;
+    if (threads % 32 != 0) std::abort();  // a part warp: mma.sync needs all 32 lanes
+    std::size_t lane = current % threads % 32, g = lane / 4, c = lane % 4;
+    // Sized for every fiber of the launch at once: growing it while another warp waits in its
+    // mma would move that warp's scratch.
+    if (mma_scratch.size() < fibers.size() / 32 + 1) mma_scratch.resize(fibers.size() / 32 + 1);
+    MmaScratch& m = mma_scratch[current / 32];
+    m.a[g][c] = operand(a[0]), m.a[g + 8][c] = operand(a[1]);
+    m.a[g][c + 4] = operand(a[2]), m.a[g + 8][c + 4] = operand(a[3]);
+    m.b[c][g] = operand(b[0]), m.b[c + 4][g] = operand(b[1]);
+    m.c[g][2 * c] = d[0], m.c[g][2 * c + 1] = d[1], m.c[g + 8][2 * c] = d[2], m.c[g + 8][2 * c + 1] = d[3];
+    yield(Wait::Warp, 0, 32);
+    const std::size_t at[4][2] = {{g, 2 * c}, {g, 2 * c + 1}, {g + 8, 2 * c}, {g + 8, 2 * c + 1}};
+    for (int q = 0; q < 4; ++q) {
+        float sum = m.c[at[q][0]][at[q][1]];
+        for (int k = 0; k < 8; ++k) sum += m.a[at[q][0]][k] * m.b[k][at[q][1]];
+        d[q] = sum;
+    }
+    // Every lane has read the scratch before any writes it again.
+    yield(Wait::Warp, 0, 32);
+}
+
 // The current block's `n` elements of a DYN_BLOCK_SHARED array.
 template <class T>
 static T* block_array(std::vector<std::vector<T>>& per_block, std::size_t n) {
@@ -266,6 +313,11 @@ static inline float __uint_as_float(unsigned v) {
     float f;
     std::memcpy(&f, &v, sizeof f);
     return f;
+}
+static inline unsigned __float_as_uint(float f) {
+    unsigned v;
+    std::memcpy(&v, &f, sizeof v);
+    return v;
 }
 // A trap ends the process: the test that ran the kernel fails.
 static inline void __trap() { std::abort(); }

@@ -108,6 +108,9 @@ const PW_SMALL: PwTile =
 /// blocks of two groups fit a multiprocessor's 64K, where one of [`PWK_KS`] groups fills them.
 pub const PWK_KS: u32 = 4;
 pub const PWK_FEW: u32 = 2;
+/// The most groups of 4 warps of a [`Kernel::PointwiseMma`] block (its 16 x 32 tile's k split 8
+/// ways); measurement also weighs one group.
+pub const PWM_GROUPS: u32 = 2;
 /// µs per k step of a [`Kernel::PointwiseKSplit`] group: fitted to the 16 distinct launches that
 /// measurement picked on the 11th session's H200 (2 steps: 2.99 to 3.38 µs, mean 3.17; 3 steps:
 /// 3.87 to 4.33, mean 4.07; `LAUNCH_US` beside), all of at most 108 blocks on 132
@@ -330,6 +333,11 @@ pub enum Kernel {
     /// per multiprocessor (what was measured); other shapes are offered to measurement
     /// (`GpuOptions::tune`) only.
     PointwiseKSplit,
+    /// [`Kernel::PointwiseSmall`]'s tiles on the tensor cores (sm_80 and newer), each product in
+    /// three tf32 ones for fp32's accuracy, with one or [`PWM_GROUPS`] groups of 4 warps per block,
+    /// each warp taking a part of the block's k range. Offered to measurement
+    /// (`GpuOptions::tune`) only: not yet timed on a GPU.
+    PointwiseMma,
     /// [`Kernel::Pointwise`] for layers with few pixels: k split over a block's warps, each lane's
     /// weights in registers, no dependent k steps; 4 pixels per block.
     PointwiseWarps,
@@ -351,12 +359,13 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::Stem,
         Kernel::StemBlock,
         Kernel::Pointwise,
         Kernel::PointwiseSmall,
         Kernel::PointwiseKSplit,
+        Kernel::PointwiseMma,
         Kernel::PointwiseWarps,
         Kernel::PointwiseWarps16,
         Kernel::Depthwise,
@@ -373,6 +382,7 @@ impl Kernel {
             Kernel::Pointwise
                 | Kernel::PointwiseSmall
                 | Kernel::PointwiseKSplit
+                | Kernel::PointwiseMma
                 | Kernel::PointwiseWarps
                 | Kernel::PointwiseWarps16
         )
@@ -392,6 +402,7 @@ impl Kernel {
             Kernel::Pointwise => "dynofa_pointwise",
             Kernel::PointwiseSmall => "dynofa_pointwise_small",
             Kernel::PointwiseKSplit => "dynofa_pointwise_ksplit",
+            Kernel::PointwiseMma => "dynofa_pointwise_mma",
             Kernel::PointwiseWarps => "dynofa_pointwise_warps",
             Kernel::PointwiseWarps16 => "dynofa_pointwise_warps16",
             Kernel::Depthwise => "dynofa_depthwise",
@@ -417,6 +428,7 @@ pub fn source() -> String {
         ("PWS_TM", PW_SMALL.tm),
         ("PWS_TN", PW_SMALL.tn),
         ("PWK_KS", PWK_KS),
+        ("PWM_GROUPS", PWM_GROUPS),
         ("DW_CH", DW_CH),
         ("DW_ROWS", DW_ROWS),
         ("DW_RUN", DW_RUN),
@@ -574,6 +586,9 @@ pub struct Target {
     pub pointwise_warps: bool,
     /// Whether pointwise layers may use [`Kernel::PointwiseKSplit`] (likewise).
     pub pointwise_ksplit: bool,
+    /// Whether the GPU has tensor cores for tf32 (sm_80 and newer) and measurement may weigh
+    /// [`Kernel::PointwiseMma`] for the pointwise layers (no model rates it yet).
+    pub pointwise_mma: bool,
     /// Whether depthwise layers use [`Kernel::DepthwiseRegion`] (likewise).
     pub depthwise_region: bool,
     /// Whether the plan may run several layers in one kernel: [`Kernel::StemBlock`] first, and
@@ -586,7 +601,14 @@ pub struct Target {
 impl Target {
     /// A GPU with `sms` multiprocessors, every kernel allowed.
     pub fn new(sms: usize) -> Self {
-        Target { sms, pointwise_warps: true, pointwise_ksplit: true, depthwise_region: true, fused: true }
+        Target {
+            sms,
+            pointwise_warps: true,
+            pointwise_ksplit: true,
+            pointwise_mma: true,
+            depthwise_region: true,
+            fused: true,
+        }
     }
 
     /// The same with the first kernels only (the tilings and the plain depthwise kernel, a launch
@@ -595,6 +617,7 @@ impl Target {
         Target {
             pointwise_warps: false,
             pointwise_ksplit: false,
+            pointwise_mma: false,
             depthwise_region: false,
             fused: false,
             ..Self::new(sms)
@@ -1211,7 +1234,7 @@ fn pointwise(
     // ([`ksplit_micros`]), else after the models' picks (measurement's only), as is the split
     // across blocks with the small tiles' slices (where those split), and the whole k in blocks of
     // [`PWK_FEW`] groups where the tiles outnumber the multiprocessors; each group at least one step.
-    let mut ksplit = Vec::new();
+    let mut unrated = Vec::new();
     let few = (PW_SMALL.tiles(m, n) > sms).then_some((k, PWK_FEW));
     let shapes = [Some((k, PWK_KS)), small_kc.filter(|&kc| kc != k).map(|kc| (kc, PWK_KS)), few];
     for (kc, groups) in shapes.into_iter().flatten().filter(|_| target.pointwise_ksplit) {
@@ -1220,8 +1243,18 @@ fn pointwise(
             let block = [(groups * PW_SMALL.threads()) as usize, 1, 1];
             match ksplit_micros(m, k, n, sms).filter(|_| kc == k && groups == PWK_KS) {
                 Some(us) => found.push((us, launch(Kernel::PointwiseKSplit, grid, block, kc, Some(us)))),
-                None => ksplit.push(launch(Kernel::PointwiseKSplit, grid, block, kc, None)),
+                None => unrated.push(launch(Kernel::PointwiseKSplit, grid, block, kc, None)),
             }
+        }
+    }
+    // The tensor cores, measurement's only: the whole k in blocks of one group and of
+    // [`PWM_GROUPS`], and the small tiles' slices (one group) where those split; every warp at
+    // least one step of 8 channels.
+    let mma = [Some((k, 1)), Some((k, PWM_GROUPS)), small_kc.filter(|&kc| kc != k).map(|kc| (kc, 1))];
+    for (kc, groups) in mma.into_iter().flatten().filter(|_| target.pointwise_mma) {
+        if kc >= (groups * 32) as usize && gate_fits(kc) {
+            let block = [(groups * PW_SMALL.threads()) as usize, 1, 1];
+            unrated.push(launch(Kernel::PointwiseMma, PW_SMALL.grid(m, k, n, kc), block, kc, None));
         }
     }
     if target.pointwise_warps {
@@ -1235,7 +1268,7 @@ fn pointwise(
         }
     }
     found.sort_by(|x, y| x.0.total_cmp(&y.0));
-    found.into_iter().map(|(_, l)| l).chain(ksplit).collect()
+    found.into_iter().map(|(_, l)| l).chain(unrated).collect()
 }
 
 /// Pointwise launch `l` writing its output's column sums per tile of pixels to `pool`
@@ -1604,7 +1637,9 @@ mod tests {
         let ksplit: Vec<_> = early.iter().filter(|l| l.kernel == Kernel::PointwiseKSplit).collect();
         let shapes: Vec<_> = ksplit.iter().map(|l| (l.block[0], l.model_us)).collect();
         assert_eq!(shapes, [(512, None), (256, None)], "{early:?}");
-        assert_eq!(early.last(), ksplit.last().copied());
+        let unrated = early.iter().position(|l| l.model_us.is_none()).unwrap();
+        assert!(early[unrated..].iter().all(|l| l.model_us.is_none()), "{early:?}");
+        assert_eq!(early[unrated], *ksplit[0]);
         // Two groups only where the tiles outnumber the multiprocessors (mid's 108 tiles: not).
         assert!(all(36, 192, 1152).iter().all(|l| l.kernel != Kernel::PointwiseKSplit || l.block[0] == 512));
         // Too short a k for four groups of a step each: two where they serve, none for k = 16.
@@ -1612,6 +1647,31 @@ mod tests {
         assert!(short.iter().any(|l| l.kernel == Kernel::PointwiseKSplit), "{short:?}");
         assert!(short.iter().all(|l| l.kernel != Kernel::PointwiseKSplit || l.block[0] == 256), "{short:?}");
         assert!(all(56 * 56, 16, 192).iter().all(|l| l.kernel != Kernel::PointwiseKSplit));
+    }
+
+    #[test]
+    fn the_tensor_cores_are_offered_to_measurement_only() {
+        let bn = [Arg::Null; 2];
+        let all =
+            |m, k, n, target| pointwise(Buffer::Io0, m, k, Arg::Null, n, n, bn, 0, None, None, Buffer::Io1, target);
+        let mma = |launches: Vec<Launch>| -> Vec<([u32; 3], u32)> {
+            let at = launches.iter().position(|l| l.kernel == Kernel::PointwiseMma).unwrap_or(launches.len());
+            assert!(launches[at..].iter().all(|l| l.kernel == Kernel::PointwiseMma), "{launches:?}");
+            launches[at..].iter().map(|l| (l.grid, l.block[0])).collect()
+        };
+        let h100 = Target::new(132);
+        // max's 7x7 projection of 1152 channels, which the small tiles split in 15 slices of 80: the
+        // whole k in blocks of 4 and 8 warps, and the small tiles' slices.
+        let late = all(49, 1152, 192, h100);
+        let small = late.iter().find(|l| l.kernel == Kernel::PointwiseSmall).unwrap();
+        assert!(small.grid[2] > 1, "{small:?}");
+        assert_eq!(mma(late.clone()), [([6, 4, 1], 128), ([6, 4, 1], 256), (small.grid, 128)]);
+        assert!(late.iter().all(|l| l.kernel != Kernel::PointwiseMma || l.model_us.is_none()));
+        // Without a split, the whole k only; each warp a step of 8 channels at least.
+        assert_eq!(mma(all(56 * 56, 32, 192, h100)), [([6, 196, 1], 128)]);
+        assert_eq!(mma(all(56 * 56, 16, 192, h100)), []);
+        // Not where the GPU has no tf32 tensor cores.
+        assert_eq!(mma(all(49, 1152, 192, Target { pointwise_mma: false, ..h100 })), []);
     }
 
     #[test]

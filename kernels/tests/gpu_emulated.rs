@@ -11,8 +11,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use dynofa_kernels::gpu::{
     Arg, BarrierOrder, Buffer, EMULATE_H, GpuImage, Kernel, Launch, PERSISTENT, PERSISTENT_BODY_SHARED,
-    PERSISTENT_SHARED, PERSISTENT_THREADS, PWK_FEW, PWK_KS, Target, bn_image, persistent_shared, persistent_spans,
-    persistent_steps, source,
+    PERSISTENT_SHARED, PERSISTENT_THREADS, PWK_FEW, PWK_KS, PWM_GROUPS, Target, bn_image, persistent_shared,
+    persistent_spans, persistent_steps, source,
 };
 use dynofa_kernels::{DEFAULT_SEED, SupernetWeights, goldens};
 
@@ -218,6 +218,10 @@ fn emulated_kernels_match_the_goldens() {
         (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::PointwiseKSplit)),
         (case("w10_mid_bn"), Target::new(132), Pick::Prefer(Kernel::PointwiseKSplit)),
         (case("w12_max_r160"), Target::new(132), Pick::Prefer(Kernel::PointwiseKSplit)),
+        // The tensor cores: eight warps on a tile, or four on a slice of a split k.
+        (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::PointwiseMma)),
+        (case("w10_mid_bn"), Target::new(132), Pick::Prefer(Kernel::PointwiseMma)),
+        (case("w12_max_r160"), Target::new(132), Pick::Prefer(Kernel::PointwiseMma)),
         // The layers that PointwiseKSplit took from the warps kernel (the head's pool among them).
         (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::PointwiseWarps)),
         (case("w12_max_r160"), Target::new(132), Pick::Prefer(Kernel::PointwiseWarps)),
@@ -287,7 +291,17 @@ fn emulated_kernels_match_the_goldens() {
             && matches!(l.args[13], Arg::Int(kc) if kc % (PWK_KS as i32 * 16) != 0)),
         "no PointwiseKSplit launch left its last group a part step or none (16: a k step)"
     );
-    for kernel in [Kernel::PointwiseWarps, Kernel::PointwiseWarps16, Kernel::PointwiseKSplit] {
+    for groups in [1, PWM_GROUPS] {
+        assert!(
+            launches.iter().any(|l| l.kernel == Kernel::PointwiseMma && l.block[0] == groups * 128),
+            "no PointwiseMma launch of {groups} groups ran"
+        );
+    }
+    assert!(
+        launches.iter().any(|l| l.kernel == Kernel::PointwiseMma && l.grid[2] > 1),
+        "no PointwiseMma launch split k across blocks"
+    );
+    for kernel in [Kernel::PointwiseWarps, Kernel::PointwiseWarps16, Kernel::PointwiseKSplit, Kernel::PointwiseMma] {
         for (what, at) in [("a gate", 9), ("a residual", 10), ("the pool", 12)] {
             assert!(
                 launches.iter().any(|l| l.kernel == kernel && l.args[at] != Arg::Null),
@@ -343,6 +357,7 @@ fn emulated_results_do_not_depend_on_the_order_of_blocks_or_threads() {
         (old, Pick::First),
         (Target::new(132), Pick::Prefer(Kernel::PointwiseKSplit)),
         (Target::new(132), Pick::Prefer(Kernel::DepthwiseProject)),
+        (Target::new(132), Pick::Prefer(Kernel::PointwiseMma)),
     ] {
         let run = |emu: &Emulator, g: &goldens::Golden, target| run_picked(emu, g, target, pick, Driver::Launches);
         let (forward, plan) = run(&emu, &g, target);
@@ -417,6 +432,7 @@ fn the_persistent_kernel_computes_what_the_launches_do() {
             release_acquire,
         ),
         (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::DepthwiseProject), 2, xavier, release_acquire),
+        (case("w12_min"), Target::new(132), Pick::Prefer(Kernel::PointwiseMma), 2, PERSISTENT_SHARED, fences),
     ];
     let mut kernels = Vec::new();
     for (g, target, pick, blocks, shared, order) in runs {
@@ -487,18 +503,20 @@ impl Skewed {
 
 /// Each GEMM tiling on shapes the plans do not make, against a sum in f64: `n` not a multiple of a
 /// thread's columns, output and residual a float off alignment (where a thread's adjacent outputs
-/// go one by one), aligned ones (one vector access), a part k step, k split over two blocks, and
-/// the SE gate.
+/// go one by one), aligned ones (one vector access), a part k step (of 16 channels, and of 8 for
+/// the tensor cores' warps, some of which have none), k split over two blocks, and the SE gate.
 #[test]
 fn the_gemm_tiles_store_any_width_and_alignment() {
     let Some(emu) = emulator() else { return };
-    let (m, k) = (37usize, 40usize);
+    let (m, k) = (37usize, 43usize);
     let value = |i: usize, salt: f32| (i as f32 * 0.37 + salt).sin() * 0.5;
     let tilings = [
         ("dynofa_pointwise", 64, 64, 256),
         ("dynofa_pointwise_small", 16, 32, 128),
         ("dynofa_pointwise_ksplit", 16, 32, 128 * PWK_KS),
         ("dynofa_pointwise_ksplit", 16, 32, 128 * PWK_FEW),
+        ("dynofa_pointwise_mma", 16, 32, 128),
+        ("dynofa_pointwise_mma", 16, 32, 128 * PWM_GROUPS),
     ];
     for (kernel, bm, bn, threads) in tilings {
         for n in [30usize, 31, 32] {

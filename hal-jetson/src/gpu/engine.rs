@@ -57,6 +57,9 @@ pub struct GpuOptions {
     /// [`Kernel::PointwiseKSplit`] for the pointwise layers where the plan rates it fastest (and
     /// among `tune`'s alternatives).
     pub pointwise_ksplit: bool,
+    /// [`Kernel::PointwiseMma`] (the tensor cores, sm_80 and newer) among `tune`'s alternatives
+    /// for the pointwise layers; not yet timed on a GPU, so the plan does not pick it.
+    pub pointwise_mma: bool,
     /// [`Kernel::DepthwiseRegion`] for the depthwise layers.
     pub depthwise_region: bool,
     /// Kernels that run several layers at once instead of a launch per layer:
@@ -100,6 +103,7 @@ impl Default for GpuOptions {
             programmatic_launch: true,
             pointwise_warps: true,
             pointwise_ksplit: true,
+            pointwise_mma: true,
             depthwise_region: true,
             fused: true,
             write_combined_input: true,
@@ -434,6 +438,8 @@ impl GpuEngine {
                 sms: sms.max(1) as usize,
                 pointwise_warps: options.pointwise_warps,
                 pointwise_ksplit: options.pointwise_ksplit,
+                // tf32 tensor cores: sm_80 and newer.
+                pointwise_mma: options.pointwise_mma && major >= 8,
                 depthwise_region: options.depthwise_region,
                 fused: options.fused,
             },
