@@ -79,6 +79,7 @@ struct Fiber {
     Wait wait;
     unsigned id, count;
     bool waited;  // past dyn_wait in the current launch block
+    unsigned mmas;  // its warp's mma.sync calls so far (mma_tf32)
 };
 
 static std::vector<Fiber> fibers;
@@ -116,6 +117,7 @@ static bool run_blocks(std::size_t blocks, std::size_t threads) {
         fiber.ctx.uc_link = &scheduler;
         fiber.wait = Wait::Run;
         fiber.waited = false;
+        fiber.mmas = 0;
         makecontext(&fiber.ctx, trampoline, 0);
     }
     for (;;) {
@@ -225,7 +227,10 @@ static inline void sync_named(unsigned id, unsigned n) {
 
 // mma.sync.m16n8k8 .tf32 (dyn_mma's fragments): the lanes' fragments meet in their warp's scratch,
 // then each lane takes its outputs. The tensor cores read an operand's tf32 bits only (the low 13
-// are ignored: a missing conversion shows as an error, as on a GPU) and add in fp32.
+// are ignored: a missing conversion shows as an error, as on a GPU) and add in fp32. Two scratches
+// a warp, a call's and the next's: a lane that has taken its outputs writes the next call's while
+// the others still read this one's, and cannot write this one's again before they all reached the
+// next call.
 struct MmaScratch {
     float a[16][8], b[8][8], c[16][8];
 };
@@ -242,8 +247,8 @@ static inline void mma_tf32(float (&d)[4], const unsigned (&a)[4], const unsigne
     std::size_t lane = current % threads % 32, g = lane / 4, c = lane % 4;
     // Sized for every fiber of the launch at once: growing it while another warp waits in its
     // mma would move that warp's scratch.
-    if (mma_scratch.size() < fibers.size() / 32 + 1) mma_scratch.resize(fibers.size() / 32 + 1);
-    MmaScratch& m = mma_scratch[current / 32];
+    if (mma_scratch.size() < 2 * (fibers.size() / 32 + 1)) mma_scratch.resize(2 * (fibers.size() / 32 + 1));
+    MmaScratch& m = mma_scratch[2 * (current / 32) + fibers[current].mmas++ % 2];
     m.a[g][c] = operand(a[0]), m.a[g + 8][c] = operand(a[1]);
     m.a[g][c + 4] = operand(a[2]), m.a[g + 8][c + 4] = operand(a[3]);
     m.b[c][g] = operand(b[0]), m.b[c + 4][g] = operand(b[1]);
@@ -255,8 +260,6 @@ static inline void mma_tf32(float (&d)[4], const unsigned (&a)[4], const unsigne
         for (int k = 0; k < 8; ++k) sum += m.a[at[q][0]][k] * m.b[k][at[q][1]];
         d[q] = sum;
     }
-    // Every lane has read the scratch before any writes it again.
-    yield(Wait::Warp, 0, 32);
 }
 
 // The current block's `n` elements of a DYN_BLOCK_SHARED array.
