@@ -17,7 +17,8 @@
 //! `dynofa-cuda-nowarps-kernels ...`, `kernels <name>-nowarps: ...`), without `PointwiseKSplit`
 //! (`-noksplit`), without `DepthwiseRegion` (`-noregion`), without the fused kernels
 //! (`-nofused`) and with every layer's alternatives measured at capture (`-tuned`, after
-//! `tuning <name>: ...` lines) and, where graphs use programmatic dependent launch,
+//! `tuning <name>: ...` lines; `-tuned-nomma` without `PointwiseMma` among them) and, where graphs
+//! use programmatic dependent launch,
 //! `dynofa-cuda-plain <name> median_ms=<v>` for graphs without it; then `grid barrier: ...`
 //! (what a barrier across one block per multiprocessor costs, where the persistent kernel pays
 //! it; or why it was not measured) and `persistent-trace <name>: ...` (the
@@ -208,6 +209,7 @@ fn main() {
         ("-noregion", GpuOptions { depthwise_region: false, ..all }),
         ("-nofused", GpuOptions { fused: false, ..all }),
         ("-tuned", GpuOptions { tune: true, ..all }),
+        ("-tuned-nomma", GpuOptions { tune: true, pointwise_mma: false, ..all }),
     ] {
         let mut engine = start(options);
         for (name, cfg) in &named {

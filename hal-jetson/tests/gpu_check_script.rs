@@ -41,6 +41,8 @@ dynofa-cuda-nofused-kernels min gpu_us=200.0
 tuning max: 40 steps measured, 7 changed, 300.0 us planned -> 280.0 us picked, 0.05 s
 dynofa-cuda-tuned max median_ms=0.4800
 dynofa-cuda-tuned-kernels max gpu_us=400.0
+dynofa-cuda-tuned-nomma max median_ms=0.4900
+dynofa-cuda-tuned-nomma-kernels max gpu_us=410.0
 dynofa-cuda-persistent max median_ms=0.6000
 dynofa-cuda-persistent mid median_ms=0.2500
 dynofa-cuda-persistent min median_ms=0.1000
@@ -183,6 +185,9 @@ fn check_py_summarises_the_bench() {
         "switch (activate between captured graphs, host): median 0.117 us, p99 0.138 us, max 16.2 us; median <= 5 us: yes",
         "| max | 0.500 | 0.420 |",
         "| max (tuned) | 0.480 | 0.400 |",
+        "| max (tuned-nomma) | 0.490 | 0.410 |",
+        "the same without PointwiseMma (the tensor cores) among the alternatives (GpuOptions::pointwise_mma) (ms; \
+         kernels alone): max 0.490 (0.410)",
         "| min (persistent) | 0.100 | n/a |",
         "| min (persistent-fences) | 0.098 | n/a |",
         "the same with the barrier ordered by fences rather than release/acquire atomics (GpuOptions::barrier) \

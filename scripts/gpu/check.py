@@ -65,6 +65,8 @@ VARIANTS = [
     Variant("nofused", "without the fused kernels (StemBlock; ExpandDepthwise and DepthwiseProject are only "
                        "tune's)", (), False),
     Variant("tuned", "each layer's alternatives measured at capture (GpuOptions::tune)", (), True),
+    Variant("tuned-nomma", "the same without PointwiseMma (the tensor cores) among the alternatives "
+                           "(GpuOptions::pointwise_mma)", (), True),
     Variant("persistent", "every launch in one persistent kernel, barriers across the GPU between them "
                           "(GpuOptions::persistent)", (), True),
     Variant("persistent-fences", "the same with the barrier ordered by fences rather than release/acquire "
