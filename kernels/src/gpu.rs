@@ -1161,7 +1161,8 @@ fn optional(b: Option<Buffer>) -> Arg {
 /// The pointwise launches that could compute `a [m][k]` x weights `[k][ldw]` -> `out [m][n]`, its
 /// input gated by `gate`, on `target`: the best k split of each tiling and, where they serve, the
 /// warps kernels and the k-split tiles, fastest first by the models ([`PwTile::micros`],
-/// [`WarpsTile::micros`], [`ksplit_micros`]), then the k-split shapes that only measurement rates.
+/// [`WarpsTile::micros`], [`ksplit_micros`]), then the k-split shapes that only measurement rates,
+/// then the tensor cores' ([`Kernel::PointwiseMma`], likewise).
 fn pointwise(
     a: Buffer,
     m: usize,
