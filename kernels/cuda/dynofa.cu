@@ -14,8 +14,9 @@
 // counter and __threadfence, on sm_90 the griddepcontrol instructions (DYNOFA_WAIT_PREVIOUS), and
 // for the persistent kernel dynamic shared memory, its barrier's atomicAdd or red.release,
 // volatile or ld.acquire polls and __trap, the global timer (its trace), and on sm_80 and newer
-// cvt.rna.tf32 and mma.sync (dyn_mma: a warp's tensor-core product). No warp shuffles, and no sum
-// depends on the order in which blocks or warps run: results are deterministic.
+// mma.sync (dyn_mma: a warp's tensor-core product) with __float_as_uint and __uint_as_float for
+// its operands. No warp shuffles, and no sum depends on the order in which blocks or warps run:
+// results are deterministic.
 
 // The tile sizes (PW_*, PWS_*, PWW_*, DW_*, DWR_*, MV_*), the persistent kernel's (DYN_*) and
 // the kernels' numbers (DYNOFA_KID_*) are defined by the launch plan (dynofa-kernels' gpu module),
@@ -875,7 +876,7 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     at.sbeg = b.bz() * kc;
     at.send = at.sbeg + kc < k ? at.sbeg + kc : k;
     int groups = at.groups, tid = at.tid, m0 = at.m0, n0 = at.n0, sbeg = at.sbeg, send = at.send;
-    bool lead = !GROUPS || at.group == 0;
+    bool lead = at.group == 0;
     int tx = tid % COLS, ty = tid / COLS;
 
     float es[TN], et[TN];

@@ -61,6 +61,18 @@ static dim3 blockIdx, threadIdx, blockDim, gridDim;
 #define __launch_bounds__(...)
 #define __shared__ static
 
+// CUDA's reinterpretations of a float's bits (the emulation's mma reads its operands with them too).
+static inline float __uint_as_float(unsigned v) {
+    float f;
+    std::memcpy(&f, &v, sizeof f);
+    return f;
+}
+static inline unsigned __float_as_uint(float f) {
+    unsigned v;
+    std::memcpy(&v, &f, sizeof v);
+    return v;
+}
+
 namespace dynofa_emu {
 
 // Enough for the kernels' register tiles; the scheduler's frames are on the caller's stack.
@@ -79,7 +91,7 @@ struct Fiber {
     Wait wait;
     unsigned id, count;
     bool waited;  // past dyn_wait in the current launch block
-    unsigned mmas;  // its warp's mma.sync calls so far (mma_tf32)
+    unsigned mmas;  // the mma.sync calls it made (mma_tf32: which of its warp's two scratches)
 };
 
 static std::vector<Fiber> fibers;
@@ -236,12 +248,7 @@ struct MmaScratch {
 };
 static std::vector<MmaScratch> mma_scratch;
 static inline void mma_tf32(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-    auto operand = [](unsigned v) {
-        v &= 0xffffe000u;
-        float f;
-        std::memcpy(&f, &v, sizeof f);
-        return f;
-    };
+    auto operand = [](unsigned v) { return __uint_as_float(v & 0xffffe000u); };
     std::size_t threads = std::size_t(blockDim.x) * blockDim.y * blockDim.z;
     if (threads % 32 != 0) std::abort();  // a part warp: mma.sync needs all 32 lanes
     std::size_t lane = current % threads % 32, g = lane / 4, c = lane % 4;
@@ -311,16 +318,6 @@ static inline T __ldcg(const T* p) {
 template <class T>
 static inline T __ldca(const T* p) {
     return *p;
-}
-static inline float __uint_as_float(unsigned v) {
-    float f;
-    std::memcpy(&f, &v, sizeof f);
-    return f;
-}
-static inline unsigned __float_as_uint(float f) {
-    unsigned v;
-    std::memcpy(&v, &f, sizeof v);
-    return v;
 }
 // A trap ends the process: the test that ran the kernel fails.
 static inline void __trap() { std::abort(); }
