@@ -530,9 +530,11 @@ extern "C" __global__ void __launch_bounds__(SB_THREADS)
 // the tile. The product (PwProduct) runs on the CUDA cores, or with MMA on the tensor cores.
 
 // Where a block works: its output tile (pixels from m0, channels from n0), its slice [sbeg, send)
-// of k, and its `groups` groups of THREADS threads, this thread `tid` of group `group`.
+// of k, and its `groups` groups of THREADS threads, this thread `tid` of group `group`, whose
+// outputs are pixels m0 + ty * TM + i and channels n0 + tx * TN + j (tx = tid % (BN / TN), ty =
+// tid / (BN / TN)): the product's sums and the epilogue's loads and stores.
 struct PwPlace {
-    int m0, n0, sbeg, send, groups, group, tid;
+    int m0, n0, sbeg, send, groups, group, tid, tx, ty;
 };
 // The product's shared memory: on the CUDA cores, each group's two stages and the groups' sums
 // (`red`, KS > 1); on the tensor cores, each warp's partial tile (rows PW_MMA_ROW apart: padded by
@@ -557,10 +559,9 @@ struct PwShared : PwStages<BM, BN, KS, MMA> {
 };
 
 // A block's product: acc[i][j] of thread `tid` of group 0 = the sum over the block's slice for
-// pixel m0 + ty * TM + i and channel n0 + tx * TN + j (ty = tid / (BN / TN), tx = tid % (BN /
-// TN)). Each loads its first weights, then waits for the previous kernel (dyn_wait), then loads
-// its first activations, then calls `after_wait` (which loads the gates into `gs`), and lets the
-// next kernel be scheduled after its main loop.
+// its output (i, j) (PwPlace). Each loads its first weights, then waits for the previous kernel
+// (dyn_wait), then loads its first activations, then calls `after_wait` (which loads the gates
+// into `gs`), and lets the next kernel be scheduled after its main loop.
 template <bool MMA>
 struct PwProduct;
 
@@ -585,9 +586,9 @@ struct PwProduct<false> {
         static_assert(BM % 16 == 0 && PW_BK == 16, "the padding below assumes these");
         const float* gs = shm->gs;
         int groups = at.groups, group = at.group, tid = at.tid, sbeg = at.sbeg, send = at.send;
+        int tx = at.tx, ty = at.ty;
         auto& as = shm->as[group];
         auto& bs = shm->bs[group];
-        int tx = tid % COLS, ty = tid / COLS;
         // This group's part of the slice, in whole steps; the same number of steps for every group
         // (one barrier per step for the block), a group past the slice's end loading zeros.
         int part = KS > 1 ? ((send - sbeg + groups - 1) / groups + PW_BK - 1) / PW_BK * PW_BK : send - sbeg;
@@ -845,8 +846,7 @@ struct PwProduct<true> {
             red[warp][(g + 8) * ROW + o + 1] = d[j][3];
         }
         dyn_sync(b);
-        constexpr int COLS = BN / TN;
-        int tx = at.tid % COLS, ty = at.tid / COLS;
+        int tx = at.tx, ty = at.ty;
         #pragma unroll
         for (int i = 0; i < TM; ++i)
             #pragma unroll
@@ -875,9 +875,10 @@ __device__ __forceinline__ void pointwise_tile(const B& b, PwShared<BM, BN, TM, 
     at.n0 = b.bx() * BN;
     at.sbeg = b.bz() * kc;
     at.send = at.sbeg + kc < k ? at.sbeg + kc : k;
-    int groups = at.groups, tid = at.tid, m0 = at.m0, n0 = at.n0, sbeg = at.sbeg, send = at.send;
+    at.tx = at.tid % COLS;
+    at.ty = at.tid / COLS;
+    int groups = at.groups, m0 = at.m0, n0 = at.n0, sbeg = at.sbeg, send = at.send, tx = at.tx, ty = at.ty;
     bool lead = at.group == 0;
-    int tx = tid % COLS, ty = tid / COLS;
 
     float es[TN], et[TN];
     #pragma unroll
